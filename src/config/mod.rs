@@ -1,0 +1,140 @@
+//! Configuration: YAML wire types, validation into the domain types below.
+//!
+//! The domain types here are what the rest of the daemon consumes; they are
+//! valid by construction (every check of [`load_str`] has passed).
+//!
+//! # Layout
+//! - `wire`: serde structs for the file as written (all keys optional).
+//! - `position`: key path → line/column index, for errors that point at the
+//!   line to edit.
+//! - `validate` (+ `names`, `capacity`): wire → domain types, every problem
+//!   at once.
+//! - `load`: the three passes tied together; `effective`: back to YAML.
+//! - [`duration`]: `30s`-style durations, shared with `visionctl`.
+//! - [`Error`]/[`Errors`]: problems with key path and position.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+mod capacity;
+pub mod duration;
+mod effective;
+mod error;
+mod load;
+mod names;
+mod position;
+#[cfg(test)]
+mod test_support;
+mod validate;
+mod wire;
+
+pub use capacity::{LISTANDWATCH_LIMIT_BYTES, VRAM_DEVICE_WIRE_BYTES};
+pub use error::{Error, Errors};
+pub use load::{load_file, load_str};
+
+/// The development config (simulated GPUs, the seed models), built into the
+/// binary so `simulate` and local runs need no file.
+pub const DEV_YAML: &str = include_str!("../../config/dev.yaml");
+
+impl Config {
+    /// The embedded [`DEV_YAML`] config.
+    ///
+    /// It sets `node_name` itself, so the environment does not matter; a unit
+    /// test proves it validates, which is why this cannot panic.
+    pub fn dev() -> Config {
+        load_str(DEV_YAML, "config/dev.yaml (embedded)", &|_| None)
+            .unwrap_or_else(|errors| panic!("the embedded dev config is invalid:\n{errors}"))
+    }
+}
+
+/// The validated daemon configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Kubernetes node this daemon runs on (`node_name`, default `$NODE_NAME`,
+    /// else the host name).
+    pub node_name: String,
+    /// Extended-resource and label domain, e.g. `vision.ai`.
+    pub domain: String,
+    pub gpus: GpuConfig,
+    pub devices: DevicesConfig,
+    pub admission: AdmissionConfig,
+    /// The model catalog, in file order. Names are unique.
+    pub models: Vec<ModelSpec>,
+}
+
+/// Which GPU inventory to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuBackend {
+    /// NVML when `libnvidia-ml` loads, else the simulated list (with a warning).
+    Auto,
+    Nvml,
+    Simulated,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuConfig {
+    pub backend: GpuBackend,
+    /// MiB per GPU kept out of the pool (CUDA context, fragmentation headroom).
+    pub reserve_mib: u64,
+    /// Simulated GPUs, expanded from `{name, memory_mib, count}` entries.
+    pub simulated: Vec<SimulatedGpu>,
+    /// Explicit path of `libnvidia-ml.so.1`; `None` lets the loader search.
+    pub nvml_library: Option<PathBuf>,
+}
+
+/// One simulated GPU model line (`count` identical GPUs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimulatedGpu {
+    pub name: String,
+    pub memory_mib: u64,
+    pub count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DevicesConfig {
+    /// `<domain>/slot` devices per healthy GPU.
+    pub slots_per_gpu: u32,
+    /// MiB per `<domain>/vram` device.
+    pub vram_unit_mib: u64,
+    /// Fraction (0..=1) of each GPU's pool that may be carved out as vram.
+    pub vram_shareable_fraction: f64,
+}
+
+/// Which idle model to evict first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EvictionPolicy {
+    /// Least recently used (default).
+    #[default]
+    Lru,
+    /// Cost-aware GreedyDual-Size, cost = the model's load time.
+    GreedyDualSize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdmissionConfig {
+    /// Most admissions waiting in the queue at once.
+    pub queue_limit: usize,
+    /// How long an admission waits when the caller gives no timeout.
+    pub default_timeout: Duration,
+    /// Lease lifetime; `KeepAlive` extends a lease by this much.
+    pub lease_ttl: Duration,
+    pub eviction_policy: EvictionPolicy,
+}
+
+/// One catalog entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    pub name: String,
+    /// Resident weights on one GPU.
+    pub weights_mib: u64,
+    /// Working memory of one running task.
+    pub working_mib: u64,
+    /// Most concurrent tasks one resident copy serves.
+    pub max_concurrency: u32,
+    /// Expected load time (used by the simulated runtime, GDS cost, simulator).
+    pub load_ms: u64,
+    /// Typical task duration (simulator, status estimates).
+    pub task_ms: u64,
+    /// Task types the model serves (e.g. `detect`); empty = any.
+    pub task_types: Vec<String>,
+}

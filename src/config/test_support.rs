@@ -1,0 +1,36 @@
+//! Helpers shared by the config unit tests.
+
+use super::validate::Sources;
+use super::{Config, Error, Errors};
+
+/// Loads `text` with no environment and no host name, so that a missing
+/// `node_name` is an error rather than whatever machine runs the test.
+pub(crate) fn load(text: &str) -> Result<Config, Errors> {
+    load_with_env(text, &|_| None, &|| None)
+}
+
+pub(crate) fn load_with_env(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    hostname: &dyn Fn() -> Option<String>,
+) -> Result<Config, Errors> {
+    super::load::load_with(text, "test.yaml", &Sources { env, hostname })
+}
+
+/// The errors of loading `text`; panics if it loads.
+pub(crate) fn errors(text: &str) -> Vec<Error> {
+    match load(text) {
+        Ok(config) => panic!("expected errors, loaded {config:#?}"),
+        Err(errors) => errors.errors().to_vec(),
+    }
+}
+
+/// An expected error at a known position.
+pub(crate) fn err(path: &str, message: &str, line: usize, column: usize) -> Error {
+    Error {
+        path: path.to_owned(),
+        message: message.to_owned(),
+        line: Some(line),
+        column: Some(column),
+    }
+}

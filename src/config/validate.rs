@@ -1,0 +1,373 @@
+//! Validation: wire types → domain types, every problem reported at once.
+//!
+//! Each section is checked on its own (defaults filled in, sizes > 0, names
+//! well formed), then the cross-field checks of [`super::capacity`] run on
+//! whatever was valid enough to check. Every error carries the key path and
+//! the position of the offending value from the [`Index`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::capacity;
+use super::duration;
+use super::error::Error;
+use super::names;
+use super::position::{Index, join};
+use super::wire::{
+    WireAdmission, WireBackend, WireConfig, WireDevices, WireDuration, WireEvictionPolicy,
+    WireGpus, WireModel, WireSimulatedGpu,
+};
+use super::{
+    AdmissionConfig, Config, DevicesConfig, EvictionPolicy, GpuBackend, GpuConfig, ModelSpec,
+    SimulatedGpu,
+};
+
+pub(crate) const DEFAULT_DOMAIN: &str = "vision.ai";
+pub(crate) const DEFAULT_RESERVE_MIB: u64 = 512;
+pub(crate) const DEFAULT_SLOTS_PER_GPU: u32 = 8;
+pub(crate) const DEFAULT_VRAM_UNIT_MIB: u64 = 1024;
+pub(crate) const DEFAULT_VRAM_SHAREABLE_FRACTION: f64 = 0.5;
+pub(crate) const DEFAULT_QUEUE_LIMIT: u64 = 256;
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_MAX_CONCURRENCY: u32 = 4;
+pub(crate) const DEFAULT_TASK_MS: u64 = 100;
+pub(crate) const DEFAULT_SIMULATED_COUNT: u32 = 1;
+
+/// Where values not in the file come from; injected so tests do not depend on
+/// the machine they run on.
+pub(crate) struct Sources<'a> {
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    pub hostname: &'a dyn Fn() -> Option<String>,
+}
+
+/// Builds the domain [`Config`] from `wire`, or returns every problem found.
+pub(crate) fn validate(
+    wire: WireConfig,
+    index: &Index,
+    sources: &Sources<'_>,
+) -> Result<Config, Vec<Error>> {
+    let mut c = Check {
+        index,
+        errors: Vec::new(),
+    };
+    let node_name = node_name(&mut c, wire.node_name, sources);
+    let domain = wire.domain.unwrap_or_else(|| DEFAULT_DOMAIN.to_owned());
+    if let Some(problem) = names::resource_domain_problem(&domain) {
+        c.fail("domain", problem);
+    }
+    let gpus = gpus(&mut c, wire.gpus.unwrap_or_default());
+    let devices = devices(&mut c, wire.devices.unwrap_or_default());
+    let admission = admission(&mut c, wire.admission.unwrap_or_default());
+    let models = models(&mut c, wire.models.unwrap_or_default());
+    cross_checks(&mut c, &gpus, &devices, &models);
+    if c.errors.is_empty() {
+        Ok(Config {
+            node_name,
+            domain,
+            gpus,
+            devices,
+            admission,
+            models,
+        })
+    } else {
+        Err(c.errors)
+    }
+}
+
+/// Collects errors, each located through the index.
+struct Check<'a> {
+    index: &'a Index,
+    errors: Vec<Error>,
+}
+
+impl Check<'_> {
+    fn fail(&mut self, path: &str, message: impl Into<String>) {
+        let pos = self.index.locate(path);
+        self.errors.push(Error {
+            path: path.to_owned(),
+            message: message.into(),
+            line: pos.map(|p| p.line),
+            column: pos.map(|p| p.column),
+        });
+    }
+
+    /// The value of a required key, or a default placeholder after reporting
+    /// it missing (at the mapping it belongs in).
+    fn required<T: Default>(&mut self, path: &str, value: Option<T>) -> T {
+        value.unwrap_or_else(|| {
+            self.fail(path, "is required");
+            T::default()
+        })
+    }
+
+    fn positive<T: Default + PartialEq>(&mut self, path: &str, value: T) -> T {
+        if value == T::default() {
+            self.fail(path, "must be > 0");
+        }
+        value
+    }
+
+    fn duration(&mut self, path: &str, value: Option<WireDuration>, default: Duration) -> Duration {
+        match value {
+            None => default,
+            Some(WireDuration(text)) => duration::parse(&text).unwrap_or_else(|problem| {
+                self.fail(path, problem);
+                default
+            }),
+        }
+    }
+}
+
+/// `node_name`, else `$NODE_NAME` (the Downward API's `spec.nodeName` in a
+/// DaemonSet), else the kernel host name lowercased as kubelet does.
+fn node_name(c: &mut Check<'_>, configured: Option<String>, sources: &Sources<'_>) -> String {
+    const PATH: &str = "node_name";
+    let from_env = || {
+        (sources.env)("NODE_NAME")
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+    };
+    let from_host = || {
+        (sources.hostname)()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+    };
+    let (name, origin) = if let Some(name) = configured {
+        (name, "")
+    } else if let Some(name) = from_env() {
+        (name, "taken from $NODE_NAME: ")
+    } else if let Some(name) = from_host() {
+        (name, "taken from /proc/sys/kernel/hostname: ")
+    } else {
+        c.fail(
+            PATH,
+            "not set, and neither $NODE_NAME nor /proc/sys/kernel/hostname gives one; \
+             set node_name, or NODE_NAME from the Downward API (spec.nodeName)",
+        );
+        return String::new();
+    };
+    if let Some(problem) = names::dns_subdomain_problem(&name) {
+        c.fail(PATH, format!("{origin}{problem}"));
+    }
+    name
+}
+
+fn gpus(c: &mut Check<'_>, wire: WireGpus) -> GpuConfig {
+    let backend = match wire.backend.unwrap_or(WireBackend::Auto) {
+        WireBackend::Auto => GpuBackend::Auto,
+        WireBackend::Nvml => GpuBackend::Nvml,
+        WireBackend::Simulated => GpuBackend::Simulated,
+    };
+    let nvml_library = wire.nvml_library.map(|path| {
+        if path.is_empty() {
+            c.fail(
+                "gpus.nvml_library",
+                "must not be empty; leave the key out to let the loader search",
+            );
+        }
+        PathBuf::from(path)
+    });
+    let simulated: Vec<SimulatedGpu> = wire
+        .simulated
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, gpu)| simulated_gpu(c, i, gpu))
+        .collect();
+    if backend == GpuBackend::Simulated && simulated.is_empty() {
+        c.fail(
+            "gpus.simulated",
+            "must list at least one GPU when gpus.backend is `simulated`",
+        );
+    }
+    GpuConfig {
+        backend,
+        reserve_mib: wire.reserve_mib.unwrap_or(DEFAULT_RESERVE_MIB),
+        simulated,
+        nvml_library,
+    }
+}
+
+fn simulated_gpu(c: &mut Check<'_>, i: usize, wire: WireSimulatedGpu) -> SimulatedGpu {
+    let base = format!("gpus.simulated[{i}]");
+    let name_path = join(&base, "name");
+    let present = wire.name.is_some();
+    let name = c.required(&name_path, wire.name);
+    if present && name.trim().is_empty() {
+        c.fail(&name_path, "must not be empty");
+    }
+    let memory_mib = required_positive(c, &join(&base, "memory_mib"), wire.memory_mib);
+    let count = wire.count.unwrap_or(DEFAULT_SIMULATED_COUNT);
+    c.positive(&join(&base, "count"), count);
+    SimulatedGpu {
+        name,
+        memory_mib,
+        count,
+    }
+}
+
+fn devices(c: &mut Check<'_>, wire: WireDevices) -> DevicesConfig {
+    let slots_per_gpu = wire.slots_per_gpu.unwrap_or(DEFAULT_SLOTS_PER_GPU);
+    c.positive("devices.slots_per_gpu", slots_per_gpu);
+    let vram_unit_mib = wire.vram_unit_mib.unwrap_or(DEFAULT_VRAM_UNIT_MIB);
+    c.positive("devices.vram_unit_mib", vram_unit_mib);
+    let fraction = wire
+        .vram_shareable_fraction
+        .unwrap_or(DEFAULT_VRAM_SHAREABLE_FRACTION);
+    if !(0.0..=1.0).contains(&fraction) {
+        c.fail(
+            "devices.vram_shareable_fraction",
+            format!("must be within [0, 1], got {fraction}"),
+        );
+    }
+    DevicesConfig {
+        slots_per_gpu,
+        vram_unit_mib,
+        vram_shareable_fraction: fraction,
+    }
+}
+
+fn admission(c: &mut Check<'_>, wire: WireAdmission) -> AdmissionConfig {
+    let queue_limit = wire.queue_limit.unwrap_or(DEFAULT_QUEUE_LIMIT);
+    c.positive("admission.queue_limit", queue_limit);
+    let queue_limit = usize::try_from(queue_limit).unwrap_or_else(|_| {
+        c.fail(
+            "admission.queue_limit",
+            format!("must be at most {}", usize::MAX),
+        );
+        0
+    });
+    // 0 is a valid default timeout: callers that give none fail fast instead
+    // of queueing.
+    let default_timeout = c.duration(
+        "admission.default_timeout",
+        wire.default_timeout,
+        DEFAULT_TIMEOUT,
+    );
+    let lease_ttl = c.duration("admission.lease_ttl", wire.lease_ttl, DEFAULT_LEASE_TTL);
+    if lease_ttl.is_zero() {
+        c.fail(
+            "admission.lease_ttl",
+            "must be > 0: a lease that expires at once reclaims every task",
+        );
+    }
+    let eviction_policy = match wire.eviction_policy.unwrap_or(WireEvictionPolicy::Lru) {
+        WireEvictionPolicy::Lru => EvictionPolicy::Lru,
+        WireEvictionPolicy::GreedyDualSize => EvictionPolicy::GreedyDualSize,
+    };
+    AdmissionConfig {
+        queue_limit,
+        default_timeout,
+        lease_ttl,
+        eviction_policy,
+    }
+}
+
+fn models(c: &mut Check<'_>, wire: Vec<WireModel>) -> Vec<ModelSpec> {
+    let mut first_use: HashMap<String, usize> = HashMap::new();
+    let mut models = Vec::with_capacity(wire.len());
+    for (i, model) in wire.into_iter().enumerate() {
+        let base = format!("models[{i}]");
+        let name_path = join(&base, "name");
+        let present = model.name.is_some();
+        let name = c.required(&name_path, model.name);
+        if present && let Some(problem) = names::model_name_problem(&name) {
+            c.fail(&name_path, problem);
+        }
+        if !name.is_empty() {
+            match first_use.get(&name) {
+                Some(first) => c.fail(
+                    &name_path,
+                    format!("duplicate model name `{name}`; models[{first}] already uses it"),
+                ),
+                None => {
+                    first_use.insert(name.clone(), i);
+                }
+            }
+        }
+        let weights_mib = required_positive(c, &join(&base, "weights_mib"), model.weights_mib);
+        let working_mib = required_positive(c, &join(&base, "working_mib"), model.working_mib);
+        let max_concurrency = model.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY);
+        c.positive(&join(&base, "max_concurrency"), max_concurrency);
+        // A load time of 0 is allowed: an already-resident or trivial model.
+        let load_ms = c.required(&join(&base, "load_ms"), model.load_ms);
+        let task_ms = model.task_ms.unwrap_or(DEFAULT_TASK_MS);
+        c.positive(&join(&base, "task_ms"), task_ms);
+        let task_types = model.task_types.unwrap_or_default();
+        for (j, task_type) in task_types.iter().enumerate() {
+            if task_type.trim().is_empty() {
+                c.fail(&format!("{base}.task_types[{j}]"), "must not be empty");
+            }
+        }
+        models.push(ModelSpec {
+            name,
+            weights_mib,
+            working_mib,
+            max_concurrency,
+            load_ms,
+            task_ms,
+            task_types,
+        });
+    }
+    models
+}
+
+/// A required size: missing is reported as required, zero as `> 0`.
+fn required_positive(c: &mut Check<'_>, path: &str, value: Option<u64>) -> u64 {
+    match value {
+        None => c.required(path, value),
+        Some(v) => c.positive(path, v),
+    }
+}
+
+/// Checks across sections; each runs only on inputs valid enough to judge.
+fn cross_checks(
+    c: &mut Check<'_>,
+    gpus: &GpuConfig,
+    devices: &DevicesConfig,
+    models: &[ModelSpec],
+) {
+    let reserve_ok = match capacity::reserve_problem(gpus.reserve_mib, &gpus.simulated) {
+        Some(problem) => {
+            c.fail("gpus.reserve_mib", problem);
+            false
+        }
+        None => true,
+    };
+    // Model fit is only judged against simulated GPUs: with `auto` or `nvml`
+    // the GPUs are unknown until runtime, where admission refuses a model
+    // that fits no GPU (FAILED_PRECONDITION with the numbers).
+    let simulated = gpus.backend == GpuBackend::Simulated;
+    if simulated && reserve_ok {
+        for (i, model) in models.iter().enumerate() {
+            if let Some(problem) = capacity::unfit_model_problem(
+                model.weights_mib,
+                model.working_mib,
+                gpus.reserve_mib,
+                &gpus.simulated,
+            ) {
+                c.fail(&format!("models[{i}]"), problem);
+            }
+        }
+    }
+    let fraction_ok = (0.0..=1.0).contains(&devices.vram_shareable_fraction);
+    let node_known = !simulated || (reserve_ok && !gpus.simulated.is_empty());
+    if node_known
+        && fraction_ok
+        && devices.vram_unit_mib > 0
+        && let Some(problem) = capacity::vram_listandwatch_problem(gpus, devices)
+    {
+        c.fail("devices.vram_unit_mib", problem);
+    }
+    if node_known
+        && devices.slots_per_gpu > 0
+        && let Some(problem) = capacity::slot_listandwatch_problem(gpus, devices)
+    {
+        c.fail("devices.slots_per_gpu", problem);
+    }
+}
+
+#[cfg(test)]
+mod tests;

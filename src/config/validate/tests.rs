@@ -1,0 +1,358 @@
+//! Each semantic check, with the exact key path and line/column it reports.
+
+use super::super::test_support::{err, errors, load};
+use super::super::{Error, GpuBackend};
+
+#[test]
+fn zero_model_sizes_are_each_reported_at_their_value() {
+    let text = "\
+node_name: n
+models:
+  - name: a
+    weights_mib: 0
+    working_mib: 0
+    max_concurrency: 0
+    load_ms: 0
+    task_ms: 0
+";
+    assert_eq!(
+        errors(text),
+        vec![
+            err("models[0].weights_mib", "must be > 0", 4, 18),
+            err("models[0].working_mib", "must be > 0", 5, 18),
+            err("models[0].max_concurrency", "must be > 0", 6, 22),
+            err("models[0].task_ms", "must be > 0", 8, 14),
+        ]
+    );
+}
+
+#[test]
+fn a_load_time_of_zero_is_allowed() {
+    let text = "node_name: n\nmodels: [{ name: a, weights_mib: 1, working_mib: 1, load_ms: 0 }]\n";
+    let config = load(text).expect("loads");
+    assert_eq!(config.models[0].load_ms, 0);
+}
+
+#[test]
+fn zero_gpu_device_and_admission_settings_are_all_reported_at_once() {
+    let text = "\
+node_name: n
+gpus:
+  backend: simulated
+  simulated:
+    - name: g
+      memory_mib: 0
+      count: 0
+    - name: h
+      memory_mib: 1024
+devices:
+  slots_per_gpu: 0
+  vram_unit_mib: 0
+admission:
+  queue_limit: 0
+  lease_ttl: 0s
+";
+    let lease = "must be > 0: a lease that expires at once reclaims every task";
+    assert_eq!(
+        errors(text),
+        vec![
+            err("gpus.simulated[0].memory_mib", "must be > 0", 6, 19),
+            err("gpus.simulated[0].count", "must be > 0", 7, 14),
+            err("devices.slots_per_gpu", "must be > 0", 11, 18),
+            err("devices.vram_unit_mib", "must be > 0", 12, 18),
+            err("admission.queue_limit", "must be > 0", 14, 16),
+            err("admission.lease_ttl", lease, 15, 14),
+        ]
+    );
+}
+
+#[test]
+fn a_shareable_fraction_outside_zero_to_one_or_nan_is_rejected() {
+    for (value, shown) in [("1.5", "1.5"), ("-0.1", "-0.1"), (".nan", "NaN")] {
+        let text = format!("node_name: n\ndevices:\n  vram_shareable_fraction: {value}\n");
+        let message = format!("must be within [0, 1], got {shown}");
+        assert_eq!(
+            errors(&text),
+            vec![err("devices.vram_shareable_fraction", &message, 3, 28)]
+        );
+    }
+    for edge in ["0", "1", "1.0"] {
+        let text = format!("node_name: n\ndevices:\n  vram_shareable_fraction: {edge}\n");
+        assert!(load(&text).is_ok(), "{edge} is within [0, 1]");
+    }
+}
+
+#[test]
+fn a_duplicate_model_name_points_at_the_second_and_names_the_first() {
+    let text = "\
+node_name: n
+models:
+  - { name: a, weights_mib: 1, working_mib: 1, load_ms: 0 }
+  - { name: b, weights_mib: 1, working_mib: 1, load_ms: 0 }
+  - { name: a, weights_mib: 1, working_mib: 1, load_ms: 0 }
+";
+    assert_eq!(
+        errors(text),
+        vec![err(
+            "models[2].name",
+            "duplicate model name `a`; models[0] already uses it",
+            5,
+            13
+        )]
+    );
+}
+
+#[test]
+fn an_invalid_model_name_is_rejected_with_the_rule() {
+    let text =
+        "node_name: n\nmodels:\n  - { name: YOLO, weights_mib: 1, working_mib: 1, load_ms: 0 }\n";
+    let message = "`YOLO` is not a valid model name: use lower-case letters, digits, '-', '.' \
+                   and '_', starting and ending with a letter or digit";
+    assert_eq!(errors(text), vec![err("models[0].name", message, 3, 13)]);
+}
+
+#[test]
+fn a_model_name_over_63_characters_is_rejected() {
+    let name = "a".repeat(64);
+    let text = format!(
+        "node_name: n\nmodels:\n  - {{ name: {name}, weights_mib: 1, working_mib: 1, load_ms: 0 }}\n"
+    );
+    let message = format!("`{name}` is 64 characters long; a model name has at most 63");
+    assert_eq!(errors(&text), vec![err("models[0].name", &message, 3, 13)]);
+}
+
+#[test]
+fn an_empty_task_type_is_reported_at_its_list_item() {
+    let text = "\
+node_name: n
+models:
+  - name: a
+    weights_mib: 1
+    working_mib: 1
+    load_ms: 0
+    task_types: [detect, \"\"]
+";
+    assert_eq!(
+        errors(text),
+        vec![err("models[0].task_types[1]", "must not be empty", 7, 26)]
+    );
+}
+
+#[test]
+fn missing_required_keys_are_reported_at_the_entry_that_lacks_them() {
+    let text = "\
+node_name: n
+gpus:
+  simulated:
+    - name: g
+models:
+  - name: a
+    working_mib: 1
+  - weights_mib: 1
+    working_mib: 1
+    load_ms: 0
+";
+    assert_eq!(
+        errors(text),
+        vec![
+            err("gpus.simulated[0].memory_mib", "is required", 4, 7),
+            err("models[0].weights_mib", "is required", 6, 5),
+            err("models[0].load_ms", "is required", 6, 5),
+            err("models[1].name", "is required", 8, 5),
+        ]
+    );
+}
+
+#[test]
+fn a_reserve_at_least_a_simulated_gpus_memory_is_rejected() {
+    let text = "\
+node_name: n
+gpus:
+  reserve_mib: 4096
+  simulated:
+    - { name: big, memory_mib: 24576 }
+    - { name: tiny, memory_mib: 4096 }
+";
+    let message = "4096 MiB leaves no usable memory on gpus.simulated[1] (`tiny`, memory_mib 4096); \
+                   it must be less than every simulated GPU's memory_mib";
+    assert_eq!(errors(text), vec![err("gpus.reserve_mib", message, 3, 16)]);
+}
+
+const TOO_BIG_MODEL: &str = "\
+node_name: n
+gpus:
+  backend: simulated
+  simulated: [{ name: small, memory_mib: 8192 }]
+models:
+  - name: big
+    weights_mib: 6000
+    working_mib: 2000
+    load_ms: 0
+";
+
+#[test]
+fn a_model_that_fits_no_simulated_gpu_is_rejected_with_the_numbers() {
+    let message = "needs 8000 MiB on one GPU (weights_mib 6000 + working_mib 2000), more than any \
+                   simulated GPU offers: the largest pool is 7680 MiB (`small`: memory_mib 8192 - \
+                   gpus.reserve_mib 512)";
+    assert_eq!(errors(TOO_BIG_MODEL), vec![err("models[0]", message, 6, 5)]);
+}
+
+#[test]
+fn model_fit_is_not_checked_when_the_gpus_are_known_only_at_runtime() {
+    let text = TOO_BIG_MODEL.replace("backend: simulated", "backend: auto");
+    let config = load(&text).expect("auto GPUs are unknown until runtime");
+    assert_eq!(config.gpus.backend, GpuBackend::Auto);
+}
+
+#[test]
+fn the_simulated_backend_needs_at_least_one_gpu() {
+    let message = "must list at least one GPU when gpus.backend is `simulated`";
+    let text = "node_name: n\ngpus:\n  backend: simulated\n  simulated: []\n";
+    assert_eq!(errors(text), vec![err("gpus.simulated", message, 4, 14)]);
+    // Without the key the error points at the `gpus` mapping.
+    let text = "node_name: n\ngpus:\n  backend: simulated\n";
+    assert_eq!(errors(text), vec![err("gpus.simulated", message, 3, 3)]);
+}
+
+#[test]
+fn a_vram_unit_too_small_for_kubelet_is_rejected_with_the_worst_case_assumption() {
+    let text = "node_name: n\ndevices:\n  vram_unit_mib: 1\n";
+    let message = "1 MiB per device gives 784384 vram devices assuming a worst-case node of 8 GPUs \
+                   × 196608 MiB (backend `auto` finds its GPUs only at runtime), about 62750720 \
+                   bytes in one ListAndWatch response (at ~80 bytes per device), over kubelet's \
+                   4194304-byte gRPC receive limit; the smallest unit that fits is 15 MiB";
+    assert_eq!(
+        errors(text),
+        vec![err("devices.vram_unit_mib", message, 3, 18)]
+    );
+}
+
+#[test]
+fn a_vram_unit_too_small_for_the_simulated_gpus_is_rejected() {
+    let text = "\
+node_name: n
+gpus:
+  backend: simulated
+  simulated: [{ name: a100, memory_mib: 81920 }]
+devices: { vram_unit_mib: 1, vram_shareable_fraction: 1 }
+";
+    let found = errors(text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (found[0].path.as_str(), found[0].line, found[0].column),
+        ("devices.vram_unit_mib", Some(5), Some(27))
+    );
+    assert!(
+        found[0]
+            .message
+            .starts_with("1 MiB per device gives 81408 vram devices on the 1 simulated GPUs,"),
+        "{}",
+        found[0].message
+    );
+}
+
+#[test]
+fn too_many_slots_per_gpu_for_kubelet_are_rejected() {
+    let text = "node_name: n\ndevices:\n  slots_per_gpu: 7000\n";
+    let found = errors(text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (found[0].path.as_str(), found[0].line, found[0].column),
+        ("devices.slots_per_gpu", Some(3), Some(18))
+    );
+    assert!(
+        found[0].message.ends_with("use at most 6553"),
+        "{}",
+        found[0].message
+    );
+}
+
+#[test]
+fn a_domain_must_be_a_dns_subdomain_outside_kubernetes_io() {
+    let text = "node_name: n\ndomain: Vision.AI\n";
+    let message = "`Vision.AI` is not a valid DNS subdomain: use lower-case letters, digits, '-' and \
+                   '.', each dot-separated part starting and ending with a letter or digit";
+    assert_eq!(errors(text), vec![err("domain", message, 2, 9)]);
+    let found = errors("node_name: n\ndomain: kubernetes.io\n");
+    assert_eq!(found[0].path, "domain");
+    assert!(
+        found[0].message.contains("reserved by Kubernetes"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_node_name_in_the_file_must_be_a_dns_subdomain() {
+    let found = errors("node_name: Node_1\n");
+    assert_eq!(
+        (found[0].path.as_str(), found[0].line, found[0].column),
+        ("node_name", Some(1), Some(12))
+    );
+}
+
+#[test]
+fn a_duration_without_a_unit_is_reported_with_a_hint() {
+    let text = "node_name: n\nadmission:\n  default_timeout: 30\n  lease_ttl: 1.5s\n";
+    assert_eq!(
+        errors(text),
+        vec![
+            err(
+                "admission.default_timeout",
+                "`30` has no unit; write e.g. `30s` (units: h, m, s, ms, us, ns)",
+                3,
+                20
+            ),
+            err(
+                "admission.lease_ttl",
+                "`1.5s` has an unknown unit `.` (units: h, m, s, ms, us, ns)",
+                4,
+                14
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_zero_default_timeout_is_allowed_to_fail_fast() {
+    let config = load("node_name: n\nadmission: { default_timeout: 0s }\n").expect("loads");
+    assert!(config.admission.default_timeout.is_zero());
+}
+
+#[test]
+fn an_empty_nvml_library_path_is_rejected() {
+    let text = "node_name: n\ngpus:\n  nvml_library: ''\n";
+    let message = "must not be empty; leave the key out to let the loader search";
+    assert_eq!(errors(text), vec![err("gpus.nvml_library", message, 3, 17)]);
+}
+
+#[test]
+fn errors_from_every_section_come_back_together_in_file_order() {
+    let text = "\
+node_name: n
+domain: -bad
+devices:
+  vram_shareable_fraction: 2
+models:
+  - { name: a, weights_mib: 0, working_mib: 1, load_ms: 0 }
+  - { name: a, weights_mib: 1, working_mib: 1, load_ms: 0 }
+admission:
+  queue_limit: 0
+";
+    let found: Vec<(String, Option<usize>)> = errors(text)
+        .into_iter()
+        .map(|Error { path, line, .. }| (path, line))
+        .collect();
+    let expected = [
+        ("domain", 2),
+        ("devices.vram_shareable_fraction", 4),
+        ("models[0].weights_mib", 6),
+        ("models[1].name", 7),
+        ("admission.queue_limit", 9),
+    ];
+    let expected: Vec<(String, Option<usize>)> = expected
+        .iter()
+        .map(|(p, l)| ((*p).to_owned(), Some(*l)))
+        .collect();
+    assert_eq!(found, expected);
+}

@@ -1,0 +1,314 @@
+//! Serde wire types: the YAML file exactly as written.
+//!
+//! Kept apart from the domain types so the file format can stay stable (snake
+//! case, units in names) while the daemon's types evolve, and so that every
+//! field is optional here: a missing key is reported by validation, with the
+//! others, instead of stopping serde at the first one. Unknown keys are not
+//! rejected by serde (`deny_unknown_fields` would also stop at the first);
+//! [`super::load`] collects them all with `serde_ignored`.
+//!
+//! The same types serialize the effective config, with every field filled in.
+
+use serde::{Deserialize, Deserializer, Serialize, de};
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(
+    expecting = "a mapping of config keys (node_name, domain, gpus, devices, admission, models)"
+)]
+pub(crate) struct WireConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<WireGpus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub devices: Option<WireDevices>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admission: Option<WireAdmission>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub models: Option<Vec<WireModel>>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(expecting = "a mapping of GPU settings (backend, reserve_mib, nvml_library, simulated)")]
+pub(crate) struct WireGpus {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<WireBackend>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserve_mib: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nvml_library: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub simulated: Option<Vec<WireSimulatedGpu>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum WireBackend {
+    Auto,
+    Nvml,
+    Simulated,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(expecting = "a mapping with name, memory_mib and count")]
+pub(crate) struct WireSimulatedGpu {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(
+    expecting = "a mapping of device settings (slots_per_gpu, vram_unit_mib, vram_shareable_fraction)"
+)]
+pub(crate) struct WireDevices {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slots_per_gpu: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vram_unit_mib: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vram_shareable_fraction: Option<f64>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(
+    expecting = "a mapping of admission settings (queue_limit, default_timeout, lease_ttl, eviction_policy)"
+)]
+pub(crate) struct WireAdmission {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_limit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_timeout: Option<WireDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_ttl: Option<WireDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eviction_policy: Option<WireEvictionPolicy>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum WireEvictionPolicy {
+    Lru,
+    GreedyDualSize,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(
+    expecting = "a mapping of model settings (name, weights_mib, working_mib, max_concurrency, load_ms, task_ms, task_types)"
+)]
+pub(crate) struct WireModel {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weights_mib: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_mib: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_types: Option<Vec<String>>,
+}
+
+/// A duration as written (`30s`), parsed by validation so that a bad one is
+/// reported with all the other errors. A bare number is accepted here and
+/// turned into text, so that validation can say "add a unit" rather than
+/// serde's "invalid type: integer".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub(crate) struct WireDuration(pub String);
+
+impl<'de> Deserialize<'de> for WireDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = WireDuration;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a duration such as `30s`, `500ms` or `1m30s`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<WireDuration, E> {
+                Ok(WireDuration(v.to_owned()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<WireDuration, E> {
+                Ok(WireDuration(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<WireDuration, E> {
+                Ok(WireDuration(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<WireDuration, E> {
+                Ok(WireDuration(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// The keys each mapping accepts, for "did you mean" hints on unknown keys.
+/// A test checks these lists against what the structs serialize.
+pub(crate) const CONFIG_KEYS: &[&str] = &[
+    "node_name",
+    "domain",
+    "gpus",
+    "devices",
+    "admission",
+    "models",
+];
+pub(crate) const GPUS_KEYS: &[&str] = &["backend", "reserve_mib", "nvml_library", "simulated"];
+pub(crate) const SIMULATED_GPU_KEYS: &[&str] = &["name", "memory_mib", "count"];
+pub(crate) const DEVICES_KEYS: &[&str] =
+    &["slots_per_gpu", "vram_unit_mib", "vram_shareable_fraction"];
+pub(crate) const ADMISSION_KEYS: &[&str] = &[
+    "queue_limit",
+    "default_timeout",
+    "lease_ttl",
+    "eviction_policy",
+];
+pub(crate) const MODEL_KEYS: &[&str] = &[
+    "name",
+    "weights_mib",
+    "working_mib",
+    "max_concurrency",
+    "load_ms",
+    "task_ms",
+    "task_types",
+];
+
+/// One step of a key path, as `serde_ignored` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+/// The keys valid in the mapping at `parent`, or none if it is not one of
+/// ours.
+pub(crate) fn known_keys(parent: &[Segment]) -> &'static [&'static str] {
+    use Segment::{Index, Key};
+    match parent {
+        [] => CONFIG_KEYS,
+        [Key(k)] if k == "gpus" => GPUS_KEYS,
+        [Key(k)] if k == "devices" => DEVICES_KEYS,
+        [Key(k)] if k == "admission" => ADMISSION_KEYS,
+        [Key(g), Key(s), Index(_)] if g == "gpus" && s == "simulated" => SIMULATED_GPU_KEYS,
+        [Key(m), Index(_)] if m == "models" => MODEL_KEYS,
+        _ => &[],
+    }
+}
+
+/// `[Key(models), Index(1), Key(name)]` → `models[1].name`.
+pub(crate) fn path_string(segments: &[Segment]) -> String {
+    let mut out = String::new();
+    for segment in segments {
+        match segment {
+            Segment::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Segment::Index(i) => {
+                out.push_str(&format!("[{i}]"));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys_of<T: Serialize>(value: &T) -> Vec<String> {
+        let value = serde_yaml::to_value(value).expect("serializes");
+        let map = value.as_mapping().expect("a mapping");
+        map.keys()
+            .map(|k| k.as_str().expect("string key").to_owned())
+            .collect()
+    }
+
+    fn d() -> Option<WireDuration> {
+        Some(WireDuration("1s".into()))
+    }
+
+    #[test]
+    fn the_known_key_lists_match_the_wire_structs() {
+        let config = WireConfig {
+            node_name: Some(String::new()),
+            domain: Some(String::new()),
+            gpus: Some(WireGpus::default()),
+            devices: Some(WireDevices::default()),
+            admission: Some(WireAdmission::default()),
+            models: Some(vec![]),
+        };
+        assert_eq!(keys_of(&config), CONFIG_KEYS);
+        let gpus = WireGpus {
+            backend: Some(WireBackend::Auto),
+            reserve_mib: Some(1),
+            nvml_library: Some(String::new()),
+            simulated: Some(vec![]),
+        };
+        assert_eq!(keys_of(&gpus), GPUS_KEYS);
+        let gpu = WireSimulatedGpu {
+            name: Some(String::new()),
+            memory_mib: Some(1),
+            count: Some(1),
+        };
+        assert_eq!(keys_of(&gpu), SIMULATED_GPU_KEYS);
+        let devices = WireDevices {
+            slots_per_gpu: Some(1),
+            vram_unit_mib: Some(1),
+            vram_shareable_fraction: Some(0.5),
+        };
+        assert_eq!(keys_of(&devices), DEVICES_KEYS);
+        let admission = WireAdmission {
+            queue_limit: Some(1),
+            default_timeout: d(),
+            lease_ttl: d(),
+            eviction_policy: Some(WireEvictionPolicy::Lru),
+        };
+        assert_eq!(keys_of(&admission), ADMISSION_KEYS);
+        let model = WireModel {
+            name: Some(String::new()),
+            weights_mib: Some(1),
+            working_mib: Some(1),
+            max_concurrency: Some(1),
+            load_ms: Some(1),
+            task_ms: Some(1),
+            task_types: Some(vec![]),
+        };
+        assert_eq!(keys_of(&model), MODEL_KEYS);
+    }
+
+    #[test]
+    fn a_duration_may_be_written_as_a_bare_number_for_validation_to_reject() {
+        let d: WireDuration = serde_yaml::from_str("30").expect("parses");
+        assert_eq!(d, WireDuration("30".into()));
+        let d: WireDuration = serde_yaml::from_str("1m30s").expect("parses");
+        assert_eq!(d, WireDuration("1m30s".into()));
+    }
+
+    #[test]
+    fn eviction_policies_are_spelled_in_kebab_case() {
+        let p: WireEvictionPolicy = serde_yaml::from_str("greedy-dual-size").expect("parses");
+        assert_eq!(p, WireEvictionPolicy::GreedyDualSize);
+    }
+
+    #[test]
+    fn path_string_joins_keys_with_dots_and_indexes_with_brackets() {
+        let segments = [
+            Segment::Key("models".into()),
+            Segment::Index(1),
+            Segment::Key("name".into()),
+        ];
+        assert_eq!(path_string(&segments), "models[1].name");
+        assert_eq!(known_keys(&segments[..2]), MODEL_KEYS);
+    }
+}

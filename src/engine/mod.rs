@@ -1,0 +1,1 @@
+//! The pure admission engine (work in progress).

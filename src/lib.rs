@@ -1,0 +1,22 @@
+//! vision-node-daemon: a per-node agent that owns a Kubernetes node's GPU memory.
+//!
+//! # Layout
+//! - [`config`]: the YAML configuration — serde wire types, validation into
+//!   domain types, errors that name the key path and the line.
+//! - [`gpu`]: GPU discovery behind the [`gpu::Inventory`] trait, with two real
+//!   implementations: NVML (`nvml-wrapper`) and a simulated inventory with a
+//!   fault-injection handle.
+//! - [`engine`]: the pure admission core — per-GPU pool ledgers, LRU residency
+//!   with pins, the priority queue, leases and pod allocations. Synchronous, no
+//!   I/O, no clock: time comes in as an argument and decisions go out as data.
+//! - [`sim`]: the workload simulator that replays synthetic traffic through the
+//!   real engine and compares its load cost with an offline lower bound.
+//!
+//! The async shell (gRPC services, kubelet device plugin, cluster publishing,
+//! telemetry) wraps these pieces; none of them depends on tokio.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod engine;
+pub mod gpu;
+pub mod sim;

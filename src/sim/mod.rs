@@ -1,0 +1,1 @@
+//! The workload simulator (work in progress).
