@@ -1,1 +1,349 @@
-//! The pure admission engine (work in progress).
+//! The pure admission engine: a deterministic state machine.
+//!
+//! It owns the node's GPU memory ledgers, model residency (LRU or
+//! GreedyDual-Size, with pin counts), the bounded priority queue, leases with
+//! TTLs and pods' allocations. It never sleeps, spawns, locks, logs or reads a
+//! clock: every operation takes `now` and leaves its decisions as
+//! [`Effect`]s, which the shell drains with [`Engine::drain_effects`] and
+//! carries out (load a model, answer a waiting caller, publish an event).
+//! [`Engine::next_deadline`] tells the shell when to call [`Engine::tick`].
+//!
+//! # Lifecycle of an admission
+//! `admit` either grants at once (warm model, memory free) or returns a
+//! [`TicketId`]; a ticket then ends in exactly one [`Effect::Grant`] or
+//! [`Effect::Reject`], unless the caller cancels it first. A lease ends by
+//! `release`, by expiry ([`Effect::Expire`]) or by revocation ([`Effect::Revoke`]).
+//!
+//! # Placement (DESIGN.md §Admission)
+//! A GPU where the model is ready and its working memory fits (evicting idle
+//! copies if needed, fewest first); else one where it is loading (join the
+//! load); else the GPU where a new copy fits after the fewest evictions of
+//! idle copies. Queued work is placed in priority then arrival order; a head
+//! that cannot be placed reserves the GPU it will fit on first, so lower
+//! priorities may use the other GPUs but never starve it.
+
+mod admission;
+mod lifecycle;
+mod pool;
+mod status;
+#[cfg(test)]
+mod tests;
+mod types;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use pool::GpuSpec;
+pub use status::{Counters, GpuStatus, Outcome, ResidentStatus, Status};
+pub use types::*;
+
+use crate::config::{self, EvictionPolicy, ModelSpec};
+use pool::Pool;
+
+/// The most GPUs one engine manages (queue reservations use a `u128` mask).
+pub const MAX_GPUS: usize = 128;
+
+/// Engine-wide settings (from `config::AdmissionConfig` and `gpus.reserve_mib`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub reserve_mib: u64,
+    pub queue_limit: usize,
+    pub default_timeout: Duration,
+    pub lease_ttl: Duration,
+    pub policy: EvictionPolicy,
+}
+
+impl Settings {
+    pub fn from_config(cfg: &config::Config) -> Settings {
+        Settings {
+            reserve_mib: cfg.gpus.reserve_mib,
+            queue_limit: cfg.admission.queue_limit,
+            default_timeout: cfg.admission.default_timeout,
+            lease_ttl: cfg.admission.lease_ttl,
+            policy: cfg.admission.eviction_policy,
+        }
+    }
+}
+
+/// Why an engine could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    #[error("{count} GPUs; the engine manages at most {MAX_GPUS}")]
+    TooManyGpus { count: usize },
+    #[error("model {0:?} appears twice in the catalog")]
+    DuplicateModel(String),
+}
+
+/// What a pod's allocation token grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllocKind {
+    /// This many concurrent leases (`<domain>/slot`).
+    Slots(u32),
+    /// A dedicated carve-out of one GPU's pool (`<domain>/vram`).
+    Vram { gpu: GpuId, mib: u64 },
+}
+
+#[derive(Debug)]
+struct Allocation {
+    kind: AllocKind,
+    /// Leases plus admissions placed on a loading copy (each holds a slot).
+    in_use: u32,
+}
+
+#[derive(Debug)]
+struct LeaseEntry {
+    lease: Lease,
+    token: Arc<str>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TicketState {
+    Queued,
+    /// Placed on a copy that is loading on this GPU; holds a slot and working memory.
+    Loading(GpuId),
+}
+
+#[derive(Debug)]
+struct TicketEntry {
+    token: Arc<str>,
+    model: ModelId,
+    key: QueueKey,
+    requested_at: Time,
+    deadline: Option<Time>,
+    state: TicketState,
+}
+
+/// Queue order: higher priority first, then arrival.
+type QueueKey = (Reverse<i32>, u64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum DeadlineRef {
+    Lease(LeaseId),
+    Ticket(TicketId),
+}
+
+/// The admission engine. See the module docs.
+#[derive(Debug)]
+pub struct Engine {
+    settings: Settings,
+    models: Vec<ModelSpec>,
+    model_ids: HashMap<String, ModelId>,
+    pools: Vec<Pool>,
+    /// Pods' allocations by token.
+    allocations: HashMap<Arc<str>, Allocation>,
+    leases: HashMap<LeaseId, LeaseEntry>,
+    tickets: HashMap<TicketId, TicketEntry>,
+    /// Tickets waiting for a slot or for memory (not those waiting on a load).
+    queue: BTreeMap<QueueKey, TicketId>,
+    /// Lease expiries and ticket deadlines; stale entries are skipped lazily.
+    deadlines: BinaryHeap<Reverse<(Time, DeadlineRef)>>,
+    /// Loads in flight, so a result can be matched without a scan.
+    loading: HashMap<LoadId, (GpuId, ModelId)>,
+    /// Decisions waiting for the shell.
+    effects: Vec<Effect>,
+    next_lease: u64,
+    next_ticket: u64,
+    next_seq: u64,
+    next_load: u64,
+    shutting_down: bool,
+    counters: Counters,
+}
+
+impl Engine {
+    pub fn new(
+        gpus: Vec<GpuSpec>,
+        models: Vec<ModelSpec>,
+        settings: Settings,
+    ) -> Result<Engine, BuildError> {
+        if gpus.len() > MAX_GPUS {
+            return Err(BuildError::TooManyGpus { count: gpus.len() });
+        }
+        let mut model_ids = HashMap::with_capacity(models.len());
+        for (i, m) in models.iter().enumerate() {
+            let id = ModelId(i as u32);
+            if model_ids.insert(m.name.clone(), id).is_some() {
+                return Err(BuildError::DuplicateModel(m.name.clone()));
+            }
+        }
+        let pools = gpus
+            .into_iter()
+            .map(|spec| Pool::new(spec, settings.reserve_mib))
+            .collect();
+        Ok(Engine {
+            settings,
+            models,
+            model_ids,
+            pools,
+            allocations: HashMap::new(),
+            leases: HashMap::new(),
+            tickets: HashMap::new(),
+            queue: BTreeMap::new(),
+            deadlines: BinaryHeap::new(),
+            loading: HashMap::new(),
+            effects: Vec::new(),
+            next_lease: 1,
+            next_ticket: 1,
+            next_seq: 0,
+            next_load: 1,
+            shutting_down: false,
+            counters: Counters::default(),
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn model_id(&self, name: &str) -> Option<ModelId> {
+        self.model_ids.get(name).copied()
+    }
+
+    /// The catalog entry of `id`. Panics on an id this engine did not hand out.
+    pub fn model(&self, id: ModelId) -> &ModelSpec {
+        &self.models[id.0 as usize]
+    }
+
+    pub fn models(&self) -> &[ModelSpec] {
+        &self.models
+    }
+
+    pub fn gpu_count(&self) -> usize {
+        self.pools.len()
+    }
+
+    /// The spec of GPU `id`, if it exists.
+    pub fn gpu(&self, id: GpuId) -> Option<&GpuSpec> {
+        self.pools.get(id.0 as usize).map(|p| &p.spec)
+    }
+
+    pub fn gpu_by_uuid(&self, uuid: &str) -> Option<GpuId> {
+        self.pools
+            .iter()
+            .position(|p| p.spec.uuid == uuid)
+            .map(|i| GpuId(i as u32))
+    }
+
+    /// The lease `id` if it is live.
+    pub fn lease(&self, id: LeaseId) -> Option<Lease> {
+        self.leases.get(&id).map(|e| e.lease)
+    }
+
+    /// Live leases held under `token`.
+    pub fn leases_of(&self, token: &str) -> Vec<Lease> {
+        let mut v: Vec<Lease> = self
+            .leases
+            .values()
+            .filter(|e| &*e.token == token)
+            .map(|e| e.lease)
+            .collect();
+        v.sort_by_key(|l| l.id);
+        v
+    }
+
+    /// What `token` was allocated, if it is known.
+    pub fn allocation(&self, token: &str) -> Option<AllocKind> {
+        self.allocations.get(token).map(|a| a.kind)
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Takes the decisions made since the last call, in order.
+    pub fn drain_effects(&mut self) -> std::vec::Drain<'_, Effect> {
+        self.effects.drain(..)
+    }
+
+    /// The earliest moment [`Engine::tick`] has work to do (a lease expiry or
+    /// an admission deadline); `None` when nothing is timed.
+    pub fn next_deadline(&mut self) -> Option<Time> {
+        while let Some(&Reverse((at, r))) = self.deadlines.peek() {
+            if self.deadline_is_live(at, r) {
+                return Some(at);
+            }
+            self.deadlines.pop();
+        }
+        None
+    }
+
+    /// Processes every deadline at or before `now`, then places queued work.
+    pub fn tick(&mut self, now: Time) {
+        if self.advance(now) {
+            self.settle(now);
+        }
+    }
+
+    fn deadline_is_live(&self, at: Time, r: DeadlineRef) -> bool {
+        match r {
+            DeadlineRef::Lease(id) => self
+                .leases
+                .get(&id)
+                .is_some_and(|e| e.lease.expires_at == at),
+            DeadlineRef::Ticket(id) => self
+                .tickets
+                .get(&id)
+                .is_some_and(|t| t.deadline == Some(at)),
+        }
+    }
+
+    fn push_deadline(&mut self, at: Time, r: DeadlineRef) {
+        let live = self.leases.len() + self.tickets.len();
+        if self.deadlines.len() > 2 * live + 1024 {
+            // Keep-alives leave stale entries behind; rebuild from the live ones.
+            let mut fresh = Vec::with_capacity(live + 1);
+            fresh.extend(
+                self.leases
+                    .iter()
+                    .map(|(id, e)| Reverse((e.lease.expires_at, DeadlineRef::Lease(*id)))),
+            );
+            fresh.extend(
+                self.tickets.iter().filter_map(|(id, t)| {
+                    t.deadline.map(|d| Reverse((d, DeadlineRef::Ticket(*id))))
+                }),
+            );
+            self.deadlines = BinaryHeap::from(fresh);
+        }
+        self.deadlines.push(Reverse((at, r)));
+    }
+
+    fn pool(&self, gpu: GpuId) -> &Pool {
+        &self.pools[gpu.0 as usize]
+    }
+
+    fn pool_mut(&mut self, gpu: GpuId) -> &mut Pool {
+        &mut self.pools[gpu.0 as usize]
+    }
+
+    fn emit(&mut self, e: Effect) {
+        self.effects.push(e);
+    }
+
+    /// After any change: place queued work, then declare pools entering or
+    /// leaving the over-committed state.
+    fn settle(&mut self, now: Time) {
+        self.dispatch(now);
+        for i in 0..self.pools.len() {
+            let p = &mut self.pools[i];
+            let (committed, usable) = (p.committed_mib(), p.usable_mib());
+            match (committed > usable, p.overcommit_since.is_some()) {
+                (true, false) => {
+                    p.overcommit_since = Some(now);
+                    self.effects.push(Effect::Overcommitted {
+                        gpu: GpuId(i as u32),
+                        committed_mib: committed,
+                        usable_mib: usable,
+                    });
+                }
+                (false, true) => {
+                    p.overcommit_since = None;
+                    self.effects.push(Effect::Drained {
+                        gpu: GpuId(i as u32),
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,614 @@
+//! Admission: placement, the queue, leases.
+
+use std::cmp::Reverse;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::pool::{Resident, ResidentState};
+use super::status::Outcome;
+use super::{
+    AllocKind, DeadlineRef, Engine, LeaseEntry, QueueKey, TicketEntry, TicketState, types::*,
+};
+
+/// How an admission uses the GPU it is placed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum PlaceKind {
+    /// The model is ready there.
+    Warm,
+    /// The model is loading there; join that load.
+    Join,
+    /// Load a new copy there.
+    Cold,
+}
+
+/// Where and how an admission (or a preload) goes.
+#[derive(Debug)]
+pub(super) struct Placement {
+    pub gpu: GpuId,
+    pub kind: PlaceKind,
+    /// Idle copies to evict first, in policy order, with their weights.
+    pub victims: Vec<(ModelId, u64)>,
+}
+
+/// Placement preference: kind first, then fewest evictions, then most free memory.
+type PlaceKey = (PlaceKind, usize, Reverse<u64>);
+
+/// How a lease ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LeaseEnd {
+    Released,
+    Expired,
+    Revoked(RevokeReason),
+}
+
+impl Engine {
+    /// Admits a task: a lease now, a ticket answered later, or an error now.
+    pub fn admit(&mut self, req: &AdmitRequest, now: Time) -> Result<Admission, AdmitError> {
+        let changed = self.advance(now);
+        let evictions = self.counters.evictions;
+        let result = self.admit_inner(req, now);
+        match &result {
+            Ok(Admission::Granted(_)) => self.counters.count(Outcome::GrantedWarm),
+            Ok(Admission::Pending(_)) => {}
+            Err(e) => self.counters.count(Outcome::from(e)),
+        }
+        let evicted = self.counters.evictions != evictions;
+        if changed || evicted || matches!(result, Ok(Admission::Pending(_))) {
+            self.settle(now);
+        }
+        result
+    }
+
+    fn admit_inner(&mut self, req: &AdmitRequest, now: Time) -> Result<Admission, AdmitError> {
+        if self.shutting_down {
+            return Err(AdmitError::ShuttingDown);
+        }
+        let (token, alloc) = self
+            .allocations
+            .get_key_value(req.token.as_str())
+            .ok_or(AdmitError::UnknownToken)?;
+        let AllocKind::Slots(slots) = alloc.kind else {
+            return Err(AdmitError::NotSlotAllocation);
+        };
+        let has_slot = alloc.in_use < slots;
+        let token = Arc::clone(token);
+        let model = self
+            .model_id(&req.model)
+            .ok_or_else(|| AdmitError::UnknownModel {
+                name: req.model.clone(),
+                known: self.models.iter().map(|m| m.name.clone()).collect(),
+            })?;
+        let spec = self.model(model);
+        if let Some(tt) = &req.task_type
+            && !spec.task_types.is_empty()
+            && !spec.task_types.iter().any(|t| t == tt)
+        {
+            return Err(AdmitError::TaskTypeNotServed {
+                model: spec.name.clone(),
+                task_type: tt.clone(),
+                served: spec.task_types.clone(),
+            });
+        }
+        self.check_fits_somewhere(model)?;
+
+        let deadline = match req.wait {
+            Wait::Default => Some(now + self.settings.default_timeout),
+            Wait::For(d) if d > Duration::ZERO => Some(now + d),
+            Wait::For(_) | Wait::NoQueue => None,
+        };
+        let no_queue = deadline.is_none();
+        if no_queue && !has_slot {
+            return Err(AdmitError::NoFreeSlot { slots });
+        }
+
+        // Fast path: nothing waits ahead of us.
+        if self.queue.is_empty() && has_slot {
+            if let Some(p) = self.place(model, 0) {
+                if p.kind == PlaceKind::Warm {
+                    self.commit_placement(&token, model, &p, now);
+                    let lease = self.new_lease(token, p.gpu, model, true, now, now);
+                    return Ok(Admission::Granted(lease));
+                }
+                let ticket = self.new_ticket(token, model, req.priority, now, deadline, false);
+                return Ok(self.apply(ticket, p, now));
+            }
+            if no_queue {
+                return Err(AdmitError::NoCapacityNow);
+            }
+        }
+        if !no_queue && self.queue.len() >= self.settings.queue_limit {
+            return Err(AdmitError::QueueFull {
+                limit: self.settings.queue_limit,
+            });
+        }
+        let ticket = self.new_ticket(token, model, req.priority, now, deadline, true);
+        if has_slot {
+            // Queued behind others: let the queue order decide, now.
+            self.dispatch(now);
+        }
+        if no_queue
+            && self
+                .tickets
+                .get(&ticket)
+                .is_some_and(|t| t.state == TicketState::Queued)
+        {
+            self.drop_ticket(ticket);
+            return Err(AdmitError::NoCapacityNow);
+        }
+        // Granted by that dispatch: answer directly rather than by an effect.
+        let own_grant = self
+            .effects
+            .iter()
+            .rposition(|f| matches!(f, Effect::Grant { ticket: t, .. } if *t == ticket));
+        if let Some(i) = own_grant
+            && let Effect::Grant { lease, .. } = self.effects.remove(i)
+        {
+            self.counters.outcomes[Outcome::GrantedWarm as usize] -= 1;
+            return Ok(Admission::Granted(lease));
+        }
+        Ok(Admission::Pending(ticket))
+    }
+
+    /// Refuses a model no healthy GPU could hold even when empty.
+    fn check_fits_somewhere(&self, model: ModelId) -> Result<(), AdmitError> {
+        let spec = self.model(model);
+        let need = spec.weights_mib + spec.working_mib;
+        let largest = self
+            .pools
+            .iter()
+            .filter(|p| p.healthy)
+            .map(|p| p.usable_mib())
+            .max()
+            .ok_or(AdmitError::NoHealthyGpu)?;
+        if need > largest {
+            return Err(AdmitError::NeverFits {
+                model: spec.name.clone(),
+                need_mib: need,
+                largest_usable_mib: largest,
+            });
+        }
+        Ok(())
+    }
+
+    /// Registers a pending ticket with its deadline; `queued` puts it in the
+    /// queue (otherwise it is about to be placed).
+    fn new_ticket(
+        &mut self,
+        token: Arc<str>,
+        model: ModelId,
+        priority: i32,
+        now: Time,
+        deadline: Option<Time>,
+        queued: bool,
+    ) -> TicketId {
+        let id = TicketId(self.next_ticket);
+        self.next_ticket += 1;
+        let key: QueueKey = (Reverse(priority), self.next_seq);
+        self.next_seq += 1;
+        if queued {
+            self.queue.insert(key, id);
+        }
+        if let Some(d) = deadline {
+            self.push_deadline(d, DeadlineRef::Ticket(id));
+        }
+        self.tickets.insert(
+            id,
+            TicketEntry {
+                token,
+                model,
+                key,
+                requested_at: now,
+                deadline,
+                state: TicketState::Queued,
+            },
+        );
+        id
+    }
+
+    /// The best GPU for `model` right now, skipping GPUs in `blocked` (a mask).
+    pub(super) fn place(&self, model: ModelId, blocked: u128) -> Option<Placement> {
+        let spec = self.model(model);
+        let mut best: Option<(PlaceKey, Placement)> = None;
+        for (i, pool) in self.pools.iter().enumerate() {
+            if !pool.healthy || blocked & (1u128 << i) != 0 {
+                continue;
+            }
+            let (kind, need) = match pool.residents.peek(&model) {
+                Some(r) if r.pins >= spec.max_concurrency => continue,
+                Some(r) if r.state == ResidentState::Ready => (PlaceKind::Warm, spec.working_mib),
+                Some(_) => (PlaceKind::Join, spec.working_mib),
+                None => (PlaceKind::Cold, spec.weights_mib + spec.working_mib),
+            };
+            let rank = best.as_ref().map(|(k, _)| k.0);
+            if rank.is_some_and(|r| r < kind) {
+                continue;
+            }
+            let Some(victims) = pool.victims_for(need, Some(model), self.settings.policy) else {
+                continue;
+            };
+            let key = (kind, victims.len(), Reverse(pool.free_mib()));
+            if best.as_ref().is_none_or(|(k, _)| key < *k) {
+                let gpu = GpuId(i as u32);
+                best = Some((key, Placement { gpu, kind, victims }));
+            }
+        }
+        best.map(|(_, p)| p)
+    }
+
+    /// Takes what a placement needs: the pod's slot, evictions, working
+    /// memory, a new load for a cold copy, and a pin on the copy.
+    fn commit_placement(&mut self, token: &Arc<str>, model: ModelId, p: &Placement, now: Time) {
+        if let Some(a) = self.allocations.get_mut(token) {
+            a.in_use += 1;
+        }
+        self.evict_victims(p.gpu, &p.victims, Some(model));
+        let working = self.model(model).working_mib;
+        self.pool_mut(p.gpu).working_mib += working;
+        if p.kind == PlaceKind::Cold {
+            self.start_load(p.gpu, model, now);
+        }
+        self.pin(p.gpu, model);
+    }
+
+    /// Places a pending ticket: a grant now (warm), or a wait on a load.
+    fn apply(&mut self, ticket: TicketId, p: Placement, now: Time) -> Admission {
+        let t = &self.tickets[&ticket];
+        let (model, token, key) = (t.model, Arc::clone(&t.token), t.key);
+        self.queue.remove(&key);
+        self.commit_placement(&token, model, &p, now);
+        if p.kind == PlaceKind::Warm {
+            let t = self
+                .tickets
+                .remove(&ticket)
+                .expect("ticket being placed exists");
+            return Admission::Granted(self.new_lease(
+                token,
+                p.gpu,
+                model,
+                true,
+                t.requested_at,
+                now,
+            ));
+        }
+        if let Some(r) = self.pool_mut(p.gpu).residents.peek_mut(&model) {
+            r.waiters.push(ticket);
+        }
+        if let Some(t) = self.tickets.get_mut(&ticket) {
+            t.state = TicketState::Loading(p.gpu);
+        }
+        Admission::Pending(ticket)
+    }
+
+    fn pin(&mut self, gpu: GpuId, model: ModelId) {
+        let cost = self.model(model).load_ms.max(1) as f64;
+        let policy = self.settings.policy;
+        let pool = self.pool_mut(gpu);
+        pool.touch(model, cost, policy);
+        if let Some(r) = pool.residents.peek_mut(&model) {
+            r.pins += 1;
+        }
+    }
+
+    /// Evicts idle copies (already chosen by the policy) and says so.
+    pub(super) fn evict_victims(
+        &mut self,
+        gpu: GpuId,
+        victims: &[(ModelId, u64)],
+        for_model: Option<ModelId>,
+    ) {
+        let policy = self.settings.policy;
+        for &(victim, _) in victims {
+            let pool = self.pool_mut(gpu);
+            if let Some(r) = pool.remove_resident(victim) {
+                debug_assert!(r.is_evictable(), "only idle copies are evicted");
+                pool.note_victim(r.gds_h, policy);
+                self.counters.evictions += 1;
+                self.counters.evicted_mib += r.weights_mib;
+                self.emit(Effect::Unload {
+                    gpu,
+                    model: victim,
+                    reason: UnloadReason::Evicted { for_model },
+                });
+            }
+        }
+    }
+
+    /// Starts loading a new copy (weights committed now) and says so.
+    pub(super) fn start_load(&mut self, gpu: GpuId, model: ModelId, now: Time) -> LoadId {
+        let load = LoadId(self.next_load);
+        self.next_load += 1;
+        let weights = self.model(model).weights_mib;
+        let cost = self.model(model).load_ms.max(1) as f64;
+        let policy = self.settings.policy;
+        let pool = self.pool_mut(gpu);
+        pool.weights_mib += weights;
+        pool.residents.push(
+            model,
+            Resident {
+                state: ResidentState::Loading { load, since: now },
+                pins: 0,
+                weights_mib: weights,
+                idle_since: now,
+                gds_h: 0.0,
+                waiters: Vec::new(),
+            },
+        );
+        pool.touch(model, cost, policy);
+        self.loading.insert(load, (gpu, model));
+        self.counters.loads_started += 1;
+        self.counters.loaded_mib += weights;
+        self.emit(Effect::Load { load, gpu, model });
+        load
+    }
+
+    /// Creates a live lease (slot and working memory are already held).
+    pub(super) fn new_lease(
+        &mut self,
+        token: Arc<str>,
+        gpu: GpuId,
+        model: ModelId,
+        warm: bool,
+        requested_at: Time,
+        now: Time,
+    ) -> Lease {
+        let id = LeaseId(self.next_lease);
+        self.next_lease += 1;
+        let lease = Lease {
+            id,
+            gpu,
+            model,
+            warm,
+            requested_at,
+            granted_at: now,
+            expires_at: now + self.settings.lease_ttl,
+        };
+        self.push_deadline(lease.expires_at, DeadlineRef::Lease(id));
+        self.leases.insert(id, LeaseEntry { lease, token });
+        lease
+    }
+
+    /// Places queued tickets in priority order. A ticket that cannot be placed
+    /// reserves the GPU it would fit on first; the loop ends when every
+    /// healthy GPU is reserved or the queue is exhausted.
+    pub(super) fn dispatch(&mut self, now: Time) {
+        if self.queue.is_empty() {
+            return;
+        }
+        let healthy: u128 = self
+            .pools
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.healthy)
+            .fold(0, |m, (i, _)| m | (1u128 << i));
+        let mut blocked: u128 = !healthy;
+        let mut cursor: Option<QueueKey> = None;
+        // With no healthy GPU the loop still runs: each ticket gets its rejection.
+        while healthy == 0 || blocked & healthy != healthy {
+            let next = match cursor {
+                None => self.queue.iter().next(),
+                Some(k) => self
+                    .queue
+                    .range((Bound::Excluded(k), Bound::Unbounded))
+                    .next(),
+            };
+            let Some((&key, &ticket)) = next else { break };
+            cursor = Some(key);
+            let t = &self.tickets[&ticket];
+            let model = t.model;
+            let has_slot = match self.allocations.get(&t.token) {
+                Some(a) => matches!(a.kind, AllocKind::Slots(n) if a.in_use < n),
+                None => false,
+            };
+            if !has_slot {
+                continue;
+            }
+            if let Some(p) = self.place(model, blocked) {
+                if let Admission::Granted(lease) = self.apply(ticket, p, now) {
+                    self.counters.count(Outcome::GrantedWarm);
+                    self.emit(Effect::Grant { ticket, lease });
+                }
+                continue;
+            }
+            if self.check_fits_somewhere(model).is_err() {
+                let reason = self.no_fit_rejection(model);
+                self.finish_ticket(ticket, reason, now);
+                continue;
+            }
+            if let Some(g) = self.eventual_gpu(model, blocked) {
+                blocked |= 1u128 << g.0;
+            }
+        }
+    }
+
+    fn no_fit_rejection(&self, model: ModelId) -> Rejection {
+        let spec = self.model(model);
+        let largest = self
+            .pools
+            .iter()
+            .filter(|p| p.healthy)
+            .map(|p| p.usable_mib())
+            .max();
+        match largest {
+            None => Rejection::NoHealthyGpu,
+            Some(l) => Rejection::NoGpuFits {
+                need_mib: spec.weights_mib + spec.working_mib,
+                largest_usable_mib: l,
+            },
+        }
+    }
+
+    /// The unreserved healthy GPU where `model` will fit soonest: one holding
+    /// a copy (it frees up as tasks end), else the one closest to fitting.
+    fn eventual_gpu(&self, model: ModelId, blocked: u128) -> Option<GpuId> {
+        let spec = self.model(model);
+        let mut best: Option<(bool, u64, GpuId)> = None;
+        for (i, pool) in self.pools.iter().enumerate() {
+            if !pool.healthy || blocked & (1u128 << i) != 0 {
+                continue;
+            }
+            let resident = pool.residents.contains(&model);
+            let need = spec.working_mib + if resident { 0 } else { spec.weights_mib };
+            if need > pool.capacity_for_models_mib() {
+                continue;
+            }
+            let cand = (
+                resident,
+                pool.free_after_evicting_idle_mib(),
+                GpuId(i as u32),
+            );
+            if best.is_none_or(|b| (cand.0, cand.1) > (b.0, b.1)) {
+                best = Some(cand);
+            }
+        }
+        best.map(|b| b.2)
+    }
+
+    /// Releases a lease: its working memory and slot return; the model stays
+    /// resident as the most recently used copy. `token` is `None` for the
+    /// operator, who may release any lease.
+    pub fn release(
+        &mut self,
+        lease: LeaseId,
+        token: Option<&str>,
+        now: Time,
+    ) -> Result<(), LeaseError> {
+        self.advance(now);
+        let result = self.check_owner(lease, token);
+        if result.is_ok() {
+            self.end_lease(lease, LeaseEnd::Released, now);
+        }
+        self.settle(now);
+        result
+    }
+
+    /// Extends a lease by the TTL from `now`; returns the new expiry.
+    pub fn keep_alive(
+        &mut self,
+        lease: LeaseId,
+        token: Option<&str>,
+        now: Time,
+    ) -> Result<Time, LeaseError> {
+        if self.advance(now) {
+            self.settle(now);
+        }
+        self.check_owner(lease, token)?;
+        let expires_at = now + self.settings.lease_ttl;
+        let e = self.leases.get_mut(&lease).expect("checked above");
+        e.lease.expires_at = expires_at;
+        self.push_deadline(expires_at, DeadlineRef::Lease(lease));
+        Ok(expires_at)
+    }
+
+    fn check_owner(&self, lease: LeaseId, token: Option<&str>) -> Result<(), LeaseError> {
+        match self.leases.get(&lease) {
+            Some(e) if token.is_none_or(|t| *e.token == *t) => Ok(()),
+            _ => Err(LeaseError::UnknownLease(lease)),
+        }
+    }
+
+    /// The caller of a pending ticket went away: drop it without an answer.
+    /// Returns false when the ticket is unknown (already answered).
+    pub fn cancel(&mut self, ticket: TicketId, now: Time) -> bool {
+        self.advance(now);
+        let known = self.tickets.contains_key(&ticket);
+        if known {
+            self.drop_ticket(ticket);
+            self.counters.count(Outcome::Cancelled);
+        }
+        self.settle(now);
+        known
+    }
+
+    /// Ends a lease: frees its working memory, pin and slot; says why.
+    pub(super) fn end_lease(&mut self, id: LeaseId, end: LeaseEnd, now: Time) {
+        let Some(LeaseEntry { lease, token }) = self.leases.remove(&id) else {
+            return;
+        };
+        let spec = &self.models[lease.model.0 as usize];
+        let (working, cost) = (spec.working_mib, spec.load_ms.max(1) as f64);
+        let policy = self.settings.policy;
+        let pool = self.pool_mut(lease.gpu);
+        pool.working_mib -= working;
+        if let Some(r) = pool.residents.peek_mut(&lease.model) {
+            r.pins -= 1;
+            if r.pins == 0 {
+                r.idle_since = now;
+            }
+        }
+        if end == LeaseEnd::Released {
+            pool.touch(lease.model, cost, policy);
+        }
+        if let Some(a) = self.allocations.get_mut(&token) {
+            a.in_use -= 1;
+        }
+        match end {
+            LeaseEnd::Released => self.counters.released += 1,
+            LeaseEnd::Expired => {
+                self.counters.expired += 1;
+                self.emit(Effect::Expire { lease });
+            }
+            LeaseEnd::Revoked(reason) => {
+                self.counters.revoked += 1;
+                self.emit(Effect::Revoke { lease, reason });
+            }
+        }
+    }
+
+    /// Answers a pending ticket with a rejection.
+    pub(super) fn finish_ticket(&mut self, ticket: TicketId, reason: Rejection, _now: Time) {
+        if self.drop_ticket(ticket) {
+            self.counters.count(Outcome::from(&reason));
+            self.emit(Effect::Reject { ticket, reason });
+        }
+    }
+
+    /// Removes a pending ticket and everything it holds (queue place, or slot,
+    /// working memory and pin on a loading copy). Returns false if unknown.
+    pub(super) fn drop_ticket(&mut self, ticket: TicketId) -> bool {
+        let Some(t) = self.tickets.remove(&ticket) else {
+            return false;
+        };
+        match t.state {
+            TicketState::Queued => {
+                self.queue.remove(&t.key);
+            }
+            TicketState::Loading(gpu) => {
+                let working = self.model(t.model).working_mib;
+                let pool = self.pool_mut(gpu);
+                pool.working_mib -= working;
+                if let Some(r) = pool.residents.peek_mut(&t.model) {
+                    r.pins -= 1;
+                    r.waiters.retain(|w| *w != ticket);
+                }
+                if let Some(a) = self.allocations.get_mut(&t.token) {
+                    a.in_use -= 1;
+                }
+            }
+        }
+        true
+    }
+
+    /// Processes every deadline at or before `now`. Returns whether anything ended.
+    pub(super) fn advance(&mut self, now: Time) -> bool {
+        let mut changed = false;
+        while let Some(&Reverse((at, r))) = self.deadlines.peek() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            if !self.deadline_is_live(at, r) {
+                continue;
+            }
+            changed = true;
+            match r {
+                DeadlineRef::Lease(id) => self.end_lease(id, LeaseEnd::Expired, now),
+                DeadlineRef::Ticket(id) => {
+                    let waited = now.saturating_since(self.tickets[&id].requested_at);
+                    self.finish_ticket(id, Rejection::DeadlineExceeded { waited }, now);
+                }
+            }
+        }
+        changed
+    }
+}

@@ -1,0 +1,332 @@
+//! What the engine shows: counters, a status snapshot, and a self-audit.
+
+use super::pool::ResidentState;
+use super::{AllocKind, Engine, TicketState, types::*};
+
+/// How one admission ended. One counter each; labels for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outcome {
+    GrantedWarm,
+    GrantedCold,
+    Cancelled,
+    UnknownToken,
+    NotSlotAllocation,
+    UnknownModel,
+    TaskTypeNotServed,
+    NeverFits,
+    NoHealthyGpu,
+    NoFreeSlot,
+    NoCapacityNow,
+    QueueFull,
+    ShuttingDown,
+    DeadlineExceeded,
+    LoadFailed,
+    NoGpuFits,
+    AllocationReleased,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 17] = [
+        Outcome::GrantedWarm,
+        Outcome::GrantedCold,
+        Outcome::Cancelled,
+        Outcome::UnknownToken,
+        Outcome::NotSlotAllocation,
+        Outcome::UnknownModel,
+        Outcome::TaskTypeNotServed,
+        Outcome::NeverFits,
+        Outcome::NoHealthyGpu,
+        Outcome::NoFreeSlot,
+        Outcome::NoCapacityNow,
+        Outcome::QueueFull,
+        Outcome::ShuttingDown,
+        Outcome::DeadlineExceeded,
+        Outcome::LoadFailed,
+        Outcome::NoGpuFits,
+        Outcome::AllocationReleased,
+    ];
+
+    /// A stable snake_case label (metrics, reports).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::GrantedWarm => "granted_warm",
+            Outcome::GrantedCold => "granted_cold",
+            Outcome::Cancelled => "cancelled",
+            Outcome::UnknownToken => "unknown_token",
+            Outcome::NotSlotAllocation => "not_slot_allocation",
+            Outcome::UnknownModel => "unknown_model",
+            Outcome::TaskTypeNotServed => "task_type_not_served",
+            Outcome::NeverFits => "never_fits",
+            Outcome::NoHealthyGpu => "no_healthy_gpu",
+            Outcome::NoFreeSlot => "no_free_slot",
+            Outcome::NoCapacityNow => "no_capacity_now",
+            Outcome::QueueFull => "queue_full",
+            Outcome::ShuttingDown => "shutting_down",
+            Outcome::DeadlineExceeded => "deadline_exceeded",
+            Outcome::LoadFailed => "load_failed",
+            Outcome::NoGpuFits => "no_gpu_fits",
+            Outcome::AllocationReleased => "allocation_released",
+        }
+    }
+
+    pub fn is_grant(self) -> bool {
+        matches!(self, Outcome::GrantedWarm | Outcome::GrantedCold)
+    }
+}
+
+impl From<&AdmitError> for Outcome {
+    fn from(e: &AdmitError) -> Outcome {
+        match e {
+            AdmitError::UnknownToken => Outcome::UnknownToken,
+            AdmitError::NotSlotAllocation => Outcome::NotSlotAllocation,
+            AdmitError::UnknownModel { .. } => Outcome::UnknownModel,
+            AdmitError::TaskTypeNotServed { .. } => Outcome::TaskTypeNotServed,
+            AdmitError::NeverFits { .. } => Outcome::NeverFits,
+            AdmitError::NoHealthyGpu => Outcome::NoHealthyGpu,
+            AdmitError::NoFreeSlot { .. } => Outcome::NoFreeSlot,
+            AdmitError::NoCapacityNow => Outcome::NoCapacityNow,
+            AdmitError::QueueFull { .. } => Outcome::QueueFull,
+            AdmitError::ShuttingDown => Outcome::ShuttingDown,
+        }
+    }
+}
+
+impl From<&Rejection> for Outcome {
+    fn from(r: &Rejection) -> Outcome {
+        match r {
+            Rejection::DeadlineExceeded { .. } => Outcome::DeadlineExceeded,
+            Rejection::LoadFailed { .. } => Outcome::LoadFailed,
+            Rejection::NoHealthyGpu => Outcome::NoHealthyGpu,
+            Rejection::NoGpuFits { .. } => Outcome::NoGpuFits,
+            Rejection::AllocationReleased => Outcome::AllocationReleased,
+            Rejection::ShuttingDown => Outcome::ShuttingDown,
+        }
+    }
+}
+
+/// Monotonic counters since the engine was built.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Admissions by final outcome, indexed like [`Outcome::ALL`].
+    pub outcomes: [u64; Outcome::ALL.len()],
+    pub released: u64,
+    pub expired: u64,
+    pub revoked: u64,
+    pub loads_started: u64,
+    pub loads_succeeded: u64,
+    pub loads_failed: u64,
+    /// Weights of every load started.
+    pub loaded_mib: u64,
+    pub evictions: u64,
+    pub evicted_mib: u64,
+}
+
+impl Counters {
+    pub(super) fn count(&mut self, o: Outcome) {
+        self.outcomes[o as usize] += 1;
+    }
+
+    pub fn outcome(&self, o: Outcome) -> u64 {
+        self.outcomes[o as usize]
+    }
+
+    /// Admissions that have ended (granted, rejected, refused or cancelled).
+    pub fn ended(&self) -> u64 {
+        self.outcomes.iter().sum()
+    }
+}
+
+/// One GPU's pool and residents.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuStatus {
+    pub id: GpuId,
+    pub uuid: String,
+    pub name: String,
+    pub healthy: bool,
+    pub total_mib: u64,
+    pub reserve_mib: u64,
+    pub external_mib: u64,
+    pub usable_mib: u64,
+    pub carved_mib: u64,
+    pub weights_mib: u64,
+    pub working_mib: u64,
+    pub free_mib: u64,
+    /// Since when the pool holds more than it can (admissions there wait).
+    pub overcommitted_since: Option<Time>,
+    /// Most recently used first.
+    pub residents: Vec<ResidentStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResidentStatus {
+    pub model: ModelId,
+    pub name: String,
+    pub weights_mib: u64,
+    pub loading: bool,
+    pub pins: u32,
+    /// When the copy became idle (no pins); `None` while pinned or loading.
+    pub idle_since: Option<Time>,
+}
+
+/// A snapshot of the whole engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    pub gpus: Vec<GpuStatus>,
+    /// Admissions waiting for a slot or memory.
+    pub queued: usize,
+    /// Admissions waiting on a model load.
+    pub waiting_on_load: usize,
+    pub leases: usize,
+    pub allocations: usize,
+    pub counters: Counters,
+}
+
+impl Engine {
+    pub fn status(&self) -> Status {
+        let gpus = self
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(i, p)| GpuStatus {
+                id: GpuId(i as u32),
+                uuid: p.spec.uuid.clone(),
+                name: p.spec.name.clone(),
+                healthy: p.healthy,
+                total_mib: p.spec.total_mib,
+                reserve_mib: p.reserve_mib,
+                external_mib: p.external_mib,
+                usable_mib: p.usable_mib(),
+                carved_mib: p.carved_mib,
+                weights_mib: p.weights_mib,
+                working_mib: p.working_mib,
+                free_mib: p.free_mib(),
+                overcommitted_since: p.overcommit_since,
+                residents: p
+                    .residents
+                    .iter()
+                    .map(|(m, r)| ResidentStatus {
+                        model: *m,
+                        name: self.model(*m).name.clone(),
+                        weights_mib: r.weights_mib,
+                        loading: r.state != ResidentState::Ready,
+                        pins: r.pins,
+                        idle_since: r.is_evictable().then_some(r.idle_since),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Status {
+            gpus,
+            queued: self.queue.len(),
+            waiting_on_load: self.tickets.len() - self.queue.len(),
+            leases: self.leases.len(),
+            allocations: self.allocations.len(),
+            counters: self.counters.clone(),
+        }
+    }
+
+    /// Recomputes every ledger from the leases, tickets and residents and
+    /// compares with the running totals. Cheap enough for tests and debug
+    /// builds; returns the first discrepancy found.
+    pub fn audit(&self) -> Result<(), String> {
+        let mut working = vec![0u64; self.pools.len()];
+        let mut pins = vec![std::collections::HashMap::new(); self.pools.len()];
+        let mut in_use: std::collections::HashMap<&str, u32> = Default::default();
+        for e in self.leases.values() {
+            let g = e.lease.gpu.0 as usize;
+            working[g] += self.model(e.lease.model).working_mib;
+            *pins[g].entry(e.lease.model).or_insert(0u32) += 1;
+            *in_use.entry(&e.token).or_default() += 1;
+        }
+        for (id, t) in &self.tickets {
+            match t.state {
+                TicketState::Queued => {
+                    if self.queue.get(&t.key) != Some(id) {
+                        return Err(format!("{id} is queued but not in the queue"));
+                    }
+                    if t.deadline.is_none() {
+                        return Err(format!("{id} is queued without a deadline"));
+                    }
+                }
+                TicketState::Loading(gpu) => {
+                    let g = gpu.0 as usize;
+                    working[g] += self.model(t.model).working_mib;
+                    *pins[g].entry(t.model).or_insert(0u32) += 1;
+                    *in_use.entry(&t.token).or_default() += 1;
+                    let r = self.pools[g]
+                        .residents
+                        .peek(&t.model)
+                        .ok_or_else(|| format!("{id} waits on a copy that is gone"))?;
+                    if !r.waiters.contains(id) {
+                        return Err(format!("{id} missing from the waiters of its copy"));
+                    }
+                }
+            }
+        }
+        if self.queue.len() > self.tickets.len() {
+            return Err("queue holds unknown tickets".into());
+        }
+        let mut carved = vec![0u64; self.pools.len()];
+        for (token, a) in &self.allocations {
+            let used = in_use.get(&**token).copied().unwrap_or(0);
+            if a.in_use != used {
+                return Err(format!(
+                    "allocation in_use {} but {used} leases/loads",
+                    a.in_use
+                ));
+            }
+            match a.kind {
+                AllocKind::Slots(n) if used > n => {
+                    return Err(format!("{used} in use of {n} slots"));
+                }
+                AllocKind::Vram { gpu, mib } => carved[gpu.0 as usize] += mib,
+                AllocKind::Slots(_) => {}
+            }
+        }
+        for (i, p) in self.pools.iter().enumerate() {
+            if p.working_mib != working[i] {
+                return Err(format!(
+                    "gpu{i} working {} != recomputed {}",
+                    p.working_mib, working[i]
+                ));
+            }
+            if p.carved_mib != carved[i] {
+                return Err(format!(
+                    "gpu{i} carved {} != recomputed {}",
+                    p.carved_mib, carved[i]
+                ));
+            }
+            let weights: u64 = p.residents.iter().map(|(_, r)| r.weights_mib).sum();
+            if p.weights_mib != weights {
+                return Err(format!(
+                    "gpu{i} weights {} != recomputed {weights}",
+                    p.weights_mib
+                ));
+            }
+            for (m, r) in p.residents.iter() {
+                let want = pins[i].get(m).copied().unwrap_or(0);
+                if r.pins != want {
+                    return Err(format!("gpu{i} {m} pins {} != recomputed {want}", r.pins));
+                }
+                if r.pins > self.model(*m).max_concurrency {
+                    return Err(format!("gpu{i} {m} pinned {} > max_concurrency", r.pins));
+                }
+            }
+            if let Some(m) = pins[i].keys().find(|m| !p.residents.contains(*m)) {
+                return Err(format!("gpu{i} {m} is leased or awaited but not resident"));
+            }
+            if !p.healthy && !p.residents.is_empty() {
+                return Err(format!("unhealthy gpu{i} holds residents"));
+            }
+            if (p.committed_mib() > p.usable_mib()) != p.overcommit_since.is_some() {
+                return Err(format!(
+                    "gpu{i} committed {} usable {} but overcommit flag {:?}",
+                    p.committed_mib(),
+                    p.usable_mib(),
+                    p.overcommit_since
+                ));
+            }
+        }
+        Ok(())
+    }
+}

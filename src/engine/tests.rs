@@ -1,0 +1,882 @@
+//! Unit tests of the engine's semantics, one behaviour each.
+
+use std::time::Duration;
+
+use super::*;
+use crate::config::{EvictionPolicy, ModelSpec};
+
+fn model(
+    name: &str,
+    weights_mib: u64,
+    working_mib: u64,
+    max_concurrency: u32,
+    load_ms: u64,
+) -> ModelSpec {
+    ModelSpec {
+        name: name.into(),
+        weights_mib,
+        working_mib,
+        max_concurrency,
+        load_ms,
+        task_ms: 100,
+        task_types: vec![],
+    }
+}
+
+fn settings(policy: EvictionPolicy) -> Settings {
+    Settings {
+        reserve_mib: 0,
+        queue_limit: 4,
+        default_timeout: Duration::from_secs(10),
+        lease_ttl: Duration::from_secs(60),
+        policy,
+    }
+}
+
+fn engine_with(gpus: &[u64], models: Vec<ModelSpec>, policy: EvictionPolicy) -> Engine {
+    let gpus = gpus
+        .iter()
+        .enumerate()
+        .map(|(i, &total_mib)| GpuSpec {
+            uuid: format!("GPU-{i}"),
+            name: "test".into(),
+            total_mib,
+        })
+        .collect();
+    let mut e = Engine::new(gpus, models, settings(policy)).expect("valid engine");
+    e.allocate_slots("pod", 8, t(0)).expect("fresh token");
+    e
+}
+
+/// One GPU of 10 000 MiB; models a, b, c of 4000 MiB weights and 500 MiB working.
+fn engine(gpus: &[u64]) -> Engine {
+    engine_with(
+        gpus,
+        vec![
+            model("a", 4000, 500, 2, 1000),
+            model("b", 4000, 500, 2, 1000),
+            model("c", 4000, 500, 2, 1000),
+        ],
+        EvictionPolicy::Lru,
+    )
+}
+
+fn t(ms: u64) -> Time {
+    Time::from_millis(ms)
+}
+
+fn req(model: &str) -> AdmitRequest {
+    AdmitRequest {
+        token: "pod".into(),
+        model: model.into(),
+        task_type: None,
+        priority: 0,
+        wait: Wait::Default,
+    }
+}
+
+fn effects(e: &mut Engine) -> Vec<Effect> {
+    e.drain_effects().collect()
+}
+
+fn audit(e: &Engine) {
+    if let Err(msg) = e.audit() {
+        panic!("ledger audit failed: {msg}");
+    }
+}
+
+/// Admits `name`, completes its load if one starts, and returns the lease.
+fn lease_for(e: &mut Engine, name: &str, now: Time) -> Lease {
+    match e.admit(&req(name), now).expect("admitted") {
+        Admission::Granted(l) => l,
+        Admission::Pending(ticket) => {
+            let load = effects(e)
+                .into_iter()
+                .find_map(|f| match f {
+                    Effect::Load { load, .. } => Some(load),
+                    _ => None,
+                })
+                .expect("a pending admission on an idle engine starts a load");
+            assert!(e.load_finished(load, Ok(()), now));
+            match effects(e).as_slice() {
+                [Effect::Grant { ticket: got, lease }] if *got == ticket => *lease,
+                other => panic!("expected the grant of {ticket}, got {other:?}"),
+            }
+        }
+    }
+}
+
+fn unloads(fx: &[Effect]) -> Vec<(GpuId, String)> {
+    fx.iter()
+        .filter_map(|f| match f {
+            Effect::Unload { gpu, model, .. } => Some((*gpu, format!("{model}"))),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_cold_admission_loads_the_model_and_the_next_one_is_warm() {
+    let mut e = engine(&[10_000]);
+    let Admission::Pending(ticket) = e.admit(&req("a"), t(0)).unwrap() else {
+        panic!("a cold model cannot be granted at once");
+    };
+    let fx = effects(&mut e);
+    let [Effect::Load { load, gpu, model }] = fx.as_slice() else {
+        panic!("expected one Load, got {fx:?}");
+    };
+    assert_eq!((*gpu, *model), (GpuId(0), e.model_id("a").unwrap()));
+    assert_eq!(
+        e.status().gpus[0].working_mib,
+        500,
+        "working memory is reserved during the load"
+    );
+    assert!(e.load_finished(*load, Ok(()), t(1000)));
+    let fx = effects(&mut e);
+    let [Effect::Grant { ticket: got, lease }] = fx.as_slice() else {
+        panic!("expected one Grant, got {fx:?}");
+    };
+    assert_eq!(*got, ticket);
+    assert!(!lease.warm);
+    assert_eq!(lease.waited(), Duration::from_secs(1));
+    e.release(lease.id, Some("pod"), t(1500)).unwrap();
+
+    let Admission::Granted(second) = e.admit(&req("a"), t(2000)).unwrap() else {
+        panic!("a resident model with free memory is granted at once");
+    };
+    assert!(second.warm);
+    assert!(effects(&mut e).is_empty(), "a warm grant loads nothing");
+    assert_eq!(e.counters().outcome(Outcome::GrantedWarm), 1);
+    assert_eq!(e.counters().outcome(Outcome::GrantedCold), 1);
+    audit(&e);
+}
+
+#[test]
+fn admissions_for_a_loading_model_join_the_load() {
+    let mut e = engine(&[10_000]);
+    let Admission::Pending(first) = e.admit(&req("a"), t(0)).unwrap() else {
+        panic!()
+    };
+    let Admission::Pending(second) = e.admit(&req("a"), t(10)).unwrap() else {
+        panic!()
+    };
+    let fx = effects(&mut e);
+    let loads: Vec<_> = fx
+        .iter()
+        .filter(|f| matches!(f, Effect::Load { .. }))
+        .collect();
+    assert_eq!(loads.len(), 1, "one load serves both: {fx:?}");
+    let Effect::Load { load, .. } = loads[0] else {
+        unreachable!()
+    };
+    e.load_finished(*load, Ok(()), t(500));
+    let granted: Vec<TicketId> = effects(&mut e)
+        .into_iter()
+        .filter_map(|f| match f {
+            Effect::Grant { ticket, .. } => Some(ticket),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(granted, vec![first, second]);
+    assert_eq!(e.status().gpus[0].working_mib, 1000);
+    audit(&e);
+}
+
+#[test]
+fn eviction_takes_the_least_recently_used_idle_model() {
+    let mut e = engine(&[10_000]);
+    let a = lease_for(&mut e, "a", t(0));
+    let b = lease_for(&mut e, "b", t(1));
+    e.release(b.id, None, t(2)).unwrap();
+    e.release(a.id, None, t(3)).unwrap(); // a is now the most recently used
+    effects(&mut e);
+    let Admission::Pending(_) = e.admit(&req("c"), t(4)).unwrap() else {
+        panic!()
+    };
+    let fx = effects(&mut e);
+    assert_eq!(
+        unloads(&fx),
+        vec![(GpuId(0), "model1".to_string())],
+        "b (model1) is the LRU: {fx:?}"
+    );
+    assert!(matches!(
+        fx[0],
+        Effect::Unload {
+            reason: UnloadReason::Evicted {
+                for_model: Some(ModelId(2))
+            },
+            ..
+        }
+    ));
+    audit(&e);
+}
+
+#[test]
+fn a_pinned_model_is_never_evicted_and_the_request_waits_for_it() {
+    let mut e = engine(&[9_000]);
+    let a = lease_for(&mut e, "a", t(0));
+    let b = lease_for(&mut e, "b", t(1));
+    effects(&mut e);
+    let Admission::Pending(ticket) = e.admit(&req("c"), t(2)).unwrap() else {
+        panic!()
+    };
+    assert!(
+        effects(&mut e).is_empty(),
+        "nothing idle to evict, so nothing happens"
+    );
+    assert_eq!(e.status().queued, 1);
+    e.release(b.id, Some("pod"), t(3)).unwrap();
+    let fx = effects(&mut e);
+    assert_eq!(unloads(&fx), vec![(GpuId(0), "model1".to_string())]);
+    assert!(fx.iter().any(|f| matches!(
+        f,
+        Effect::Load {
+            model: ModelId(2),
+            ..
+        }
+    )));
+    assert!(
+        e.status().gpus[0]
+            .residents
+            .iter()
+            .any(|r| r.name == "a" && r.pins == 1)
+    );
+    let _ = (a, ticket);
+    audit(&e);
+}
+
+#[test]
+fn placement_prefers_the_gpu_that_needs_the_fewest_evictions() {
+    let mut e = engine(&[9_000, 9_000]);
+    // gpu0 holds a and b idle; gpu1 holds c idle; a new copy of ... use max_concurrency
+    let a = lease_for(&mut e, "a", t(0));
+    let b = lease_for(&mut e, "b", t(0));
+    e.release(a.id, None, t(1)).unwrap();
+    e.release(b.id, None, t(1)).unwrap();
+    let status = e.status();
+    let per_gpu: Vec<usize> = status.gpus.iter().map(|g| g.residents.len()).collect();
+    assert_eq!(
+        per_gpu,
+        vec![1, 1],
+        "cold loads spread to the GPU with the most free memory"
+    );
+    effects(&mut e);
+    let Admission::Pending(_) = e.admit(&req("c"), t(2)).unwrap() else {
+        panic!()
+    };
+    let fx = effects(&mut e);
+    assert!(
+        unloads(&fx).is_empty(),
+        "c fits beside one idle model without evicting: {fx:?}"
+    );
+    audit(&e);
+}
+
+#[test]
+fn a_warm_copy_wins_over_an_empty_gpu() {
+    let mut e = engine(&[10_000, 10_000]);
+    let a = lease_for(&mut e, "a", t(0));
+    e.release(a.id, None, t(1)).unwrap();
+    let Admission::Granted(l) = e.admit(&req("a"), t(2)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(l.gpu, a.gpu);
+    assert!(l.warm);
+}
+
+#[test]
+fn a_model_at_max_concurrency_gets_a_second_copy_on_another_gpu() {
+    let mut e = engine(&[10_000, 10_000]);
+    let l1 = lease_for(&mut e, "a", t(0));
+    let l2 = e.admit(&req("a"), t(1)).unwrap();
+    let Admission::Granted(l2) = l2 else {
+        panic!("second task fits the warm copy")
+    };
+    assert_eq!(l2.gpu, l1.gpu);
+    effects(&mut e);
+    let Admission::Pending(_) = e.admit(&req("a"), t(2)).unwrap() else {
+        panic!()
+    };
+    let fx = effects(&mut e);
+    let other = GpuId(1 - l1.gpu.0);
+    assert!(
+        fx.iter()
+            .any(|f| matches!(f, Effect::Load { gpu, .. } if *gpu == other)),
+        "max_concurrency 2 reached: a second copy loads elsewhere: {fx:?}"
+    );
+    audit(&e);
+}
+
+#[test]
+fn the_queue_serves_higher_priority_first_then_arrival_order() {
+    let mut e = engine(&[4_500]);
+    let a = lease_for(&mut e, "a", t(0)); // fills the GPU
+    let mut low = req("b");
+    low.priority = 0;
+    let mut high = req("c");
+    high.priority = 5;
+    let Admission::Pending(t_low) = e.admit(&low, t(1)).unwrap() else {
+        panic!()
+    };
+    let Admission::Pending(t_high) = e.admit(&high, t(2)).unwrap() else {
+        panic!()
+    };
+    effects(&mut e);
+    e.release(a.id, None, t(3)).unwrap();
+    let fx = effects(&mut e);
+    assert!(
+        fx.iter().any(|f| matches!(
+            f,
+            Effect::Load {
+                model: ModelId(2),
+                ..
+            }
+        )),
+        "c (priority 5) goes first: {fx:?}"
+    );
+    assert!(!fx.iter().any(|f| matches!(
+        f,
+        Effect::Load {
+            model: ModelId(1),
+            ..
+        }
+    )));
+    let _ = (t_low, t_high);
+    audit(&e);
+}
+
+#[test]
+fn a_full_queue_refuses_with_its_limit() {
+    let mut e = engine(&[4_500]);
+    lease_for(&mut e, "a", t(0));
+    for i in 0..4 {
+        assert!(matches!(
+            e.admit(&req("b"), t(i)).unwrap(),
+            Admission::Pending(_)
+        ));
+    }
+    assert_eq!(
+        e.admit(&req("b"), t(5)),
+        Err(AdmitError::QueueFull { limit: 4 })
+    );
+    assert_eq!(e.counters().outcome(Outcome::QueueFull), 1);
+}
+
+#[test]
+fn a_queued_admission_past_its_deadline_is_rejected_once() {
+    let mut e = engine(&[4_500]);
+    lease_for(&mut e, "a", t(0));
+    let mut r = req("b");
+    r.wait = Wait::For(Duration::from_millis(300));
+    let Admission::Pending(ticket) = e.admit(&r, t(100)).unwrap() else {
+        panic!()
+    };
+    effects(&mut e);
+    assert_eq!(e.next_deadline(), Some(t(400)));
+    e.tick(t(399));
+    assert!(effects(&mut e).is_empty());
+    e.tick(t(400));
+    assert_eq!(
+        effects(&mut e),
+        vec![Effect::Reject {
+            ticket,
+            reason: Rejection::DeadlineExceeded {
+                waited: Duration::from_millis(300)
+            }
+        }]
+    );
+    e.tick(t(10_000));
+    assert!(
+        !effects(&mut e)
+            .iter()
+            .any(|f| matches!(f, Effect::Reject { .. }))
+    );
+    assert_eq!(e.status().queued, 0);
+    audit(&e);
+}
+
+#[test]
+fn a_lease_expires_after_its_ttl_unless_kept_alive() {
+    let mut e = engine(&[10_000]);
+    let l = lease_for(&mut e, "a", t(0));
+    assert_eq!(l.expires_at, t(60_000));
+    assert_eq!(e.keep_alive(l.id, Some("pod"), t(50_000)), Ok(t(110_000)));
+    e.tick(t(60_000));
+    assert!(e.lease(l.id).is_some(), "kept alive past the first expiry");
+    assert_eq!(e.next_deadline(), Some(t(110_000)));
+    e.tick(t(110_000));
+    let fx = effects(&mut e);
+    assert!(
+        matches!(fx.as_slice(), [Effect::Expire { lease }] if lease.id == l.id),
+        "{fx:?}"
+    );
+    assert_eq!(
+        e.release(l.id, Some("pod"), t(110_001)),
+        Err(LeaseError::UnknownLease(l.id))
+    );
+    assert_eq!(e.status().gpus[0].working_mib, 0);
+    assert_eq!(e.counters().expired, 1);
+    audit(&e);
+}
+
+#[test]
+fn another_pods_token_cannot_release_or_keep_alive_a_lease() {
+    let mut e = engine(&[10_000]);
+    e.allocate_slots("other", 1, t(0)).unwrap();
+    let l = lease_for(&mut e, "a", t(0));
+    assert_eq!(
+        e.release(l.id, Some("other"), t(1)),
+        Err(LeaseError::UnknownLease(l.id))
+    );
+    assert_eq!(
+        e.keep_alive(l.id, Some("other"), t(1)),
+        Err(LeaseError::UnknownLease(l.id))
+    );
+    assert!(e.lease(l.id).is_some());
+}
+
+#[test]
+fn a_pod_waits_for_one_of_its_own_slots_or_fails_at_once_without_timeout() {
+    let mut e = engine(&[10_000]);
+    e.allocate_slots("one-slot", 1, t(0)).unwrap();
+    let mut r = req("a");
+    r.token = "one-slot".into();
+    let first = lease_for_token(&mut e, &r, t(0));
+    r.wait = Wait::NoQueue;
+    assert_eq!(e.admit(&r, t(1)), Err(AdmitError::NoFreeSlot { slots: 1 }));
+    r.wait = Wait::Default;
+    let Admission::Pending(ticket) = e.admit(&r, t(2)).unwrap() else {
+        panic!()
+    };
+    // Another pod is not held back by this pod's slot limit.
+    let Admission::Granted(_) = e.admit(&req("a"), t(3)).unwrap() else {
+        panic!()
+    };
+    e.release(first.id, None, t(4)).unwrap();
+    let fx = effects(&mut e);
+    assert!(
+        fx.iter()
+            .any(|f| matches!(f, Effect::Grant { ticket: got, .. } if *got == ticket)),
+        "{fx:?}"
+    );
+    audit(&e);
+}
+
+fn lease_for_token(e: &mut Engine, r: &AdmitRequest, now: Time) -> Lease {
+    match e.admit(r, now).unwrap() {
+        Admission::Granted(l) => l,
+        Admission::Pending(_) => {
+            let load = effects(e)
+                .into_iter()
+                .find_map(|f| match f {
+                    Effect::Load { load, .. } => Some(load),
+                    _ => None,
+                })
+                .unwrap();
+            e.load_finished(load, Ok(()), now);
+            match effects(e).pop() {
+                Some(Effect::Grant { lease, .. }) => lease,
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_requests_are_refused_with_what_to_do() {
+    let mut e = engine_with(
+        &[10_000],
+        vec![
+            ModelSpec {
+                task_types: vec!["detect".into()],
+                ..model("yolo", 12, 512, 8, 150)
+            },
+            model("huge", 9_000, 2_000, 1, 1),
+        ],
+        EvictionPolicy::Lru,
+    );
+    let mut r = req("nope");
+    assert_eq!(
+        e.admit(&r, t(0)),
+        Err(AdmitError::UnknownModel {
+            name: "nope".into(),
+            known: vec!["yolo".into(), "huge".into()]
+        })
+    );
+    r.model = "huge".into();
+    assert_eq!(
+        e.admit(&r, t(0)),
+        Err(AdmitError::NeverFits {
+            model: "huge".into(),
+            need_mib: 11_000,
+            largest_usable_mib: 10_000
+        })
+    );
+    r.model = "yolo".into();
+    r.task_type = Some("caption".into());
+    assert!(matches!(
+        e.admit(&r, t(0)),
+        Err(AdmitError::TaskTypeNotServed { .. })
+    ));
+    r.task_type = Some("detect".into());
+    r.token = "stolen".into();
+    assert_eq!(e.admit(&r, t(0)), Err(AdmitError::UnknownToken));
+    e.allocate_vram("vram-pod", GpuId(0), 1024, t(0)).unwrap();
+    r.token = "vram-pod".into();
+    assert_eq!(e.admit(&r, t(0)), Err(AdmitError::NotSlotAllocation));
+}
+
+#[test]
+fn an_unhealthy_gpu_drops_residents_revokes_leases_and_moves_waiters() {
+    let mut e = engine(&[10_000, 10_000]);
+    let a = lease_for(&mut e, "a", t(0));
+    let Admission::Pending(waiting) = e.admit(&req("b"), t(1)).unwrap() else {
+        panic!()
+    };
+    let fx = effects(&mut e);
+    let Some(Effect::Load {
+        gpu: b_gpu,
+        load: first_load,
+        ..
+    }) = fx
+        .iter()
+        .find(|f| matches!(f, Effect::Load { .. }))
+        .cloned()
+    else {
+        panic!()
+    };
+    assert_ne!(b_gpu, a.gpu, "b goes to the emptier GPU");
+    assert!(e.set_health(b_gpu, false, t(2)));
+    let fx = effects(&mut e);
+    assert!(fx.contains(&Effect::Unload {
+        gpu: b_gpu,
+        model: ModelId(1),
+        reason: UnloadReason::GpuUnhealthy
+    }));
+    assert!(
+        fx.iter()
+            .any(|f| matches!(f, Effect::Load { gpu, model: ModelId(1), .. } if *gpu == a.gpu)),
+        "the waiter moves to the healthy GPU: {fx:?}"
+    );
+    assert!(
+        !e.load_finished(first_load, Ok(()), t(3)),
+        "the dead GPU's late load result is ignored"
+    );
+    assert!(e.set_health(a.gpu, false, t(4)));
+    let fx = effects(&mut e);
+    assert!(fx.contains(&Effect::Revoke {
+        lease: e.lease(a.id).unwrap_or(a),
+        reason: RevokeReason::GpuUnhealthy
+    }));
+    assert!(
+        fx.contains(&Effect::Reject {
+            ticket: waiting,
+            reason: Rejection::NoHealthyGpu
+        }),
+        "{fx:?}"
+    );
+    assert_eq!(e.admit(&req("a"), t(5)), Err(AdmitError::NoHealthyGpu));
+    assert!(e.set_health(b_gpu, true, t(6)));
+    assert!(
+        matches!(e.admit(&req("a"), t(7)), Ok(Admission::Pending(_))),
+        "a recovered GPU takes work"
+    );
+    audit(&e);
+}
+
+#[test]
+fn a_failed_load_rejects_its_waiters_and_rolls_the_ledger_back() {
+    let mut e = engine(&[10_000]);
+    let Admission::Pending(ticket) = e.admit(&req("a"), t(0)).unwrap() else {
+        panic!()
+    };
+    let Some(Effect::Load { load, .. }) = effects(&mut e).pop() else {
+        panic!()
+    };
+    assert!(e.load_finished(load, Err("CUDA out of memory".into()), t(10)));
+    assert_eq!(
+        effects(&mut e),
+        vec![Effect::Reject {
+            ticket,
+            reason: Rejection::LoadFailed {
+                gpu: GpuId(0),
+                message: "CUDA out of memory".into()
+            }
+        }]
+    );
+    let g = &e.status().gpus[0];
+    assert_eq!((g.weights_mib, g.working_mib, g.residents.len()), (0, 0, 0));
+    assert_eq!(e.counters().loads_failed, 1);
+    audit(&e);
+}
+
+#[test]
+fn a_vram_carve_out_evicts_idle_models_and_overcommits_when_they_are_pinned() {
+    let mut e = engine(&[10_000]);
+    let a = lease_for(&mut e, "a", t(0));
+    let b = lease_for(&mut e, "b", t(0));
+    e.release(b.id, None, t(1)).unwrap();
+    effects(&mut e);
+    e.allocate_vram("vram-pod", GpuId(0), 3_000, t(2)).unwrap();
+    let fx = effects(&mut e);
+    assert_eq!(
+        unloads(&fx),
+        vec![(GpuId(0), "model1".into())],
+        "idle b makes room: {fx:?}"
+    );
+    assert!(e.status().gpus[0].overcommitted_since.is_none());
+    e.allocate_vram("vram-pod-2", GpuId(0), 3_000, t(3))
+        .unwrap();
+    let fx = effects(&mut e);
+    assert_eq!(
+        fx,
+        vec![Effect::Overcommitted {
+            gpu: GpuId(0),
+            committed_mib: 10_500,
+            usable_mib: 10_000
+        }],
+        "a is pinned, so the pool over-commits"
+    );
+    let Admission::Pending(_) = e.admit(&req("b"), t(4)).unwrap() else {
+        panic!()
+    };
+    assert!(
+        effects(&mut e).is_empty(),
+        "nothing new goes on an over-committed GPU"
+    );
+    e.release(a.id, None, t(5)).unwrap();
+    let fx = effects(&mut e);
+    assert!(fx.contains(&Effect::Drained { gpu: GpuId(0) }), "{fx:?}");
+    audit(&e);
+    e.deallocate("vram-pod", t(6)).unwrap();
+    e.deallocate("vram-pod-2", t(6)).unwrap();
+    assert_eq!(e.status().gpus[0].carved_mib, 0);
+    audit(&e);
+}
+
+#[test]
+fn external_memory_growth_evicts_idle_copies_first() {
+    let mut e = engine(&[10_000]);
+    let a = lease_for(&mut e, "a", t(0));
+    e.release(a.id, None, t(1)).unwrap();
+    effects(&mut e);
+    e.set_external_mib(GpuId(0), 7_000, t(2));
+    assert_eq!(unloads(&effects(&mut e)), vec![(GpuId(0), "model0".into())]);
+    assert_eq!(e.status().gpus[0].usable_mib, 3_000);
+    assert_eq!(
+        e.admit(&req("a"), t(3)),
+        Err(AdmitError::NeverFits {
+            model: "a".into(),
+            need_mib: 4_500,
+            largest_usable_mib: 3_000
+        })
+    );
+    audit(&e);
+}
+
+#[test]
+fn a_released_allocation_takes_its_leases_and_waiters_with_it() {
+    let mut e = engine(&[4_500]);
+    let l = lease_for(&mut e, "a", t(0));
+    let Admission::Pending(ticket) = e.admit(&req("b"), t(1)).unwrap() else {
+        panic!()
+    };
+    effects(&mut e);
+    assert_eq!(e.deallocate("pod", t(2)), Ok(AllocKind::Slots(8)));
+    let fx = effects(&mut e);
+    assert!(fx.iter().any(|f| matches!(f, Effect::Revoke { lease, reason: RevokeReason::AllocationReleased } if lease.id == l.id)));
+    assert!(fx.contains(&Effect::Reject {
+        ticket,
+        reason: Rejection::AllocationReleased
+    }));
+    assert_eq!(e.admit(&req("a"), t(3)), Err(AdmitError::UnknownToken));
+    audit(&e);
+}
+
+#[test]
+fn greedy_dual_size_keeps_the_model_that_is_expensive_to_reload() {
+    let models = vec![
+        model("slow", 4000, 500, 2, 8_000),
+        model("fast", 4000, 500, 2, 100),
+        model("new", 4000, 500, 2, 1_000),
+    ];
+    for (policy, victim) in [
+        (EvictionPolicy::Lru, "model0"),
+        (EvictionPolicy::GreedyDualSize, "model1"),
+    ] {
+        let mut e = engine_with(&[10_000], models.clone(), policy);
+        let slow = lease_for(&mut e, "slow", t(0));
+        e.release(slow.id, None, t(1)).unwrap();
+        let fast = lease_for(&mut e, "fast", t(2));
+        e.release(fast.id, None, t(3)).unwrap();
+        effects(&mut e);
+        e.admit(&req("new"), t(4)).unwrap();
+        assert_eq!(
+            unloads(&effects(&mut e)),
+            vec![(GpuId(0), victim.to_string())],
+            "{policy:?}"
+        );
+    }
+}
+
+#[test]
+fn a_blocked_head_reserves_its_gpu_while_later_work_uses_the_others() {
+    let models = vec![
+        model("filler", 4_000, 500, 1, 10),
+        model("big", 6_000, 1_000, 1, 1_000),
+        model("small", 100, 100, 64, 10),
+    ];
+    let mut e = engine_with(&[10_000, 10_000], models, EvictionPolicy::Lru);
+    let f0 = lease_for(&mut e, "filler", t(0));
+    let f1 = lease_for(&mut e, "filler", t(0));
+    assert_eq!(
+        (f0.gpu, f1.gpu),
+        (GpuId(0), GpuId(1)),
+        "max_concurrency 1: one copy per GPU"
+    );
+    let s = lease_for(&mut e, "small", t(1));
+    assert_eq!(s.gpu, GpuId(0));
+    e.release(s.id, None, t(2)).unwrap();
+    effects(&mut e);
+
+    let Admission::Pending(big) = e.admit(&req("big"), t(3)).unwrap() else {
+        panic!()
+    };
+    assert!(
+        effects(&mut e).is_empty(),
+        "big fits nowhere while both fillers are pinned"
+    );
+    let Admission::Pending(_) = e.admit(&req("small"), t(4)).unwrap() else {
+        panic!("small queues behind big, even though it is warm on gpu0")
+    };
+    let fx = effects(&mut e);
+    assert!(
+        matches!(
+            fx.as_slice(),
+            [Effect::Load {
+                gpu: GpuId(1),
+                model: ModelId(2),
+                ..
+            }]
+        ),
+        "big reserves gpu0, so small loads on gpu1 instead: {fx:?}"
+    );
+    e.release(f0.id, None, t(5)).unwrap();
+    let fx = effects(&mut e);
+    assert_eq!(
+        unloads(&fx),
+        vec![(GpuId(0), "model2".into()), (GpuId(0), "model0".into())],
+        "idle copies make room, least recently used first (the release made filler the MRU): {fx:?}"
+    );
+    assert!(fx.iter().any(|f| matches!(
+        f,
+        Effect::Load {
+            gpu: GpuId(0),
+            model: ModelId(1),
+            ..
+        }
+    )));
+    let _ = big;
+    audit(&e);
+}
+
+#[test]
+fn the_operator_preloads_and_evicts_idle_copies_only() {
+    let mut e = engine(&[10_000, 10_000]);
+    let (gpu, load) = e.preload("a", Some(GpuId(1)), t(0)).unwrap();
+    assert_eq!(gpu, GpuId(1));
+    assert_eq!(
+        e.preload("a", None, t(0)),
+        Err(AdminError::AlreadyResident {
+            model: "a".into(),
+            gpu: GpuId(1)
+        })
+    );
+    assert_eq!(
+        e.evict("a", None, t(1)),
+        Err(AdminError::Loading {
+            model: "a".into(),
+            gpu: GpuId(1)
+        })
+    );
+    e.load_finished(load, Ok(()), t(2));
+    let l = lease_for(&mut e, "a", t(3));
+    assert!(
+        l.warm && l.gpu == GpuId(1),
+        "the preloaded copy serves warm"
+    );
+    assert_eq!(
+        e.evict("a", None, t(4)),
+        Err(AdminError::Pinned {
+            model: "a".into(),
+            gpu: GpuId(1),
+            pins: 1
+        })
+    );
+    e.release(l.id, None, t(5)).unwrap();
+    effects(&mut e);
+    assert_eq!(e.evict("a", None, t(6)), Ok(vec![GpuId(1)]));
+    assert_eq!(
+        effects(&mut e),
+        vec![Effect::Unload {
+            gpu: GpuId(1),
+            model: ModelId(0),
+            reason: UnloadReason::Admin
+        }]
+    );
+    assert_eq!(
+        e.evict("a", None, t(7)),
+        Err(AdminError::NotResident {
+            model: "a".into(),
+            gpu: None
+        })
+    );
+    audit(&e);
+}
+
+#[test]
+fn shutdown_answers_every_pending_admission_and_unloads_everything() {
+    let mut e = engine(&[4_500]);
+    lease_for(&mut e, "a", t(0));
+    let Admission::Pending(queued) = e.admit(&req("b"), t(1)).unwrap() else {
+        panic!()
+    };
+    effects(&mut e);
+    e.shutdown(t(2));
+    let fx = effects(&mut e);
+    assert!(fx.contains(&Effect::Reject {
+        ticket: queued,
+        reason: Rejection::ShuttingDown
+    }));
+    assert!(fx.contains(&Effect::Unload {
+        gpu: GpuId(0),
+        model: ModelId(0),
+        reason: UnloadReason::Shutdown
+    }));
+    assert_eq!(e.admit(&req("a"), t(3)), Err(AdmitError::ShuttingDown));
+}
+
+#[test]
+fn restored_residents_serve_warm_at_once() {
+    let mut e = engine(&[10_000]);
+    e.restore_resident(GpuId(0), ModelId(2), t(0)).unwrap();
+    let Admission::Granted(l) = e.admit(&req("c"), t(1)).unwrap() else {
+        panic!()
+    };
+    assert!(l.warm);
+    audit(&e);
+}
+
+#[test]
+fn cancelling_a_waiting_admission_frees_what_it_held() {
+    let mut e = engine(&[10_000]);
+    let Admission::Pending(ticket) = e.admit(&req("a"), t(0)).unwrap() else {
+        panic!()
+    };
+    assert!(e.cancel(ticket, t(1)));
+    assert!(!e.cancel(ticket, t(1)));
+    let g = &e.status().gpus[0];
+    assert_eq!(g.working_mib, 0);
+    assert_eq!(g.residents[0].pins, 0, "the load goes on, unpinned");
+    audit(&e);
+}
