@@ -1,14 +1,14 @@
 //! Admission: placement, the queue, leases.
 
 use std::cmp::Reverse;
-use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::pool::{Resident, ResidentState};
 use super::status::Outcome;
 use super::{
-    AllocKind, DeadlineRef, Engine, LeaseEntry, QueueKey, TicketEntry, TicketState, types::*,
+    AllocKind, DeadlineRef, Engine, LeaseEntry, QueueKey, Queued, TicketEntry, TicketState,
+    types::*,
 };
 
 /// How an admission uses the GPU it is placed on.
@@ -29,6 +29,31 @@ pub(super) struct Placement {
     pub kind: PlaceKind,
     /// Idle copies to evict first, in policy order, with their weights.
     pub victims: Vec<(ModelId, u64)>,
+}
+
+/// Why an admission could not be placed now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Blocked {
+    /// Not enough memory (or every copy at max_concurrency) on any GPU.
+    Memory,
+    /// Memory would do, but the load it needs would not finish before the deadline.
+    TooLate,
+}
+
+/// When a load started or joined for an admission would be worth it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LoadWindow {
+    pub now: Time,
+    pub deadline: Option<Time>,
+    /// Asked in this very call: its load warms the model even if the caller
+    /// gives up first (a retry then finds it warm), so it is always allowed.
+    pub fresh: bool,
+}
+
+impl LoadWindow {
+    fn allows_load_done_at(&self, done: Time) -> bool {
+        self.fresh || self.deadline.is_none_or(|d| done <= d)
+    }
 }
 
 /// Placement preference: kind first, then fewest evictions, then most free memory.
@@ -104,7 +129,12 @@ impl Engine {
 
         // Fast path: nothing waits ahead of us.
         if self.queue.is_empty() && has_slot {
-            if let Some(p) = self.place(model, 0) {
+            let when = LoadWindow {
+                now,
+                deadline,
+                fresh: true,
+            };
+            if let Ok(p) = self.place(model, &[], when) {
                 if p.kind == PlaceKind::Warm {
                     self.commit_placement(&token, model, &p, now);
                     let lease = self.new_lease(token, p.gpu, model, true, now, now);
@@ -187,7 +217,14 @@ impl Engine {
         let key: QueueKey = (Reverse(priority), self.next_seq);
         self.next_seq += 1;
         if queued {
-            self.queue.insert(key, id);
+            self.queue.insert(
+                key,
+                Queued {
+                    ticket: id,
+                    model,
+                    deadline,
+                },
+            );
         }
         if let Some(d) = deadline {
             self.push_deadline(d, DeadlineRef::Ticket(id));
@@ -206,19 +243,46 @@ impl Engine {
         id
     }
 
-    /// The best GPU for `model` right now, skipping GPUs in `blocked` (a mask).
-    pub(super) fn place(&self, model: ModelId, blocked: u128) -> Option<Placement> {
+    /// The best GPU for `model` right now.
+    ///
+    /// `reserved` (per GPU, during a queue pass) is memory promised to queued
+    /// work ahead of this one: a placement must leave at least that much free
+    /// or reclaimable from idle copies. `when` says whether a load may be
+    /// started or joined: only if it is expected to finish (the catalog's
+    /// `load_ms`) before the admission's deadline, or the admission is fresh
+    /// (so a model always gets warmed by someone who asked).
+    pub(super) fn place(
+        &self,
+        model: ModelId,
+        reserved: &[u64],
+        when: LoadWindow,
+    ) -> Result<Placement, Blocked> {
         let spec = self.model(model);
         let mut best: Option<(PlaceKey, Placement)> = None;
+        let mut too_late = false;
         for (i, pool) in self.pools.iter().enumerate() {
-            if !pool.healthy || blocked & (1u128 << i) != 0 {
+            if !pool.healthy {
                 continue;
             }
             let (kind, need) = match pool.residents.peek(&model) {
                 Some(r) if r.pins >= spec.max_concurrency => continue,
-                Some(r) if r.state == ResidentState::Ready => (PlaceKind::Warm, spec.working_mib),
-                Some(_) => (PlaceKind::Join, spec.working_mib),
-                None => (PlaceKind::Cold, spec.weights_mib + spec.working_mib),
+                Some(r) => match r.state {
+                    ResidentState::Ready => (PlaceKind::Warm, spec.working_mib),
+                    ResidentState::Loading { since, .. } => {
+                        if !when.allows_load_done_at(since + Duration::from_millis(spec.load_ms)) {
+                            too_late = true;
+                            continue;
+                        }
+                        (PlaceKind::Join, spec.working_mib)
+                    }
+                },
+                None => {
+                    if !when.allows_load_done_at(when.now + Duration::from_millis(spec.load_ms)) {
+                        too_late = true;
+                        continue;
+                    }
+                    (PlaceKind::Cold, spec.weights_mib + spec.working_mib)
+                }
             };
             let rank = best.as_ref().map(|(k, _)| k.0);
             if rank.is_some_and(|r| r < kind) {
@@ -227,13 +291,21 @@ impl Engine {
             let Some(victims) = pool.victims_for(need, Some(model), self.settings.policy) else {
                 continue;
             };
+            let promised = reserved.get(i).copied().unwrap_or(0);
+            if promised > 0 && pool.headroom_after(model, need, &victims) < promised {
+                continue;
+            }
             let key = (kind, victims.len(), Reverse(pool.free_mib()));
             if best.as_ref().is_none_or(|(k, _)| key < *k) {
                 let gpu = GpuId(i as u32);
                 best = Some((key, Placement { gpu, kind, victims }));
             }
         }
-        best.map(|(_, p)| p)
+        match best {
+            Some((_, p)) => Ok(p),
+            None if too_late => Err(Blocked::TooLate),
+            None => Err(Blocked::Memory),
+        }
     }
 
     /// Takes what a placement needs: the pod's slot, evictions, working
@@ -368,34 +440,47 @@ impl Engine {
         lease
     }
 
-    /// Places queued tickets in priority order. A ticket that cannot be placed
-    /// reserves the GPU it would fit on first; the loop ends when every
-    /// healthy GPU is reserved or the queue is exhausted.
+    /// Places queued tickets in priority then arrival order.
+    ///
+    /// The first ticket of each model that cannot be placed reserves the
+    /// memory it needs on the GPU where it will fit soonest; later work may
+    /// use that GPU only if the reservation stays coverable (free or
+    /// reclaimable from idle copies). So a blocked head cannot be starved,
+    /// yet it never blocks more than the memory it needs (a head waiting for
+    /// a pin on a copy at max_concurrency leaves the rest of the GPU usable).
+    /// Later tickets of a model that failed are skipped for the rest of the
+    /// pass: reservations only grow, so they would fail too.
     pub(super) fn dispatch(&mut self, now: Time) {
         if self.queue.is_empty() {
             return;
         }
-        let healthy: u128 = self
-            .pools
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.healthy)
-            .fold(0, |m, (i, _)| m | (1u128 << i));
-        let mut blocked: u128 = !healthy;
-        let mut cursor: Option<QueueKey> = None;
-        // With no healthy GPU the loop still runs: each ticket gets its rejection.
-        while healthy == 0 || blocked & healthy != healthy {
-            let next = match cursor {
-                None => self.queue.iter().next(),
-                Some(k) => self
-                    .queue
-                    .range((Bound::Excluded(k), Bound::Unbounded))
-                    .next(),
+        let mut reserved = vec![0u64; self.pools.len()];
+        let mut failed: Vec<ModelId> = Vec::new();
+        // Per model, the latest deadline for which its load came too late:
+        // tickets with that deadline or an earlier one would be too late too.
+        let mut too_late: Vec<(ModelId, Option<Time>)> = Vec::new();
+        // A snapshot: placing and rejecting change the queue as we go.
+        let order: Vec<Queued> = self.queue.values().copied().collect();
+        for Queued {
+            ticket,
+            model,
+            deadline,
+        } in order
+        {
+            // Cheap skips first: no lookups for models already known to fail.
+            if failed.contains(&model)
+                || too_late.iter().any(|(m, d)| *m == model && deadline <= *d)
+            {
+                continue;
+            }
+            let Some(t) = self
+                .tickets
+                .get(&ticket)
+                .filter(|t| t.state == TicketState::Queued)
+            else {
+                continue;
             };
-            let Some((&key, &ticket)) = next else { break };
-            cursor = Some(key);
-            let t = &self.tickets[&ticket];
-            let model = t.model;
+            let requested_at = t.requested_at;
             let has_slot = match self.allocations.get(&t.token) {
                 Some(a) => matches!(a.kind, AllocKind::Slots(n) if a.in_use < n),
                 None => false,
@@ -403,20 +488,45 @@ impl Engine {
             if !has_slot {
                 continue;
             }
-            if let Some(p) = self.place(model, blocked) {
-                if let Admission::Granted(lease) = self.apply(ticket, p, now) {
-                    self.counters.count(Outcome::GrantedWarm);
-                    self.emit(Effect::Grant { ticket, lease });
+            let when = LoadWindow {
+                now,
+                deadline,
+                fresh: requested_at == now,
+            };
+            match self.place(model, &reserved, when) {
+                Ok(p) => {
+                    if let Admission::Granted(lease) = self.apply(ticket, p, now) {
+                        self.counters.count(Outcome::GrantedWarm);
+                        self.emit(Effect::Grant { ticket, lease });
+                    }
+                    continue;
                 }
-                continue;
+                // Another ticket of this model, with a later deadline, may still load it.
+                Err(Blocked::TooLate) => {
+                    match too_late.iter_mut().find(|(m, _)| *m == model) {
+                        Some(entry) => entry.1 = entry.1.max(deadline),
+                        None => too_late.push((model, deadline)),
+                    }
+                    continue;
+                }
+                Err(Blocked::Memory) => {}
             }
             if self.check_fits_somewhere(model).is_err() {
                 let reason = self.no_fit_rejection(model);
                 self.finish_ticket(ticket, reason, now);
                 continue;
             }
-            if let Some(g) = self.eventual_gpu(model, blocked) {
-                blocked |= 1u128 << g.0;
+            failed.push(model);
+            if let Some((g, need)) = self.eventual_gpu(model) {
+                reserved[g.0 as usize] += need;
+            }
+            let exhausted = self
+                .pools
+                .iter()
+                .zip(&reserved)
+                .all(|(p, r)| !p.healthy || *r >= p.capacity_for_models_mib());
+            if exhausted {
+                break;
             }
         }
     }
@@ -438,13 +548,14 @@ impl Engine {
         }
     }
 
-    /// The unreserved healthy GPU where `model` will fit soonest: one holding
-    /// a copy (it frees up as tasks end), else the one closest to fitting.
-    fn eventual_gpu(&self, model: ModelId, blocked: u128) -> Option<GpuId> {
+    /// The healthy GPU where `model` will fit soonest, and what it will need
+    /// there: one holding a copy (it frees up as tasks end; needs working
+    /// memory), else the one closest to fitting a new copy.
+    fn eventual_gpu(&self, model: ModelId) -> Option<(GpuId, u64)> {
         let spec = self.model(model);
-        let mut best: Option<(bool, u64, GpuId)> = None;
+        let mut best: Option<(bool, u64, GpuId, u64)> = None;
         for (i, pool) in self.pools.iter().enumerate() {
-            if !pool.healthy || blocked & (1u128 << i) != 0 {
+            if !pool.healthy {
                 continue;
             }
             let resident = pool.residents.contains(&model);
@@ -456,12 +567,13 @@ impl Engine {
                 resident,
                 pool.free_after_evicting_idle_mib(),
                 GpuId(i as u32),
+                need,
             );
             if best.is_none_or(|b| (cand.0, cand.1) > (b.0, b.1)) {
                 best = Some(cand);
             }
         }
-        best.map(|b| b.2)
+        best.map(|b| (b.2, b.3))
     }
 
     /// Releases a lease: its working memory and slot return; the model stays

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::admission::LeaseEnd;
 use super::pool::{Resident, ResidentState};
 use super::status::Outcome;
-use super::{AllocKind, Allocation, DeadlineRef, Engine, TicketState, types::*};
+use super::{AllocKind, Allocation, DeadlineRef, Engine, Queued, TicketState, types::*};
 
 impl Engine {
     /// Records a pod's slot allocation (from the device plugin's Allocate).
@@ -198,8 +198,15 @@ impl Engine {
                 self.push_deadline(requeue_deadline, DeadlineRef::Ticket(id));
             }
             let t = &self.tickets[&id];
-            let (key, token, model) = (t.key, Arc::clone(&t.token), t.model);
-            self.queue.insert(key, id);
+            let (key, token, model, deadline) = (t.key, Arc::clone(&t.token), t.model, t.deadline);
+            self.queue.insert(
+                key,
+                Queued {
+                    ticket: id,
+                    model,
+                    deadline,
+                },
+            );
             let working = self.model(model).working_mib;
             self.pool_mut(gpu).working_mib -= working;
             if let Some(a) = self.allocations.get_mut(&token) {

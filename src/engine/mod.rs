@@ -31,7 +31,7 @@ mod tests;
 mod types;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,8 +42,11 @@ pub use types::*;
 use crate::config::{self, EvictionPolicy, ModelSpec};
 use pool::Pool;
 
-/// The most GPUs one engine manages (queue reservations use a `u128` mask).
-pub const MAX_GPUS: usize = 128;
+/// The engine's hash maps: foldhash (hashbrown's default hasher, already in
+/// the tree) is several times faster than SipHash on the hot admission path
+/// and seeded per process; no engine output depends on iteration order
+/// (whatever is collected from a map is sorted).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Engine-wide settings (from `config::AdmissionConfig` and `gpus.reserve_mib`).
 #[derive(Debug, Clone, PartialEq)]
@@ -70,8 +73,6 @@ impl Settings {
 /// Why an engine could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BuildError {
-    #[error("{count} GPUs; the engine manages at most {MAX_GPUS}")]
-    TooManyGpus { count: usize },
     #[error("model {0:?} appears twice in the catalog")]
     DuplicateModel(String),
 }
@@ -118,6 +119,15 @@ struct TicketEntry {
 /// Queue order: higher priority first, then arrival.
 type QueueKey = (Reverse<i32>, u64);
 
+/// A queue entry: what a dispatch pass needs to skip a ticket without
+/// looking anything up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Queued {
+    ticket: TicketId,
+    model: ModelId,
+    deadline: Option<Time>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum DeadlineRef {
     Lease(LeaseId),
@@ -136,7 +146,7 @@ pub struct Engine {
     leases: HashMap<LeaseId, LeaseEntry>,
     tickets: HashMap<TicketId, TicketEntry>,
     /// Tickets waiting for a slot or for memory (not those waiting on a load).
-    queue: BTreeMap<QueueKey, TicketId>,
+    queue: BTreeMap<QueueKey, Queued>,
     /// Lease expiries and ticket deadlines; stale entries are skipped lazily.
     deadlines: BinaryHeap<Reverse<(Time, DeadlineRef)>>,
     /// Loads in flight, so a result can be matched without a scan.
@@ -157,10 +167,7 @@ impl Engine {
         models: Vec<ModelSpec>,
         settings: Settings,
     ) -> Result<Engine, BuildError> {
-        if gpus.len() > MAX_GPUS {
-            return Err(BuildError::TooManyGpus { count: gpus.len() });
-        }
-        let mut model_ids = HashMap::with_capacity(models.len());
+        let mut model_ids = HashMap::with_capacity_and_hasher(models.len(), Default::default());
         for (i, m) in models.iter().enumerate() {
             let id = ModelId(i as u32);
             if model_ids.insert(m.name.clone(), id).is_some() {
@@ -176,12 +183,12 @@ impl Engine {
             models,
             model_ids,
             pools,
-            allocations: HashMap::new(),
-            leases: HashMap::new(),
-            tickets: HashMap::new(),
+            allocations: HashMap::default(),
+            leases: HashMap::default(),
+            tickets: HashMap::default(),
             queue: BTreeMap::new(),
             deadlines: BinaryHeap::new(),
-            loading: HashMap::new(),
+            loading: HashMap::default(),
             effects: Vec::new(),
             next_lease: 1,
             next_ticket: 1,
@@ -228,6 +235,23 @@ impl Engine {
     /// The lease `id` if it is live.
     pub fn lease(&self, id: LeaseId) -> Option<Lease> {
         self.leases.get(&id).map(|e| e.lease)
+    }
+
+    /// Every live lease, oldest first.
+    pub fn leases(&self) -> Vec<Lease> {
+        let mut v: Vec<Lease> = self.leases.values().map(|e| e.lease).collect();
+        v.sort_by_key(|l| l.id);
+        v
+    }
+
+    /// Admissions waiting for a slot or memory.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Admissions waiting on a model load.
+    pub fn waiting_on_load(&self) -> usize {
+        self.tickets.len() - self.queue.len()
     }
 
     /// Live leases held under `token`.

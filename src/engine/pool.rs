@@ -163,6 +163,22 @@ impl Pool {
             .saturating_sub(self.committed_mib().saturating_sub(idle))
     }
 
+    /// Memory that would stay free or reclaimable (idle copies) after
+    /// placing `need_mib` for `model` with `victims` evicted: what a
+    /// reservation for queued work can still count on.
+    pub fn headroom_after(&self, model: ModelId, need_mib: u64, victims: &[(ModelId, u64)]) -> u64 {
+        let evicted: u64 = victims.iter().map(|v| v.1).sum();
+        let idle: u64 = self
+            .residents
+            .iter()
+            // The placed model's copy is pinned by the placement.
+            .filter(|(m, r)| r.is_evictable() && **m != model)
+            .map(|(_, r)| r.weights_mib)
+            .sum();
+        let committed = (self.committed_mib() + need_mib).saturating_sub(evicted);
+        (self.usable_mib() + idle.saturating_sub(evicted)).saturating_sub(committed)
+    }
+
     /// Removes one copy from the ledger; returns it.
     pub fn remove_resident(&mut self, model: ModelId) -> Option<Resident> {
         let r = self.residents.pop(&model)?;

@@ -241,7 +241,7 @@ impl Engine {
         for (id, t) in &self.tickets {
             match t.state {
                 TicketState::Queued => {
-                    if self.queue.get(&t.key) != Some(id) {
+                    if self.queue.get(&t.key).map(|q| q.ticket) != Some(*id) {
                         return Err(format!("{id} is queued but not in the queue"));
                     }
                     if t.deadline.is_none() {

@@ -880,3 +880,84 @@ fn cancelling_a_waiting_admission_frees_what_it_held() {
     assert_eq!(g.residents[0].pins, 0, "the load goes on, unpinned");
     audit(&e);
 }
+
+#[test]
+fn a_head_waiting_for_a_copy_at_max_concurrency_does_not_hold_back_other_models() {
+    let models = vec![model("a", 100, 100, 1, 10), model("b", 100, 100, 1, 10)];
+    let mut e = engine_with(&[100_000], models, EvictionPolicy::Lru);
+    let held = lease_for(&mut e, "a", t(0));
+    let Admission::Pending(_) = e.admit(&req("a"), t(20)).unwrap() else {
+        panic!()
+    };
+    assert!(
+        effects(&mut e).is_empty(),
+        "a's only copy is at max_concurrency 1"
+    );
+    let Admission::Pending(_) = e.admit(&req("b"), t(30)).unwrap() else {
+        panic!()
+    };
+    let fx = effects(&mut e);
+    assert!(
+        matches!(
+            fx.as_slice(),
+            [Effect::Load {
+                model: ModelId(1),
+                ..
+            }]
+        ),
+        "b loads at once; a reserves only its working memory: {fx:?}"
+    );
+    e.release(held.id, None, t(40)).unwrap();
+    assert!(
+        effects(&mut e)
+            .iter()
+            .any(|f| matches!(f, Effect::Grant { .. })),
+        "a gets its copy as soon as the pin ends"
+    );
+    audit(&e);
+}
+
+#[test]
+fn a_queued_admission_does_not_start_a_load_it_cannot_wait_for() {
+    let models = vec![
+        model("a", 4_000, 4_000, 1, 10),
+        model("sd", 5_000, 500, 1, 8_000),
+    ];
+    let mut e = engine_with(&[10_000], models, EvictionPolicy::Lru);
+    let a = lease_for(&mut e, "a", t(0));
+    let Admission::Pending(sd) = e.admit(&req("sd"), t(100)).unwrap() else {
+        panic!()
+    };
+    effects(&mut e);
+    // 9.4 s into its 10 s wait the memory frees, but an 8 s load would end too late.
+    e.release(a.id, None, t(9_500)).unwrap();
+    let fx = effects(&mut e);
+    assert!(
+        fx.is_empty(),
+        "no load and no eviction for an admission that cannot wait: {fx:?}"
+    );
+    e.tick(t(10_100));
+    assert_eq!(
+        effects(&mut e),
+        vec![Effect::Reject {
+            ticket: sd,
+            reason: Rejection::DeadlineExceeded {
+                waited: Duration::from_millis(10_000)
+            }
+        }]
+    );
+    // A fresh admission still warms the model, whatever its timeout.
+    let mut quick = req("sd");
+    quick.wait = Wait::For(Duration::from_secs(1));
+    let Admission::Pending(_) = e.admit(&quick, t(11_000)).unwrap() else {
+        panic!()
+    };
+    assert!(effects(&mut e).iter().any(|f| matches!(
+        f,
+        Effect::Load {
+            model: ModelId(1),
+            ..
+        }
+    )));
+    audit(&e);
+}
