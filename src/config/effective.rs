@@ -7,9 +7,9 @@
 use super::duration;
 use super::wire::{
     WireAdmission, WireBackend, WireConfig, WireDevices, WireDuration, WireEvictionPolicy,
-    WireGpus, WireModel, WireSimulatedGpu,
+    WireGpus, WireModel, WireRuntime, WireRuntimeKind, WireSimulatedGpu,
 };
-use super::{Config, EvictionPolicy, GpuBackend};
+use super::{Config, EvictionPolicy, GpuBackend, RuntimeKind};
 
 impl Config {
     /// The full effective configuration as YAML; loading it gives back an
@@ -64,6 +64,20 @@ fn to_wire(config: &Config) -> WireConfig {
                 EvictionPolicy::Lru => WireEvictionPolicy::Lru,
                 EvictionPolicy::GreedyDualSize => WireEvictionPolicy::GreedyDualSize,
             }),
+        }),
+        runtime: Some(match &config.runtime.kind {
+            RuntimeKind::Bookkeeping { simulate_load_time } => WireRuntime {
+                kind: Some(WireRuntimeKind::Bookkeeping),
+                endpoint: None,
+                load_timeout: Some(WireDuration(duration::format(config.runtime.load_timeout))),
+                simulate_load_time: Some(*simulate_load_time),
+            },
+            RuntimeKind::Grpc { endpoint } => WireRuntime {
+                kind: Some(WireRuntimeKind::Grpc),
+                endpoint: Some(endpoint.clone()),
+                load_timeout: Some(WireDuration(duration::format(config.runtime.load_timeout))),
+                simulate_load_time: None,
+            },
         }),
         models: Some(
             config

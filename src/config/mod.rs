@@ -58,6 +58,7 @@ pub struct Config {
     pub gpus: GpuConfig,
     pub devices: DevicesConfig,
     pub admission: AdmissionConfig,
+    pub runtime: RuntimeConfig,
     /// The model catalog, in file order. Names are unique.
     pub models: Vec<ModelSpec>,
 }
@@ -119,6 +120,25 @@ pub struct AdmissionConfig {
     /// Lease lifetime; `KeepAlive` extends a lease by this much.
     pub lease_ttl: Duration,
     pub eviction_policy: EvictionPolicy,
+}
+
+/// Where model weights are really loaded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeConfig {
+    pub kind: RuntimeKind,
+    /// A load that takes longer fails (its waiting admissions get UNAVAILABLE).
+    pub load_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuntimeKind {
+    /// No model server: the daemon keeps the ledger only (pods run their own
+    /// model code). `simulate_load_time` makes each load take the catalog's
+    /// `load_ms`, for demos and the dev config.
+    Bookkeeping { simulate_load_time: bool },
+    /// A node-local model server implementing `vision.v1.ModelRuntime`, at
+    /// `unix:///path` or `http://host:port`.
+    Grpc { endpoint: String },
 }
 
 /// One catalog entry.

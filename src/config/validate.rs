@@ -16,11 +16,11 @@ use super::names;
 use super::position::{Index, join};
 use super::wire::{
     WireAdmission, WireBackend, WireConfig, WireDevices, WireDuration, WireEvictionPolicy,
-    WireGpus, WireModel, WireSimulatedGpu,
+    WireGpus, WireModel, WireRuntime, WireRuntimeKind, WireSimulatedGpu,
 };
 use super::{
     AdmissionConfig, Config, DevicesConfig, EvictionPolicy, GpuBackend, GpuConfig, ModelSpec,
-    SimulatedGpu,
+    RuntimeConfig, RuntimeKind, SimulatedGpu,
 };
 
 pub(crate) const DEFAULT_DOMAIN: &str = "vision.ai";
@@ -34,6 +34,7 @@ pub(crate) const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(60);
 pub(crate) const DEFAULT_MAX_CONCURRENCY: u32 = 4;
 pub(crate) const DEFAULT_TASK_MS: u64 = 100;
 pub(crate) const DEFAULT_SIMULATED_COUNT: u32 = 1;
+pub(crate) const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Where values not in the file come from; injected so tests do not depend on
 /// the machine they run on.
@@ -60,6 +61,7 @@ pub(crate) fn validate(
     let gpus = gpus(&mut c, wire.gpus.unwrap_or_default());
     let devices = devices(&mut c, wire.devices.unwrap_or_default());
     let admission = admission(&mut c, wire.admission.unwrap_or_default());
+    let runtime = runtime(&mut c, wire.runtime.unwrap_or_default());
     let models = models(&mut c, wire.models.unwrap_or_default());
     cross_checks(&mut c, &gpus, &devices, &models);
     if c.errors.is_empty() {
@@ -69,6 +71,7 @@ pub(crate) fn validate(
             gpus,
             devices,
             admission,
+            runtime,
             models,
         })
     } else {
@@ -263,6 +266,60 @@ fn admission(c: &mut Check<'_>, wire: WireAdmission) -> AdmissionConfig {
         lease_ttl,
         eviction_policy,
     }
+}
+
+fn runtime(c: &mut Check<'_>, wire: WireRuntime) -> RuntimeConfig {
+    let load_timeout = c.duration(
+        "runtime.load_timeout",
+        wire.load_timeout,
+        DEFAULT_LOAD_TIMEOUT,
+    );
+    if load_timeout.is_zero() {
+        c.fail("runtime.load_timeout", "must be > 0");
+    }
+    let kind = match wire.kind.unwrap_or(WireRuntimeKind::Bookkeeping) {
+        WireRuntimeKind::Bookkeeping => {
+            if wire.endpoint.is_some() {
+                c.fail("runtime.endpoint", "is only used with `kind: grpc`");
+            }
+            RuntimeKind::Bookkeeping {
+                simulate_load_time: wire.simulate_load_time.unwrap_or(false),
+            }
+        }
+        WireRuntimeKind::Grpc => {
+            if wire.simulate_load_time.is_some() {
+                c.fail(
+                    "runtime.simulate_load_time",
+                    "is only used with `kind: bookkeeping`",
+                );
+            }
+            let endpoint = wire.endpoint.unwrap_or_default();
+            if let Some(problem) = endpoint_problem(&endpoint) {
+                c.fail("runtime.endpoint", problem);
+            }
+            RuntimeKind::Grpc { endpoint }
+        }
+    };
+    RuntimeConfig { kind, load_timeout }
+}
+
+/// A model runtime is reached over a Unix socket (`unix:///abs/path`) or TCP
+/// (`http://host:port`).
+fn endpoint_problem(endpoint: &str) -> Option<String> {
+    if endpoint.is_empty() {
+        return Some("is required with `kind: grpc` (e.g. unix:///run/model-runtime.sock)".into());
+    }
+    if let Some(path) = endpoint.strip_prefix("unix://") {
+        return (!path.starts_with('/'))
+            .then(|| format!("{endpoint:?}: a unix endpoint needs an absolute path, e.g. unix:///run/model-runtime.sock"));
+    }
+    if let Some(rest) = endpoint.strip_prefix("http://") {
+        return (rest.is_empty() || rest.contains(char::is_whitespace))
+            .then(|| format!("{endpoint:?}: expected http://host:port"));
+    }
+    Some(format!(
+        "{endpoint:?}: expected unix:///path or http://host:port"
+    ))
 }
 
 fn models(c: &mut Check<'_>, wire: Vec<WireModel>) -> Vec<ModelSpec> {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, de};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(
-    expecting = "a mapping of config keys (node_name, domain, gpus, devices, admission, models)"
+    expecting = "a mapping of config keys (node_name, domain, gpus, devices, admission, runtime, models)"
 )]
 pub(crate) struct WireConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -26,6 +26,8 @@ pub(crate) struct WireConfig {
     pub devices: Option<WireDevices>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admission: Option<WireAdmission>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<WireRuntime>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub models: Option<Vec<WireModel>>,
 }
@@ -99,6 +101,28 @@ pub(crate) enum WireEvictionPolicy {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(
+    expecting = "a mapping of model runtime settings (kind, endpoint, load_timeout, simulate_load_time)"
+)]
+pub(crate) struct WireRuntime {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<WireRuntimeKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_timeout: Option<WireDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub simulate_load_time: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum WireRuntimeKind {
+    Bookkeeping,
+    Grpc,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(
     expecting = "a mapping of model settings (name, weights_mib, working_mib, max_concurrency, load_ms, task_ms, task_types)"
 )]
 pub(crate) struct WireModel {
@@ -159,6 +183,7 @@ pub(crate) const CONFIG_KEYS: &[&str] = &[
     "gpus",
     "devices",
     "admission",
+    "runtime",
     "models",
 ];
 pub(crate) const GPUS_KEYS: &[&str] = &["backend", "reserve_mib", "nvml_library", "simulated"];
@@ -171,6 +196,8 @@ pub(crate) const ADMISSION_KEYS: &[&str] = &[
     "lease_ttl",
     "eviction_policy",
 ];
+pub(crate) const RUNTIME_KEYS: &[&str] =
+    &["kind", "endpoint", "load_timeout", "simulate_load_time"];
 pub(crate) const MODEL_KEYS: &[&str] = &[
     "name",
     "weights_mib",
@@ -197,6 +224,7 @@ pub(crate) fn known_keys(parent: &[Segment]) -> &'static [&'static str] {
         [Key(k)] if k == "gpus" => GPUS_KEYS,
         [Key(k)] if k == "devices" => DEVICES_KEYS,
         [Key(k)] if k == "admission" => ADMISSION_KEYS,
+        [Key(k)] if k == "runtime" => RUNTIME_KEYS,
         [Key(g), Key(s), Index(_)] if g == "gpus" && s == "simulated" => SIMULATED_GPU_KEYS,
         [Key(m), Index(_)] if m == "models" => MODEL_KEYS,
         _ => &[],
@@ -246,6 +274,7 @@ mod tests {
             gpus: Some(WireGpus::default()),
             devices: Some(WireDevices::default()),
             admission: Some(WireAdmission::default()),
+            runtime: Some(WireRuntime::default()),
             models: Some(vec![]),
         };
         assert_eq!(keys_of(&config), CONFIG_KEYS);
@@ -275,6 +304,13 @@ mod tests {
             eviction_policy: Some(WireEvictionPolicy::Lru),
         };
         assert_eq!(keys_of(&admission), ADMISSION_KEYS);
+        let runtime = WireRuntime {
+            kind: Some(WireRuntimeKind::Grpc),
+            endpoint: Some(String::new()),
+            load_timeout: d(),
+            simulate_load_time: Some(false),
+        };
+        assert_eq!(keys_of(&runtime), RUNTIME_KEYS);
         let model = WireModel {
             name: Some(String::new()),
             weights_mib: Some(1),

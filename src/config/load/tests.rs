@@ -226,6 +226,12 @@ fn every_default_is_filled_in() {
             lease_ttl: Duration::from_secs(60),
             eviction_policy: EvictionPolicy::Lru,
         },
+        runtime: crate::config::RuntimeConfig {
+            kind: crate::config::RuntimeKind::Bookkeeping {
+                simulate_load_time: false,
+            },
+            load_timeout: Duration::from_secs(120),
+        },
         models: vec![],
     };
     assert_eq!(config, expected);

@@ -356,3 +356,70 @@ admission:
         .collect();
     assert_eq!(found, expected);
 }
+
+#[test]
+fn the_runtime_defaults_to_bookkeeping_without_simulated_load_time() {
+    let config = load("node_name: n\n").expect("loads");
+    assert_eq!(
+        config.runtime.kind,
+        super::super::RuntimeKind::Bookkeeping {
+            simulate_load_time: false
+        }
+    );
+    assert_eq!(
+        config.runtime.load_timeout,
+        std::time::Duration::from_secs(120)
+    );
+}
+
+#[test]
+fn a_grpc_runtime_needs_a_unix_or_http_endpoint_and_no_bookkeeping_keys() {
+    let text = "\
+node_name: n
+runtime:
+  kind: grpc
+  endpoint: unix://relative.sock
+  simulate_load_time: true
+  load_timeout: 0s
+";
+    assert_eq!(
+        errors(text),
+        vec![
+            err(
+                "runtime.endpoint",
+                "\"unix://relative.sock\": a unix endpoint needs an absolute path, e.g. unix:///run/model-runtime.sock",
+                4,
+                13
+            ),
+            err(
+                "runtime.simulate_load_time",
+                "is only used with `kind: bookkeeping`",
+                5,
+                23
+            ),
+            err("runtime.load_timeout", "must be > 0", 6, 17),
+        ],
+        "in file order"
+    );
+    let ok = "node_name: n\nruntime: { kind: grpc, endpoint: \"unix:///run/rt.sock\" }\n";
+    assert_eq!(
+        load(ok).expect("loads").runtime.kind,
+        super::super::RuntimeKind::Grpc {
+            endpoint: "unix:///run/rt.sock".into()
+        }
+    );
+}
+
+#[test]
+fn a_bookkeeping_runtime_refuses_an_endpoint() {
+    let text = "node_name: n\nruntime:\n  endpoint: http://localhost:9000\n";
+    assert_eq!(
+        errors(text),
+        vec![err(
+            "runtime.endpoint",
+            "is only used with `kind: grpc`",
+            3,
+            13
+        )]
+    );
+}
