@@ -1,1 +1,160 @@
-//! The workload simulator (work in progress).
+//! The workload simulator: synthetic traffic through the real [`Engine`],
+//! and how its model loads compare with an offline lower bound.
+//!
+//! `vision-node-daemon simulate` is how an operator (or a reviewer of an
+//! eviction-policy change) sees what the admission engine would do with a
+//! node's GPUs and catalog before any pod runs: hit rate, cold loads, queue
+//! waits, rejections, and "load cost ≤ X× optimal". Because the engine is a
+//! pure state machine with time as an argument, the simulator drives the
+//! very code the daemon runs, with a virtual clock: ten minutes of traffic
+//! replay in milliseconds, and a seed names one run exactly.
+//!
+//! # Layout
+//! - `rng`: SplitMix64 + xoshiro256**, exponential and Zipf sampling —
+//!   written here so a seed's workload never changes with a dependency.
+//! - `workload`: the expanded catalog (`--variants`), the GPUs, the lazily
+//!   generated arrival and fault streams.
+//! - `run`: the discrete-event loop that plays the clients, the model
+//!   runtime and the GPU faults around the engine, and measures it.
+//! - [`bound`]: the offline lower bound (its derivation is in its docs).
+//! - `report`: what a run found; `text` and `json` print it.
+//!
+//! [`Engine`]: crate::engine::Engine
+
+pub mod bound;
+mod json;
+mod report;
+mod rng;
+mod run;
+#[cfg(test)]
+mod tests;
+mod text;
+mod workload;
+
+use std::time::Duration;
+
+pub use report::{Cost, CostComparison, ModelStats, Percentiles, Report, TIMING_PREFIX};
+
+use crate::config::{Config, EvictionPolicy};
+use crate::engine;
+
+/// What to simulate; the CLI's flags, with the same defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// Names the whole workload: same seed, same requests at the same times.
+    pub seed: u64,
+    /// Arrivals stop after this much simulated time (the run then drains).
+    pub duration: Duration,
+    /// Mean arrivals per second (Poisson).
+    pub rate_per_s: f64,
+    /// Zipf exponent of model popularity (0 = uniform).
+    pub zipf: f64,
+    /// Fine-tunes per catalog entry (`sd3b#0` …), sharing the base's figures.
+    pub variants: u32,
+    /// Pods sending tasks, each with its own slot allocation.
+    pub pods: u32,
+    /// Slots per pod: how many of its tasks may hold a lease at once.
+    pub slots: u32,
+    /// How long an admission may wait; `None` = the config's default timeout.
+    pub timeout: Option<Duration>,
+    /// Mean GPU faults per hour (Poisson); 0 = none.
+    pub faults_per_hour: f64,
+    /// How long a faulty GPU stays unhealthy.
+    pub fault_duration: Duration,
+    /// Eviction policy; `None` = the config's.
+    pub policy: Option<EvictionPolicy>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            seed: 1,
+            duration: Duration::from_secs(600),
+            rate_per_s: 20.0,
+            zipf: 1.0,
+            variants: 8,
+            pods: 16,
+            slots: 4,
+            timeout: None,
+            faults_per_hour: 0.0,
+            fault_duration: Duration::from_secs(30),
+            policy: None,
+        }
+    }
+}
+
+/// Why a simulation could not run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "the config lists no simulated GPUs (gpus.simulated); the simulator needs at least one"
+    )]
+    NoSimulatedGpus,
+    #[error("the config's model catalog is empty")]
+    NoModels,
+    #[error("--{option} {problem}")]
+    BadOption {
+        option: &'static str,
+        problem: String,
+    },
+    #[error("building the engine: {0}")]
+    Engine(#[from] engine::BuildError),
+    #[error("allocating the simulated pods' slots: {0}")]
+    Alloc(#[from] engine::AllocError),
+}
+
+impl Options {
+    /// Every flag's problem, the first one found.
+    fn validate(&self) -> Result<(), Error> {
+        let bad = |option, problem: &str| {
+            Err(Error::BadOption {
+                option,
+                problem: problem.to_owned(),
+            })
+        };
+        if !(self.rate_per_s.is_finite() && self.rate_per_s > 0.0) {
+            return bad("rate", "must be a positive number of arrivals per second");
+        }
+        if !(self.zipf.is_finite() && self.zipf >= 0.0) {
+            return bad("zipf", "must be a finite exponent ≥ 0 (0 = uniform)");
+        }
+        if !(self.faults_per_hour.is_finite() && self.faults_per_hour >= 0.0) {
+            return bad("faults-per-hour", "must be a finite rate ≥ 0");
+        }
+        if self.variants == 0 {
+            return bad("variants", "must be at least 1");
+        }
+        if self.pods == 0 {
+            return bad("pods", "must be at least 1");
+        }
+        if self.slots == 0 {
+            return bad("slots", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Parses a policy name as the config spells it (`lru`, `greedy-dual-size`).
+pub fn parse_policy(s: &str) -> Result<EvictionPolicy, String> {
+    match s {
+        "lru" => Ok(EvictionPolicy::Lru),
+        "greedy-dual-size" => Ok(EvictionPolicy::GreedyDualSize),
+        _ => Err(format!(
+            "`{s}` is not an eviction policy; use `lru` or `greedy-dual-size`"
+        )),
+    }
+}
+
+/// The config spelling of a policy.
+pub fn policy_name(p: EvictionPolicy) -> &'static str {
+    match p {
+        EvictionPolicy::Lru => "lru",
+        EvictionPolicy::GreedyDualSize => "greedy-dual-size",
+    }
+}
+
+/// Runs one simulation of `options` against `config`'s GPUs and catalog.
+pub fn run(config: &Config, options: &Options) -> Result<Report, Error> {
+    options.validate()?;
+    run::simulate(config, options)
+}

@@ -1,0 +1,519 @@
+//! The discrete-event loop: the simulator plays the pods' task clients, the
+//! model runtime and the GPUs around the real engine, on a virtual clock.
+//!
+//! Events live in a min-heap ordered by (time, scheduling order), so equal
+//! times replay in a fixed order and a seed gives one history. Before each
+//! event, any engine deadline that falls earlier is ticked first, exactly as
+//! the daemon's shell sleeps until [`Engine::next_deadline`]. After every
+//! engine call its effects are drained and carried out: a `Load` becomes a
+//! completion `load_ms` later, a `Grant` becomes a running task, and so on.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, ModelSpec};
+use crate::engine::{
+    Admission, AdmitRequest, Effect, Engine, GpuId, Lease, LeaseId, LoadId, ModelId, Settings,
+    TicketId, Time, Wait,
+};
+
+use super::report::{Report, RunFacts};
+use super::workload::{self, Arrival, Arrivals, Fault, Faults};
+use super::{Error, Options};
+
+/// Something that happens at a moment of simulated time.
+#[derive(Debug, Clone, Copy)]
+enum Event {
+    /// A client asks for a task (the next arrival is scheduled then).
+    Arrival(Arrival),
+    /// The model runtime finishes a load (successfully: faults are GPU-wide).
+    LoadDone(LoadId),
+    /// A long task's client extends its lease, every TTL/2.
+    KeepAlive(LeaseId),
+    /// A task ends and its client releases the lease.
+    TaskEnd(LeaseId),
+    /// A GPU fails (the next fault is scheduled then).
+    Fault(Fault),
+    /// A failed GPU comes back.
+    Recover(GpuId),
+}
+
+/// A heap entry; ordered by (time, seq) only, reversed for a min-heap.
+#[derive(Debug)]
+struct Scheduled {
+    at_ms: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at_ms, other.seq).cmp(&(self.at_ms, self.seq))
+    }
+}
+
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at_ms, self.seq) == (other.at_ms, other.seq)
+    }
+}
+
+impl Eq for Scheduled {}
+
+/// An admission the engine has not answered yet.
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    arrival_ms: u64,
+    pod: u32,
+    task_ms: u64,
+}
+
+/// A task holding a lease.
+#[derive(Debug, Clone, Copy)]
+struct Running {
+    end_ms: u64,
+    pod: u32,
+}
+
+/// What the run observed; the report is built from it.
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    pub requests: u64,
+    /// Requests per (expanded) model.
+    pub requests_by_model: Vec<u64>,
+    /// Warm grants per (expanded) model.
+    pub warm_by_model: Vec<u64>,
+    pub granted_warm: u64,
+    pub granted_cold: u64,
+    /// Admissions refused at once (`admit` returned an error).
+    pub refused: u64,
+    /// Pending admissions that ended in `Effect::Reject`.
+    pub rejected: u64,
+    /// Admissions still pending when the run drained (cancelled then).
+    pub cancelled: u64,
+    /// Queue + load wait of every grant, in grant order.
+    pub waits_ms: Vec<u64>,
+    /// Model of every grant, in grant order: the bound's trace.
+    pub trace: Vec<u32>,
+    pub loads: u64,
+    pub load_ms: u64,
+    pub loaded_mib: u64,
+    /// Loads started while another GPU already held a copy of the model.
+    pub duplicate_loads: u64,
+    /// `load_finished` calls the engine ignored (the GPU failed meanwhile).
+    pub late_load_results: u64,
+    /// Loads that finished with nobody left waiting on them (every waiter's
+    /// deadline passed during the load).
+    pub unused_loads: u64,
+    pub keep_alives: u64,
+    pub expired: u64,
+    pub revoked: u64,
+    pub faults: u64,
+    /// Faults drawn while no GPU was healthy.
+    pub faults_skipped: u64,
+    /// Things that should not happen (unknown tickets, refused releases…), described.
+    pub anomalies: Vec<String>,
+    pub engine_calls: u64,
+    pub engine_time: Duration,
+    /// Simulated time when the last event was handled.
+    pub end_ms: u64,
+}
+
+impl Tally {
+    fn anomaly(&mut self, what: String) {
+        self.anomalies.push(what);
+    }
+}
+
+/// The engine with a stopwatch: the simulator's clock and the measurement
+/// live out here, never in the engine.
+#[derive(Debug)]
+struct Timed {
+    engine: Engine,
+    /// Effects of the last call, drained with it.
+    fx: Vec<Effect>,
+    calls: u64,
+    time: Duration,
+}
+
+impl Timed {
+    /// One engine decision (counted), with its effects drained.
+    fn call<R>(&mut self, f: impl FnOnce(&mut Engine) -> R) -> R {
+        let start = Instant::now();
+        let r = f(&mut self.engine);
+        self.fx.extend(self.engine.drain_effects());
+        self.time += start.elapsed();
+        self.calls += 1;
+        r
+    }
+
+    /// A query: timed (it is engine work) but not counted as a decision.
+    fn query<R>(&mut self, f: impl FnOnce(&mut Engine) -> R) -> R {
+        let start = Instant::now();
+        let r = f(&mut self.engine);
+        self.time += start.elapsed();
+        r
+    }
+}
+
+/// The world around one engine: the pods' clients, the model runtime and
+/// the GPUs, all played on one virtual clock.
+struct Sim {
+    timed: Timed,
+    /// `pod-<n>` allocation tokens.
+    tokens: Vec<String>,
+    /// Reused for every admission, so a request allocates nothing.
+    request: AdmitRequest,
+    heap: BinaryHeap<Scheduled>,
+    /// Scheduling order, the tie-break between events at the same time.
+    seq: u64,
+    now_ms: u64,
+    /// Lazily drawn: only the next arrival and the next fault are in the heap.
+    arrivals: Arrivals,
+    faults: Faults,
+    /// Pending admissions, so a later grant knows its task and a wait is exact.
+    waiting: HashMap<TicketId, Waiting>,
+    /// Live leases; a revoked or expired one leaves, and its task end is a no-op.
+    running: HashMap<LeaseId, Running>,
+    /// The simulator's view of GPU health (faults pick among the healthy).
+    healthy: Vec<bool>,
+    /// Per model, a mask of the GPUs holding a copy (from Load/Unload effects;
+    /// the engine manages at most 128 GPUs).
+    copies: Vec<u128>,
+    keep_alive_every_ms: u64,
+    fault_ms: u64,
+    tally: Tally,
+}
+
+/// Runs the whole simulation and builds the report.
+pub(super) fn simulate(config: &Config, options: &Options) -> Result<Report, Error> {
+    let wall = Instant::now();
+    let gpus = workload::gpus(config);
+    if gpus.is_empty() {
+        return Err(Error::NoSimulatedGpus);
+    }
+    if config.models.is_empty() {
+        return Err(Error::NoModels);
+    }
+    let models: Vec<ModelSpec> = workload::expand_catalog(&config.models, options.variants);
+    let mut settings = Settings::from_config(config);
+    if let Some(p) = options.policy {
+        settings.policy = p;
+    }
+    let timeout = options.timeout.unwrap_or(settings.default_timeout);
+    let facts = RunFacts {
+        options: options.clone(),
+        policy: settings.policy,
+        timeout,
+        lease_ttl: settings.lease_ttl,
+        base_models: config.models.len(),
+        gpus: gpus.iter().map(|g| (g.name.clone(), g.total_mib)).collect(),
+        reserve_mib: settings.reserve_mib,
+    };
+    let keep_alive_every_ms = (settings.lease_ttl.as_millis() as u64 / 2).max(1);
+    let gpu_count = gpus.len();
+    let engine = Engine::new(gpus, models.clone(), settings)?;
+    let (mut catalog_rng, arrival_rng, fault_rng) = workload::streams(options.seed);
+    let mut sim = Sim {
+        timed: Timed {
+            engine,
+            fx: Vec::new(),
+            calls: 0,
+            time: Duration::ZERO,
+        },
+        tokens: (0..options.pods).map(|p| format!("pod-{p}")).collect(),
+        request: AdmitRequest {
+            token: String::new(),
+            model: String::new(),
+            task_type: None,
+            priority: 0,
+            wait: Wait::For(timeout),
+        },
+        heap: BinaryHeap::new(),
+        seq: 0,
+        now_ms: 0,
+        arrivals: Arrivals::new(&models, options, &mut catalog_rng, arrival_rng),
+        faults: Faults::new(options, fault_rng),
+        waiting: HashMap::new(),
+        running: HashMap::new(),
+        healthy: vec![true; gpu_count],
+        copies: vec![0; models.len()],
+        keep_alive_every_ms,
+        fault_ms: options.fault_duration.as_millis() as u64,
+        tally: Tally {
+            requests_by_model: vec![0; models.len()],
+            warm_by_model: vec![0; models.len()],
+            ..Tally::default()
+        },
+    };
+    for p in 0..sim.tokens.len() {
+        let token = &sim.tokens[p];
+        sim.timed
+            .call(|e| e.allocate_slots(token, options.slots, Time::ZERO))?;
+    }
+    sim.apply_effects();
+    sim.run();
+    let counters = sim.timed.engine.counters().clone();
+    let mut tally = sim.tally;
+    tally.engine_calls = sim.timed.calls;
+    tally.engine_time = sim.timed.time;
+    Ok(Report::build(facts, &models, tally, counters, wall))
+}
+
+impl Sim {
+    fn schedule(&mut self, at_ms: u64, event: Event) {
+        self.heap.push(Scheduled {
+            at_ms,
+            seq: self.seq,
+            event,
+        });
+        self.seq += 1;
+    }
+
+    fn now(&self) -> Time {
+        Time::from_millis(self.now_ms)
+    }
+
+    fn run(&mut self) {
+        if let Some(a) = self.arrivals.next() {
+            self.schedule(a.at_ms, Event::Arrival(a));
+        }
+        if let Some(f) = self.faults.next() {
+            self.schedule(f.at_ms, Event::Fault(f));
+        }
+        loop {
+            let next = self.heap.peek().map(|s| s.at_ms);
+            let deadline = self.timed.query(|e| e.next_deadline());
+            if let Some(d) = deadline.map(Time::as_millis)
+                && next.is_none_or(|n| d < n)
+            {
+                self.now_ms = self.now_ms.max(d);
+                let now = self.now();
+                self.timed.call(|e| e.tick(now));
+                self.apply_effects();
+                continue;
+            }
+            let Some(s) = self.heap.pop() else { break };
+            self.now_ms = s.at_ms;
+            self.handle(s.event);
+        }
+        self.tally.end_ms = self.now_ms;
+        // Arrivals stopped and everything drained, so nothing should wait;
+        // cancel anything that does, so every request still gets an answer.
+        let mut left: Vec<TicketId> = self.waiting.keys().copied().collect();
+        left.sort_unstable();
+        let now = self.now();
+        for ticket in left {
+            self.waiting.remove(&ticket);
+            if self.timed.call(|e| e.cancel(ticket, now)) {
+                self.tally.cancelled += 1;
+            }
+            self.apply_effects();
+        }
+        if !self.running.is_empty() {
+            let n = self.running.len();
+            self.tally
+                .anomaly(format!("{n} tasks still hold leases after the run drained"));
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        let now = self.now();
+        match event {
+            Event::Arrival(a) => {
+                if let Some(next) = self.arrivals.next() {
+                    self.schedule(next.at_ms, Event::Arrival(next));
+                }
+                self.arrive(a);
+            }
+            Event::LoadDone(load) => {
+                if !self.timed.call(|e| e.load_finished(load, Ok(()), now)) {
+                    self.tally.late_load_results += 1;
+                } else if !self.timed.fx.iter().any(
+                    // Only a finished load's waiters get cold grants in this call.
+                    |f| matches!(f, Effect::Grant { lease, .. } if !lease.warm),
+                ) {
+                    self.tally.unused_loads += 1;
+                }
+                self.apply_effects();
+            }
+            Event::KeepAlive(id) => self.keep_alive(id),
+            Event::TaskEnd(id) => {
+                // A revoked or expired lease has no task left to end.
+                let Some(r) = self.running.remove(&id) else {
+                    return;
+                };
+                let token = &self.tokens[r.pod as usize];
+                if let Err(e) = self.timed.call(|e| e.release(id, Some(token), now)) {
+                    self.tally.anomaly(format!("release at {now}: {e}"));
+                }
+                self.apply_effects();
+            }
+            Event::Fault(f) => {
+                if let Some(next) = self.faults.next() {
+                    self.schedule(next.at_ms, Event::Fault(next));
+                }
+                self.fault(f);
+            }
+            Event::Recover(gpu) => {
+                self.healthy[gpu.0 as usize] = true;
+                self.timed.call(|e| e.set_health(gpu, true, now));
+                self.apply_effects();
+            }
+        }
+    }
+
+    fn arrive(&mut self, a: Arrival) {
+        self.tally.requests += 1;
+        self.tally.requests_by_model[a.model as usize] += 1;
+        let now = self.now();
+        self.request.token.clear();
+        self.request.token.push_str(&self.tokens[a.pod as usize]);
+        self.request.model.clear();
+        let name = &self.timed.engine.model(ModelId(a.model)).name;
+        self.request.model.push_str(name);
+        let result = self.timed.call(|e| e.admit(&self.request, now));
+        match result {
+            Ok(Admission::Pending(ticket)) => {
+                let w = Waiting {
+                    arrival_ms: a.at_ms,
+                    pod: a.pod,
+                    task_ms: a.task_ms,
+                };
+                self.waiting.insert(ticket, w);
+                self.apply_effects();
+            }
+            Ok(Admission::Granted(lease)) => {
+                // The call's other effects came first (in the engine's order).
+                self.apply_effects();
+                self.start_task(lease, a.at_ms, a.pod, a.task_ms);
+            }
+            Err(_) => {
+                self.tally.refused += 1;
+                self.apply_effects();
+            }
+        }
+    }
+
+    fn keep_alive(&mut self, id: LeaseId) {
+        let Some(&Running { end_ms, pod }) = self.running.get(&id) else {
+            return;
+        };
+        let now = self.now();
+        let token = &self.tokens[pod as usize];
+        match self.timed.call(|e| e.keep_alive(id, Some(token), now)) {
+            Ok(_) => {
+                self.tally.keep_alives += 1;
+                let next = self.now_ms + self.keep_alive_every_ms;
+                if next < end_ms {
+                    self.schedule(next, Event::KeepAlive(id));
+                }
+            }
+            Err(e) => self.tally.anomaly(format!("keep-alive at {now}: {e}")),
+        }
+        self.apply_effects();
+    }
+
+    fn fault(&mut self, f: Fault) {
+        let healthy: Vec<usize> = (0..self.healthy.len())
+            .filter(|&g| self.healthy[g])
+            .collect();
+        if healthy.is_empty() {
+            self.tally.faults_skipped += 1;
+            return;
+        }
+        let gpu = GpuId(healthy[(f.pick % healthy.len() as u64) as usize] as u32);
+        self.healthy[gpu.0 as usize] = false;
+        self.tally.faults += 1;
+        let now = self.now();
+        self.timed.call(|e| e.set_health(gpu, false, now));
+        self.apply_effects();
+        self.schedule(self.now_ms + self.fault_ms, Event::Recover(gpu));
+    }
+
+    /// A lease was granted: the task runs, keeping its lease alive if long.
+    fn start_task(&mut self, lease: Lease, arrival_ms: u64, pod: u32, task_ms: u64) {
+        if lease.requested_at.as_millis() != arrival_ms {
+            self.tally.anomaly(format!(
+                "{} requested at {} but the client asked at t={arrival_ms}ms",
+                lease.id, lease.requested_at
+            ));
+        }
+        self.tally.waits_ms.push(lease.waited().as_millis() as u64);
+        self.tally.trace.push(lease.model.0);
+        if lease.warm {
+            self.tally.warm_by_model[lease.model.0 as usize] += 1;
+            self.tally.granted_warm += 1;
+        } else {
+            self.tally.granted_cold += 1;
+        }
+        let end_ms = self.now_ms + task_ms;
+        self.running.insert(lease.id, Running { end_ms, pod });
+        self.schedule(end_ms, Event::TaskEnd(lease.id));
+        let first = self.now_ms + self.keep_alive_every_ms;
+        if first < end_ms {
+            self.schedule(first, Event::KeepAlive(lease.id));
+        }
+    }
+
+    /// Carries out the effects of the last engine call, in order.
+    fn apply_effects(&mut self) {
+        let mut fx = std::mem::take(&mut self.timed.fx);
+        for effect in fx.drain(..) {
+            self.effect(effect);
+        }
+        self.timed.fx = fx;
+    }
+
+    fn effect(&mut self, effect: Effect) {
+        match effect {
+            Effect::Load { load, gpu, model } => {
+                let copies = &mut self.copies[model.0 as usize];
+                if *copies & !(1u128 << gpu.0) != 0 {
+                    self.tally.duplicate_loads += 1;
+                }
+                *copies |= 1u128 << gpu.0;
+                let spec = self.timed.engine.model(model);
+                let (load_ms, mib) = (spec.load_ms, spec.weights_mib);
+                self.tally.loads += 1;
+                self.tally.load_ms += load_ms;
+                self.tally.loaded_mib += mib;
+                self.schedule(self.now_ms + load_ms, Event::LoadDone(load));
+            }
+            Effect::Grant { ticket, lease } => match self.waiting.remove(&ticket) {
+                Some(w) => self.start_task(lease, w.arrival_ms, w.pod, w.task_ms),
+                None => self
+                    .tally
+                    .anomaly(format!("grant for unknown {ticket} at {}", self.now())),
+            },
+            Effect::Reject { ticket, .. } => {
+                if self.waiting.remove(&ticket).is_none() {
+                    let now = self.now();
+                    self.tally
+                        .anomaly(format!("rejection of unknown {ticket} at {now}"));
+                }
+                self.tally.rejected += 1;
+            }
+            Effect::Expire { lease } => {
+                self.running.remove(&lease.id);
+                self.tally.expired += 1;
+            }
+            Effect::Revoke { lease, .. } => {
+                self.running.remove(&lease.id);
+                self.tally.revoked += 1;
+            }
+            // Unloads are instantaneous here; the engine counts evictions.
+            Effect::Unload { gpu, model, .. } => {
+                self.copies[model.0 as usize] &= !(1u128 << gpu.0);
+            }
+            _ => {}
+        }
+    }
+}
