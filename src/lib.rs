@@ -11,12 +11,20 @@
 //!   I/O, no clock: time comes in as an argument and decisions go out as data.
 //! - [`sim`]: the workload simulator that replays synthetic traffic through the
 //!   real engine and compares its load cost with an offline lower bound.
+//! - [`uds`]: gRPC over Unix sockets — safe bind/cleanup, a shim that lets
+//!   clients sending an invalid `:authority` (grpcio, grpc-java) past h2, and
+//!   our own client.
 //!
 //! The async shell (gRPC services, kubelet device plugin, cluster publishing,
 //! telemetry) wraps these pieces; none of them depends on tokio.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod daemon;
 pub mod engine;
 pub mod gpu;
+pub mod proto;
+pub mod runtime;
+pub mod service;
 pub mod sim;
+pub mod uds;

@@ -1,35 +1,198 @@
 //! `vision-node-daemon`: the node agent's entry point.
 //!
-//! Subcommands: `check-config FILE` validates a configuration and prints the
-//! effective config; `simulate` replays a synthetic workload through the real
-//! admission engine and prints a report.
+//! Subcommands: `run` (the default) runs the daemon; `check-config FILE`
+//! validates a configuration and prints the effective config; `simulate`
+//! replays a synthetic workload through the real admission engine and prints
+//! a report.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use vision_node_daemon::config::{self, EvictionPolicy};
+use vision_node_daemon::{daemon, sim};
 
 #[derive(Parser, Debug)]
-#[command(name = "vision-node-daemon", version, about)]
+#[command(
+    name = "vision-node-daemon",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    /// `run`'s flags, so that `vision-node-daemon --dev` runs the daemon.
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct RunArgs {
+    /// Config file (YAML; see config/example.yaml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Development mode: the embedded dev config (simulated GPUs) unless
+    /// --config is given, state dir ./.vision-dev, and a dev token in
+    /// <state>/dev-token for visionctl.
+    #[arg(long)]
+    dev: bool,
+    /// Where the sockets and state live [default: /var/lib/vision-node-daemon; --dev: ./.vision-dev].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the daemon (the default subcommand).
+    Run(RunArgs),
     /// Validate a config file, print the effective config (exit 0) or every error (exit 1).
     CheckConfig {
         /// The YAML file to check.
         file: PathBuf,
     },
+    /// Replay a synthetic workload through the real admission engine and
+    /// report hit rate, loads, waits, rejections and the gap to an offline bound.
+    Simulate(SimulateArgs),
+}
+
+/// `simulate` flags; defaults match `sim::Options::default()`.
+#[derive(clap::Args, Debug)]
+struct SimulateArgs {
+    /// Config file for GPUs, catalog and admission settings (default: the embedded dev config).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Seed of the workload: the same seed replays the same requests.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// How long arrivals continue (simulated time), e.g. `10m`.
+    #[arg(long, default_value = "10m", value_parser = duration_arg)]
+    duration: Duration,
+    /// Mean arrivals per second (Poisson).
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// Zipf exponent of model popularity (0 = uniform).
+    #[arg(long, default_value_t = 1.0)]
+    zipf: f64,
+    /// Fine-tuned variants per catalog model (same sizes and times).
+    #[arg(long, default_value_t = 8)]
+    variants: u32,
+    /// Pods sending tasks.
+    #[arg(long, default_value_t = 16)]
+    pods: u32,
+    /// Slots per pod (concurrent leases).
+    #[arg(long, default_value_t = 4)]
+    slots: u32,
+    /// How long an admission may wait (default: the config's default_timeout).
+    #[arg(long, value_parser = duration_arg)]
+    timeout: Option<Duration>,
+    /// Mean GPU faults per hour (Poisson).
+    #[arg(long, default_value_t = 0.0)]
+    faults_per_hour: f64,
+    /// How long a faulty GPU stays unhealthy.
+    #[arg(long, default_value = "30s", value_parser = duration_arg)]
+    fault_duration: Duration,
+    /// Eviction policy: `lru` or `greedy-dual-size` (default: the config's).
+    #[arg(long, value_parser = sim::parse_policy)]
+    policy: Option<EvictionPolicy>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    config::duration::parse(s)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { file } => check_config(&file),
+        None => run(cli.run),
+        Some(Command::Run(args)) => run(args),
+        Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::Simulate(args)) => simulate(args),
     }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. A bad config exits non-zero
+/// before any socket is bound.
+fn run(args: RunArgs) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let config = match (&args.config, args.dev) {
+        (Some(file), _) => match config::load_file(file) {
+            Ok(cfg) => cfg,
+            Err(errors) => {
+                eprint!("{errors}");
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, true) => config::Config::dev(),
+        (None, false) => {
+            eprintln!(
+                "vision-node-daemon: no config: pass --config FILE (see config/example.yaml), or --dev for simulated GPUs"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let state_dir = args.state_dir.clone().unwrap_or_else(|| {
+        PathBuf::from(if args.dev {
+            DEV_STATE_DIR
+        } else {
+            DEFAULT_STATE_DIR
+        })
+    });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vision-node-daemon: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = daemon::Options {
+        config,
+        state_dir,
+        dev_token: args.dev,
+    };
+    runtime.block_on(async move {
+        let daemon = match daemon::Daemon::start(options).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!("cannot start: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match wait_for_signal().await {
+            Ok(signal) => tracing::info!(signal, "signal received"),
+            Err(e) => tracing::error!(error = %e, "cannot listen for signals; shutting down"),
+        }
+        daemon.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+const DEFAULT_STATE_DIR: &str = "/var/lib/vision-node-daemon";
+const DEV_STATE_DIR: &str = "./.vision-dev";
+
+/// SIGTERM (kubelet stopping the pod) or SIGINT (Ctrl-C).
+async fn wait_for_signal() -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {
@@ -40,6 +203,46 @@ fn check_config(file: &std::path::Path) -> ExitCode {
         }
         Err(errors) => {
             eprint!("{errors}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn simulate(args: SimulateArgs) -> ExitCode {
+    let cfg = match &args.config {
+        None => config::Config::dev(),
+        Some(file) => match config::load_file(file) {
+            Ok(cfg) => cfg,
+            Err(errors) => {
+                eprint!("{errors}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let options = sim::Options {
+        seed: args.seed,
+        duration: args.duration,
+        rate_per_s: args.rate,
+        zipf: args.zipf,
+        variants: args.variants,
+        pods: args.pods,
+        slots: args.slots,
+        timeout: args.timeout,
+        faults_per_hour: args.faults_per_hour,
+        fault_duration: args.fault_duration,
+        policy: args.policy,
+    };
+    match sim::run(&cfg, &options) {
+        Ok(report) if args.json => {
+            print!("{}", report.json());
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            print!("{}", report.text());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("simulate: {e}");
             ExitCode::FAILURE
         }
     }

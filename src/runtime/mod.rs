@@ -1,0 +1,113 @@
+//! Model runtimes: where weights are really loaded.
+//!
+//! The engine decides *that* a model copy is loaded or unloaded; a
+//! [`ModelRuntime`] does it. Two implementations:
+//! - [`Bookkeeping`] (default): no model server; the daemon keeps the memory
+//!   ledger and pods run their own model code. Optionally a load takes the
+//!   catalog's `load_ms` (demos, the dev config).
+//! - [`GrpcRuntime`]: a node-local model server implementing
+//!   `vision.v1.ModelRuntime` (proto/vision/v1/runtime.proto), in the spirit
+//!   of KServe ModelMesh's model-runtime SPI.
+
+mod grpc;
+
+use std::time::Duration;
+
+pub use grpc::GrpcRuntime;
+
+use crate::config::{RuntimeConfig, RuntimeKind};
+
+/// One load the engine asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadRequest {
+    pub model: String,
+    pub gpu_uuid: String,
+    pub gpu_index: u32,
+    pub weights_mib: u64,
+    pub load_id: u64,
+    /// The catalog's expected load time.
+    pub expected: Duration,
+}
+
+/// A finished load.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Loaded {
+    /// Where tasks reach this copy; "" when the runtime serves none.
+    pub endpoint: String,
+}
+
+/// A copy the runtime holds (its answer to ListLoaded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedCopy {
+    pub model: String,
+    pub gpu_uuid: String,
+    pub size_mib: u64,
+    pub endpoint: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("model runtime at {endpoint} is unreachable: {message}")]
+    Unreachable { endpoint: String, message: String },
+    #[error("model runtime refused: {0}")]
+    Refused(String),
+    #[error("invalid model runtime endpoint {endpoint:?}: {message}")]
+    BadEndpoint { endpoint: String, message: String },
+}
+
+/// Loads and unloads model copies. Calls for one GPU arrive one at a time, in
+/// the engine's order.
+#[tonic::async_trait]
+pub trait ModelRuntime: Send + Sync + 'static {
+    /// `bookkeeping` or `grpc`, for logs and status.
+    fn kind(&self) -> &'static str;
+    /// Where leases say the runtime is ("" for bookkeeping).
+    fn endpoint(&self) -> &str;
+    async fn load(&self, req: LoadRequest) -> Result<Loaded, Error>;
+    async fn unload(&self, model: &str, gpu_uuid: &str) -> Result<(), Error>;
+    async fn list_loaded(&self) -> Result<Vec<LoadedCopy>, Error>;
+}
+
+/// The ledger-only runtime.
+#[derive(Debug, Clone, Default)]
+pub struct Bookkeeping {
+    /// Make each load take the catalog's `load_ms`.
+    pub simulate_load_time: bool,
+}
+
+#[tonic::async_trait]
+impl ModelRuntime for Bookkeeping {
+    fn kind(&self) -> &'static str {
+        "bookkeeping"
+    }
+
+    fn endpoint(&self) -> &str {
+        ""
+    }
+
+    async fn load(&self, req: LoadRequest) -> Result<Loaded, Error> {
+        if self.simulate_load_time {
+            // Standing in for the time real weights take to reach the GPU.
+            tokio::time::sleep(req.expected).await;
+        }
+        Ok(Loaded::default())
+    }
+
+    async fn unload(&self, _model: &str, _gpu_uuid: &str) -> Result<(), Error> {
+        Ok(())
+    }
+
+    async fn list_loaded(&self) -> Result<Vec<LoadedCopy>, Error> {
+        Ok(Vec::new())
+    }
+}
+
+/// Builds the configured runtime.
+pub fn from_config(cfg: &RuntimeConfig) -> Result<Box<dyn ModelRuntime>, Error> {
+    Ok(match &cfg.kind {
+        RuntimeKind::Bookkeeping { simulate_load_time } => Box::new(Bookkeeping {
+            simulate_load_time: *simulate_load_time,
+        }),
+        RuntimeKind::Grpc { endpoint } => Box::new(GrpcRuntime::new(endpoint)?),
+    })
+}

@@ -1,0 +1,361 @@
+//! The `vision.v1.Admission` gRPC service: a thin adapter that checks the
+//! caller, converts, and forwards to [`Node`].
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::core::Waiter;
+use super::{Access, Node, convert};
+use crate::engine::{Admission, AdmitRequest, GpuId, LeaseId, TicketId, Wait};
+use crate::proto::vision::v1 as pb;
+use pb::admission_server::Admission as AdmissionApi;
+use pb::watch_event::Event as Body;
+
+/// The service behind one socket.
+#[derive(Clone)]
+pub struct AdmissionService {
+    node: Arc<Node>,
+    access: Access,
+}
+
+impl AdmissionService {
+    pub fn new(node: Arc<Node>, access: Access) -> AdmissionService {
+        AdmissionService { node, access }
+    }
+
+    pub fn into_server(self) -> pb::admission_server::AdmissionServer<AdmissionService> {
+        pb::admission_server::AdmissionServer::new(self)
+    }
+
+    /// The caller's token: required and known on the task socket; optional
+    /// on the admin socket (where `None` means "everything").
+    fn caller<'a>(&self, token: &'a str) -> Result<Option<&'a str>, Status> {
+        match (self.access, token.is_empty()) {
+            (Access::Admin, true) => Ok(None),
+            (Access::Task, true) => Err(Status::permission_denied(
+                "missing token: send the VISION_TOKEN that Allocate put in this container's environment",
+            )),
+            (_, false) => {
+                if self.node.read(|e| e.allocation(token).is_some()) {
+                    Ok(Some(token))
+                } else {
+                    Err(Status::permission_denied(
+                        "unknown token: use the VISION_TOKEN that Allocate put in this container's environment",
+                    ))
+                }
+            }
+        }
+    }
+
+    fn admin_only(&self, call: &str) -> Result<(), Status> {
+        match self.access {
+            Access::Admin => Ok(()),
+            Access::Task => Err(Status::permission_denied(format!(
+                "{call} is an operator call, served only on the admin socket ({})",
+                self.node.info().admin_socket
+            ))),
+        }
+    }
+
+    /// A GPU named by UUID or index; "" means any.
+    fn gpu_arg(&self, gpu: &str) -> Result<Option<GpuId>, Status> {
+        if gpu.is_empty() {
+            return Ok(None);
+        }
+        self.node
+            .read(|e| {
+                e.gpu_by_uuid(gpu).or_else(|| {
+                    gpu.parse::<u32>()
+                        .ok()
+                        .map(GpuId)
+                        .filter(|g| e.gpu(*g).is_some())
+                })
+            })
+            .map(Some)
+            .ok_or_else(|| {
+                Status::invalid_argument(format!("unknown GPU {gpu:?}: give a UUID or an index"))
+            })
+    }
+}
+
+/// Cancels a pending admission if the caller goes away (client cancel,
+/// deadline, disconnect: tonic drops the handler's future).
+struct CancelOnDrop {
+    node: Arc<Node>,
+    ticket: Option<TicketId>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.node.with_core(|core, now| {
+                core.waiters.remove(&ticket);
+                core.engine.cancel(ticket, now);
+            });
+        }
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AdmissionApi for AdmissionService {
+    async fn admit(
+        &self,
+        request: Request<pb::AdmitRequest>,
+    ) -> Result<Response<pb::AdmitResponse>, Status> {
+        let req = request.into_inner();
+        if req.token.is_empty() {
+            return Err(Status::permission_denied(
+                "missing token: send the VISION_TOKEN that Allocate put in this container's environment",
+            ));
+        }
+        if req.model.is_empty() {
+            return Err(Status::invalid_argument("model is required"));
+        }
+        let engine_req = AdmitRequest {
+            token: req.token.clone(),
+            model: req.model.clone(),
+            task_type: (!req.task_type.is_empty()).then(|| req.task_type.clone()),
+            priority: req.priority,
+            wait: match req.timeout_ms {
+                None => Wait::Default,
+                Some(0) => Wait::NoQueue,
+                Some(ms) => Wait::For(Duration::from_millis(ms)),
+            },
+        };
+        let (tx, rx) = oneshot::channel();
+        let admitted = self.node.with_core(|core, now| {
+            let result = core.engine.admit(&engine_req, now);
+            match &result {
+                Ok(Admission::Pending(ticket)) => {
+                    let model = core
+                        .engine
+                        .model_id(&req.model)
+                        .expect("admitted models exist");
+                    core.waiters.insert(
+                        *ticket,
+                        Waiter {
+                            tx,
+                            token: Arc::from(req.token.as_str()),
+                            model,
+                        },
+                    );
+                }
+                Ok(Admission::Granted(lease)) => {
+                    let owner: Arc<str> = Arc::from(req.token.as_str());
+                    core.owners.insert(lease.id, Arc::clone(&owner));
+                    let body = Body::LeaseGranted(pb::LeaseEvent {
+                        lease: Some(convert::lease(core, lease, now)),
+                        reason: String::new(),
+                    });
+                    core.emit(&self.node.events, now, Some(owner), body);
+                }
+                Err(_) => {}
+            }
+            result
+        });
+        let lease = match admitted.map_err(|e| convert::admit_error(&e))? {
+            Admission::Granted(lease) => lease,
+            Admission::Pending(ticket) => {
+                let mut guard = CancelOnDrop {
+                    node: Arc::clone(&self.node),
+                    ticket: Some(ticket),
+                };
+                let outcome = rx.await;
+                guard.ticket = None;
+                match outcome {
+                    Ok(Ok(lease)) => lease,
+                    Ok(Err(rejection)) => return Err(convert::rejection(&rejection, &req.model)),
+                    Err(_) => {
+                        return Err(Status::unavailable("the daemon is shutting down; retry"));
+                    }
+                }
+            }
+        };
+        let lease = self
+            .node
+            .read_core(|core, now| convert::lease(core, &lease, now));
+        Ok(Response::new(pb::AdmitResponse { lease: Some(lease) }))
+    }
+
+    async fn release(
+        &self,
+        request: Request<pb::ReleaseRequest>,
+    ) -> Result<Response<pb::ReleaseResponse>, Status> {
+        let req = request.into_inner();
+        let token = self.caller(&req.token)?;
+        self.node
+            .with_core(|core, now| {
+                let lease = core.engine.lease(LeaseId(req.lease_id));
+                core.engine.release(LeaseId(req.lease_id), token, now)?;
+                if let Some(lease) = lease {
+                    let owner = core.owners.remove(&lease.id);
+                    let body = Body::LeaseReleased(pb::LeaseEvent {
+                        lease: Some(convert::lease(core, &lease, now)),
+                        reason: String::new(),
+                    });
+                    core.emit(&self.node.events, now, owner, body);
+                }
+                Ok(())
+            })
+            .map_err(|e| convert::lease_error(&e))?;
+        Ok(Response::new(pb::ReleaseResponse {}))
+    }
+
+    async fn keep_alive(
+        &self,
+        request: Request<pb::KeepAliveRequest>,
+    ) -> Result<Response<pb::KeepAliveResponse>, Status> {
+        let req = request.into_inner();
+        let token = self.caller(&req.token)?;
+        let expires = self
+            .node
+            .with_engine(|e, now| {
+                e.keep_alive(LeaseId(req.lease_id), token, now)
+                    .map(|t| t.saturating_since(now))
+            })
+            .map_err(|e| convert::lease_error(&e))?;
+        Ok(Response::new(pb::KeepAliveResponse {
+            expires_in_ms: expires.as_millis() as u64,
+        }))
+    }
+
+    async fn status(
+        &self,
+        request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let req = request.into_inner();
+        let token = self.caller(&req.token)?;
+        Ok(Response::new(self.node.status_pb(token)))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let req = request.into_inner();
+        let token: Option<Arc<str>> = self.caller(&req.token)?.map(Arc::from);
+        let mut events = self.node.subscribe();
+        let mut shutdown = self.node.shutdown_signal();
+        let (tx, rx) = mpsc::channel(64);
+        // The stream opens with the current queue depth.
+        let (queued, waiting) = self
+            .node
+            .read(|e| (e.queued() as u32, e.waiting_on_load() as u32));
+        let first = pb::WatchEvent {
+            seq: 0,
+            at_ms: self.node.clock().now().as_millis(),
+            missed: 0,
+            event: Some(Body::Queue(pb::QueueEvent {
+                queued,
+                waiting_on_load: waiting,
+            })),
+        };
+        tokio::spawn(async move {
+            if tx.send(Ok(first)).await.is_err() {
+                return;
+            }
+            let mut missed = 0u64;
+            loop {
+                tokio::select! {
+                    received = events.recv() => match received {
+                        Ok(ev) => {
+                            let visible = match (&token, &ev.owner) {
+                                (None, _) | (_, None) => true,
+                                (Some(mine), Some(owner)) => mine == owner,
+                            };
+                            if !visible {
+                                continue;
+                            }
+                            let out = pb::WatchEvent { seq: ev.seq, at_ms: ev.at.as_millis(), missed, event: Some(ev.body) };
+                            missed = 0;
+                            if tx.send(Ok(out)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(n)) => missed += n,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = super::stopped(&mut shutdown) => return,
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn preload(
+        &self,
+        request: Request<pb::PreloadRequest>,
+    ) -> Result<Response<pb::PreloadResponse>, Status> {
+        self.admin_only("Preload")?;
+        let req = request.into_inner();
+        let gpu = self.gpu_arg(&req.gpu)?;
+        let (tx, rx) = oneshot::channel();
+        let (gpu, uuid) = self
+            .node
+            .with_core(|core, now| {
+                let (gpu, load) = core.engine.preload(&req.model, gpu, now)?;
+                core.preloads.entry(load).or_default().push(tx);
+                let uuid = core
+                    .engine
+                    .gpu(gpu)
+                    .map(|g| g.uuid.clone())
+                    .unwrap_or_default();
+                Ok((gpu, uuid))
+            })
+            .map_err(|e| convert::admin_error(&e))?;
+        match rx.await {
+            Ok(Ok(took)) => Ok(Response::new(pb::PreloadResponse {
+                gpu_index: gpu.0,
+                gpu_uuid: uuid,
+                duration_ms: took.as_millis() as u64,
+            })),
+            Ok(Err(message)) => Err(Status::unavailable(format!(
+                "loading {:?} failed: {message}",
+                req.model
+            ))),
+            Err(_) => Err(Status::unavailable(
+                "the load was abandoned (GPU failure or shutdown)",
+            )),
+        }
+    }
+
+    async fn evict(
+        &self,
+        request: Request<pb::EvictRequest>,
+    ) -> Result<Response<pb::EvictResponse>, Status> {
+        self.admin_only("Evict")?;
+        let req = request.into_inner();
+        let gpu = self.gpu_arg(&req.gpu)?;
+        let uuids = self
+            .node
+            .with_engine(|e, now| {
+                let gpus = e.evict(&req.model, gpu, now)?;
+                Ok(gpus
+                    .iter()
+                    .filter_map(|g| e.gpu(*g).map(|s| s.uuid.clone()))
+                    .collect())
+            })
+            .map_err(|e| convert::admin_error(&e))?;
+        Ok(Response::new(pb::EvictResponse { gpu_uuids: uuids }))
+    }
+
+    async fn list_models(
+        &self,
+        _request: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        Ok(Response::new(
+            self.node.with_core(|core, _| convert::list_models(core)),
+        ))
+    }
+}

@@ -1,0 +1,221 @@
+//! The shell's background tasks: the deadline timer, the runtime workers and
+//! the GPU reconciler. Each ends when the node shuts down; none unwraps.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::core::Job;
+use super::{JobQueues, Node};
+use crate::engine::GpuId;
+use crate::gpu::{Backend, HealthEvent, Inventory};
+use crate::proto::vision::v1 as pb;
+use pb::watch_event::Event as Body;
+
+/// Sleeps until the engine's next deadline (lease expiry, admission
+/// deadline) and ticks it; any engine call wakes it to re-read the deadline.
+/// No polling: with nothing timed it sleeps until woken.
+pub fn spawn_timer(node: Arc<Node>) -> JoinHandle<()> {
+    let mut shutdown = node.shutdown_signal();
+    tokio::spawn(async move {
+        loop {
+            let next = node.next_deadline();
+            let sleep = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(node.clock().instant(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = sleep => node.with_engine(|e, now| e.tick(now)),
+                _ = node.timer.notified() => {}
+                _ = super::stopped(&mut shutdown) => return,
+            }
+        }
+    })
+}
+
+/// One worker per GPU runs that GPU's loads and unloads in the engine's
+/// order. A failed, timed-out or cancelled load is followed by an unload, so
+/// the runtime never keeps a copy the ledger does not count.
+pub fn spawn_runtime_workers(node: Arc<Node>, queues: JobQueues) -> Vec<JoinHandle<()>> {
+    queues
+        .0
+        .into_iter()
+        .map(|(gpu, rx)| tokio::spawn(runtime_worker(Arc::clone(&node), gpu, rx)))
+        .collect()
+}
+
+async fn runtime_worker(node: Arc<Node>, gpu: GpuId, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let runtime = Arc::clone(node.runtime());
+    let timeout = node.info().load_timeout;
+    let mut shutdown = node.shutdown_signal();
+    while let Some(job) = rx.recv().await {
+        match job {
+            Job::Stop => return,
+            Job::Unload { model, gpu_uuid } => {
+                if let Err(e) = runtime.unload(&model, &gpu_uuid).await {
+                    tracing::warn!(%model, gpu = %gpu_uuid, error = %e, "model runtime failed to unload");
+                }
+            }
+            Job::Load { load, model, req } => {
+                let started = Instant::now();
+                let (name, uuid) = (req.model.clone(), req.gpu_uuid.clone());
+                let result = tokio::select! {
+                    r = tokio::time::timeout(timeout, runtime.load(req)) => match r {
+                        Ok(Ok(loaded)) => Ok(loaded),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err(format!("load timed out after {} s", timeout.as_secs())),
+                    },
+                    _ = super::stopped(&mut shutdown) => Err("cancelled: the daemon is shutting down".to_owned()),
+                };
+                let took = started.elapsed();
+                let failed = result.is_err();
+                node.with_core(|core, now| {
+                    let body = match &result {
+                        Ok(loaded) => {
+                            if !loaded.endpoint.is_empty() {
+                                core.endpoints.insert((gpu, model), loaded.endpoint.clone());
+                            }
+                            Body::ModelLoaded(model_event(&name, gpu, &uuid, core.engine.model(model).weights_mib, "", took))
+                        }
+                        Err(message) => {
+                            tracing::warn!(model = %name, gpu = %uuid, error = %message, "model load failed");
+                            Body::ModelLoadFailed(model_event(&name, gpu, &uuid, core.engine.model(model).weights_mib, message, took))
+                        }
+                    };
+                    core.loads.remove(&load);
+                    core.emit(&node.events, now, None, body);
+                    for tx in core.preloads.remove(&load).unwrap_or_default() {
+                        let _ = tx.send(result.as_ref().map(|_| took).map_err(Clone::clone));
+                    }
+                    core.engine.load_finished(load, result.map(|_| ()), now);
+                });
+                if failed && let Err(e) = runtime.unload(&name, &uuid).await {
+                    tracing::warn!(model = %name, gpu = %uuid, error = %e, "unload after a failed load failed");
+                }
+            }
+        }
+    }
+    tracing::debug!(%gpu, "runtime worker stopped");
+}
+
+fn model_event(
+    model: &str,
+    gpu: GpuId,
+    uuid: &str,
+    weights_mib: u64,
+    reason: &str,
+    took: Duration,
+) -> pb::ModelEvent {
+    pb::ModelEvent {
+        model: model.to_owned(),
+        gpu_index: gpu.0,
+        gpu_uuid: uuid.to_owned(),
+        weights_mib,
+        reason: reason.to_owned(),
+        duration_ms: took.as_millis() as u64,
+    }
+}
+
+/// How often the inventory is polled to reconcile memory used by other
+/// processes and health that events did not report.
+pub const GPU_POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Applies health events as they happen (from the inventory's own thread)
+/// and polls snapshots every [`GPU_POLL_INTERVAL`].
+pub fn spawn_gpu_reconciler(
+    node: Arc<Node>,
+    inventory: Arc<dyn Inventory>,
+    mut health: mpsc::UnboundedReceiver<HealthEvent>,
+) -> JoinHandle<()> {
+    let mut shutdown = node.shutdown_signal();
+    tokio::spawn(async move {
+        let mut poll = tokio::time::interval(GPU_POLL_INTERVAL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                Some(ev) = health.recv() => apply_health(&node, &ev.uuid, ev.health.is_healthy(), &reason_of(&ev.health)),
+                _ = poll.tick() => reconcile(&node, &inventory).await,
+                _ = super::stopped(&mut shutdown) => return,
+            }
+        }
+    })
+}
+
+fn reason_of(h: &crate::gpu::Health) -> String {
+    match h {
+        crate::gpu::Health::Healthy => String::new(),
+        crate::gpu::Health::Unhealthy(r) => r.clone(),
+    }
+}
+
+fn apply_health(node: &Node, uuid: &str, healthy: bool, reason: &str) {
+    node.with_core(|core, now| {
+        let Some(gpu) = core.engine.gpu_by_uuid(uuid) else { return };
+        if core.engine.set_health(gpu, healthy, now) {
+            if healthy {
+                tracing::info!(gpu = %uuid, "GPU healthy again");
+            } else {
+                tracing::warn!(gpu = %uuid, %reason, "GPU unhealthy: residents dropped, leases revoked");
+            }
+            let body = Body::GpuHealth(pb::GpuHealthEvent {
+                gpu_index: gpu.0,
+                gpu_uuid: uuid.to_owned(),
+                healthy,
+                reason: reason.to_owned(),
+            });
+            core.emit(&node.events, now, None, body);
+        }
+    });
+}
+
+async fn reconcile(node: &Node, inventory: &Arc<dyn Inventory>) {
+    let inv = Arc::clone(inventory);
+    let snapshot = match tokio::task::spawn_blocking(move || inv.snapshot()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %crate::gpu::error_chain(&e), "GPU snapshot failed");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "GPU snapshot task failed");
+            return;
+        }
+    };
+    let backend = inventory.backend();
+    for info in snapshot {
+        apply_health(
+            node,
+            &info.uuid,
+            info.health.is_healthy(),
+            &reason_of(&info.health),
+        );
+        node.with_engine(|e, now| {
+            let Some(gpu) = e.gpu_by_uuid(&info.uuid) else {
+                return;
+            };
+            let committed = e.status().gpus[gpu.0 as usize].clone();
+            let ours = committed.carved_mib + committed.weights_mib + committed.working_mib;
+            let external = external_estimate(backend, info.used_mib, ours);
+            if external != committed.external_mib {
+                e.set_external_mib(gpu, external, now);
+            }
+        });
+    }
+}
+
+/// Memory used by processes the ledger does not account for.
+///
+/// NVML's "used" includes our own pods and model runtime, so the ledger's
+/// commitment is subtracted — assuming all of it is really in use makes this
+/// a lower bound on others' use. The simulated inventory's "used" is by
+/// construction other processes' memory only.
+pub fn external_estimate(backend: Backend, used_mib: u64, committed_mib: u64) -> u64 {
+    match backend {
+        Backend::Nvml => used_mib.saturating_sub(committed_mib),
+        Backend::Simulated => used_mib,
+    }
+}
