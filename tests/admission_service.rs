@@ -498,3 +498,104 @@ async fn a_pods_watch_stream_carries_its_own_lease_events_and_node_events_only()
     );
     d.daemon.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gpu_turning_unhealthy_revokes_its_leases_and_recovers() {
+    let d = start(fast_dev_config()).await;
+    let mut c = d.task().await;
+    let lease = c
+        .admit(admit(&d.token, "sd3b"))
+        .await
+        .unwrap()
+        .into_inner()
+        .lease
+        .unwrap();
+    let mut watch = c
+        .watch(pb::WatchRequest {
+            token: d.token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let faults = d
+        .daemon
+        .faults()
+        .expect("simulated GPUs have a fault handle");
+    faults
+        .set_health(
+            lease.gpu_index,
+            vision_node_daemon::gpu::Health::Unhealthy("Xid 79: test".into()),
+        )
+        .unwrap();
+    let revoked = next_matching(&mut watch, |b| matches!(b, Body::LeaseRevoked(_))).await;
+    let Body::LeaseRevoked(e) = revoked else {
+        unreachable!()
+    };
+    assert_eq!(e.lease.unwrap().lease_id, lease.lease_id);
+    assert_eq!(e.reason, "gpu_unhealthy");
+    let status = c
+        .status(pb::StatusRequest {
+            token: d.token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let gpu = &status.gpus[lease.gpu_index as usize];
+    assert!(!gpu.healthy && gpu.residents.is_empty(), "{gpu:?}");
+    // The other GPU keeps serving; the failed one comes back empty.
+    let moved = c
+        .admit(admit(&d.token, "sd3b"))
+        .await
+        .unwrap()
+        .into_inner()
+        .lease
+        .unwrap();
+    assert_ne!(moved.gpu_index, lease.gpu_index);
+    faults
+        .set_health(lease.gpu_index, vision_node_daemon::gpu::Health::Healthy)
+        .unwrap();
+    let back = next_matching(&mut watch, |b| matches!(b, Body::GpuHealth(h) if h.healthy)).await;
+    let Body::GpuHealth(h) = back else {
+        unreachable!()
+    };
+    assert_eq!(h.gpu_index, lease.gpu_index);
+    d.daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_caller_that_gives_up_leaves_the_queue() {
+    let d = start(small_config(
+        8_000,
+        vec![
+            model("big", 5_000, 2_000, 1),
+            model("other", 5_000, 2_000, 1),
+        ],
+    ))
+    .await;
+    let mut c = d.task().await;
+    c.admit(admit(&d.token, "big")).await.unwrap();
+    let mut watch = d
+        .admin()
+        .await
+        .watch(pb::WatchRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    // The server would wait 60 s; the client's own gRPC deadline is 300 ms.
+    let mut req = tonic::Request::new(with_timeout(admit(&d.token, "other"), 60_000));
+    req.set_timeout(Duration::from_millis(300));
+    let e = c.admit(req).await.unwrap_err();
+    // tonic's server answers an expired grpc-timeout with CANCELLED.
+    assert!(matches!(e.code(), Code::DeadlineExceeded | Code::Cancelled), "{e:?}");
+    next_matching(&mut watch, |b| matches!(b, Body::Queue(q) if q.queued == 1)).await;
+    next_matching(&mut watch, |b| matches!(b, Body::Queue(q) if q.queued == 0)).await;
+    let status = d
+        .admin()
+        .await
+        .status(pb::StatusRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.counters.unwrap().outcomes["cancelled"], 1);
+    d.daemon.shutdown().await;
+}

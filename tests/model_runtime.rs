@@ -41,6 +41,10 @@ impl ModelRuntime for FakeRuntime {
         if r.model.starts_with("broken") {
             return Err(Status::internal("CUDA error: out of memory"));
         }
+        if r.model.starts_with("stuck") {
+            // A model server that never answers this load.
+            std::future::pending::<()>().await;
+        }
         self.loaded.lock().unwrap().push(pb::LoadedModel {
             model: r.model,
             gpu_uuid: r.gpu_uuid,
@@ -137,6 +141,7 @@ fn grpc_config(endpoint: &str) -> Config {
         endpoint: endpoint.into(),
     };
     c.models.push(model("broken-model", 100, 100, 1));
+    c.models.push(model("stuck-model", 100, 100, 1));
     c
 }
 
@@ -257,5 +262,34 @@ async fn an_unreachable_runtime_fails_admissions_clearly_and_the_daemon_keeps_se
         .unwrap()
         .into_inner();
     assert_eq!(status.node, "dev-node");
+    d.daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_load_that_outlives_the_load_timeout_fails_and_is_unloaded() {
+    let mut peer = serve_runtime(vec![]).await;
+    let mut cfg = grpc_config(&peer.endpoint);
+    cfg.runtime.load_timeout = std::time::Duration::from_millis(200);
+    let d = start(cfg).await;
+    assert_eq!(next_call(&mut peer).await, Call::List);
+    let mut c = d.task().await;
+    let e = c.admit(admit(&d.token, "stuck-model")).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable);
+    assert!(e.message().contains("timed out"), "{}", e.message());
+    let Call::Load(_, gpu) = next_call(&mut peer).await else {
+        panic!("expected the load")
+    };
+    assert_eq!(
+        next_call(&mut peer).await,
+        Call::Unload("stuck-model".into(), gpu)
+    );
+    let status = d
+        .admin()
+        .await
+        .status(pb::StatusRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(status.gpus.iter().all(|g| g.residents.is_empty()));
     d.daemon.shutdown().await;
 }

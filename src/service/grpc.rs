@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use super::core::Waiter;
 use super::{Access, Node, convert};
-use crate::engine::{Admission, AdmitRequest, GpuId, LeaseId, TicketId, Wait};
+use crate::engine::{Admission, AdmitRequest, GpuId, Lease, LeaseId, Rejection, TicketId, Wait};
 use crate::proto::vision::v1 as pb;
 use pb::admission_server::Admission as AdmissionApi;
 use pb::watch_event::Event as Body;
@@ -84,21 +84,35 @@ impl AdmissionService {
     }
 }
 
-/// Cancels a pending admission if the caller goes away (client cancel,
-/// deadline, disconnect: tonic drops the handler's future).
-struct CancelOnDrop {
+/// A pending admission's answer, cancelled if the caller goes away (client
+/// cancel, deadline, disconnect: tonic drops the handler's future). A lease
+/// granted in the instant before the drop is given straight back.
+struct PendingAdmission {
     node: Arc<Node>,
-    ticket: Option<TicketId>,
+    ticket: TicketId,
+    rx: Option<oneshot::Receiver<Result<Lease, Rejection>>>,
 }
 
-impl Drop for CancelOnDrop {
+impl PendingAdmission {
+    async fn answer(mut self) -> Option<Result<Lease, Rejection>> {
+        let outcome = self.rx.as_mut()?.await.ok();
+        self.rx = None;
+        outcome
+    }
+}
+
+impl Drop for PendingAdmission {
     fn drop(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            self.node.with_core(|core, now| {
-                core.waiters.remove(&ticket);
-                core.engine.cancel(ticket, now);
-            });
-        }
+        let Some(mut rx) = self.rx.take() else { return };
+        let ticket = self.ticket;
+        self.node.with_core(|core, now| {
+            core.waiters.remove(&ticket);
+            core.engine.cancel(ticket, now);
+            if let Ok(Ok(lease)) = rx.try_recv() {
+                core.owners.remove(&lease.id);
+                let _ = core.engine.release(lease.id, None, now);
+            }
+        });
     }
 }
 
@@ -164,16 +178,17 @@ impl AdmissionApi for AdmissionService {
         let lease = match admitted.map_err(|e| convert::admit_error(&e))? {
             Admission::Granted(lease) => lease,
             Admission::Pending(ticket) => {
-                let mut guard = CancelOnDrop {
+                let pending = PendingAdmission {
                     node: Arc::clone(&self.node),
-                    ticket: Some(ticket),
+                    ticket,
+                    rx: Some(rx),
                 };
-                let outcome = rx.await;
-                guard.ticket = None;
-                match outcome {
-                    Ok(Ok(lease)) => lease,
-                    Ok(Err(rejection)) => return Err(convert::rejection(&rejection, &req.model)),
-                    Err(_) => {
+                match pending.answer().await {
+                    Some(Ok(lease)) => lease,
+                    Some(Err(rejection)) => {
+                        return Err(convert::rejection(&rejection, &req.model));
+                    }
+                    None => {
                         return Err(Status::unavailable("the daemon is shutting down; retry"));
                     }
                 }

@@ -67,7 +67,7 @@ async fn runtime_worker(node: Arc<Node>, gpu: GpuId, mut rx: mpsc::UnboundedRece
                     r = tokio::time::timeout(timeout, runtime.load(req)) => match r {
                         Ok(Ok(loaded)) => Ok(loaded),
                         Ok(Err(e)) => Err(e.to_string()),
-                        Err(_) => Err(format!("load timed out after {} s", timeout.as_secs())),
+                        Err(_) => Err(format!("load timed out after {}", crate::config::duration::format(timeout))),
                     },
                     _ = super::stopped(&mut shutdown) => Err("cancelled: the daemon is shutting down".to_owned()),
                 };
