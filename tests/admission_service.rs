@@ -11,6 +11,27 @@ use pb::watch_event::Event as Body;
 use tonic::Code;
 use vision_node_daemon::proto::vision::v1 as pb;
 
+/// One 8000 MiB GPU where `big` and `other` (7000 MiB each with working
+/// memory) never fit together: a lease on one makes the other queue.
+fn big_and_other() -> vision_node_daemon::config::Config {
+    small_config(
+        8_000,
+        vec![
+            model("big", 5_000, 2_000, 1),
+            model("other", 5_000, 2_000, 1),
+        ],
+    )
+}
+
+async fn admin_watch(d: &Running) -> tonic::Streaming<pb::WatchEvent> {
+    d.admin()
+        .await
+        .watch(pb::WatchRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cold_admission_loads_then_the_next_is_warm() {
     let d = start(fast_dev_config()).await;
@@ -153,13 +174,7 @@ async fn bad_requests_get_status_codes_that_say_what_to_do() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_node_queues_then_refuses_and_times_out() {
-    let mut cfg = small_config(
-        8_000,
-        vec![
-            model("big", 5_000, 2_000, 1),
-            model("other", 5_000, 2_000, 1),
-        ],
-    );
+    let mut cfg = big_and_other();
     cfg.admission.queue_limit = 1;
     let d = start(cfg).await;
     let mut c = d.task().await;
@@ -179,13 +194,7 @@ async fn a_full_node_queues_then_refuses_and_times_out() {
             .admit(with_timeout(admit(&token, "other"), 60_000))
             .await
     });
-    let mut watch = d
-        .admin()
-        .await
-        .watch(pb::WatchRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = admin_watch(&d).await;
     next_matching(&mut watch, |b| matches!(b, Body::Queue(q) if q.queued == 1)).await;
     let e = c
         .admit(with_timeout(admit(&d.token, "other"), 60_000))
@@ -367,23 +376,10 @@ async fn a_second_daemon_on_the_same_sockets_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_answers_a_queued_admission_unavailable() {
-    let d = start(small_config(
-        8_000,
-        vec![
-            model("big", 5_000, 2_000, 1),
-            model("other", 5_000, 2_000, 1),
-        ],
-    ))
-    .await;
+    let d = start(big_and_other()).await;
     let mut c = d.task().await;
     c.admit(admit(&d.token, "big")).await.unwrap();
-    let mut watch = d
-        .admin()
-        .await
-        .watch(pb::WatchRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = admin_watch(&d).await;
     let token = d.token.clone();
     let waiting =
         tokio::spawn(async move { c.admit(with_timeout(admit(&token, "other"), 60_000)).await });
@@ -564,29 +560,19 @@ async fn a_gpu_turning_unhealthy_revokes_its_leases_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_caller_that_gives_up_leaves_the_queue() {
-    let d = start(small_config(
-        8_000,
-        vec![
-            model("big", 5_000, 2_000, 1),
-            model("other", 5_000, 2_000, 1),
-        ],
-    ))
-    .await;
+    let d = start(big_and_other()).await;
     let mut c = d.task().await;
     c.admit(admit(&d.token, "big")).await.unwrap();
-    let mut watch = d
-        .admin()
-        .await
-        .watch(pb::WatchRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = admin_watch(&d).await;
     // The server would wait 60 s; the client's own gRPC deadline is 300 ms.
     let mut req = tonic::Request::new(with_timeout(admit(&d.token, "other"), 60_000));
     req.set_timeout(Duration::from_millis(300));
     let e = c.admit(req).await.unwrap_err();
     // tonic's server answers an expired grpc-timeout with CANCELLED.
-    assert!(matches!(e.code(), Code::DeadlineExceeded | Code::Cancelled), "{e:?}");
+    assert!(
+        matches!(e.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{e:?}"
+    );
     next_matching(&mut watch, |b| matches!(b, Body::Queue(q) if q.queued == 1)).await;
     next_matching(&mut watch, |b| matches!(b, Body::Queue(q) if q.queued == 0)).await;
     let status = d

@@ -397,14 +397,7 @@ impl Engine {
         pool.weights_mib += weights;
         pool.residents.push(
             model,
-            Resident {
-                state: ResidentState::Loading { load, since: now },
-                pins: 0,
-                weights_mib: weights,
-                idle_since: now,
-                gds_h: 0.0,
-                waiters: Vec::new(),
-            },
+            Resident::new(ResidentState::Loading { load, since: now }, weights, now),
         );
         pool.touch(model, cost, policy);
         self.loading.insert(load, (gpu, model));

@@ -416,17 +416,8 @@ impl Engine {
             return Err(AdminError::AlreadyResident { model: name, gpu });
         }
         pool.weights_mib += weights;
-        pool.residents.push(
-            model,
-            Resident {
-                state: ResidentState::Ready,
-                pins: 0,
-                weights_mib: weights,
-                idle_since: now,
-                gds_h: 0.0,
-                waiters: Vec::new(),
-            },
-        );
+        pool.residents
+            .push(model, Resident::new(ResidentState::Ready, weights, now));
         let cost = self.model(model).load_ms.max(1) as f64;
         let policy = self.settings.policy;
         self.pool_mut(gpu).touch(model, cost, policy);

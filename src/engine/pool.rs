@@ -41,6 +41,18 @@ pub(crate) struct Resident {
 }
 
 impl Resident {
+    /// A copy with no pins yet; `touch` sets its eviction priority.
+    pub fn new(state: ResidentState, weights_mib: u64, now: Time) -> Resident {
+        Resident {
+            state,
+            pins: 0,
+            weights_mib,
+            idle_since: now,
+            gds_h: 0.0,
+            waiters: Vec::new(),
+        }
+    }
+
     pub fn is_evictable(&self) -> bool {
         self.pins == 0 && self.state == ResidentState::Ready
     }
