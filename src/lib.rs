@@ -21,6 +21,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod deviceplugin;
 pub mod engine;
 pub mod gpu;
 pub mod proto;

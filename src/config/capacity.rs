@@ -207,6 +207,7 @@ mod tests {
             slots_per_gpu: 8,
             vram_unit_mib,
             vram_shareable_fraction: fraction,
+            ..crate::config::Config::dev().devices
         }
     }
 

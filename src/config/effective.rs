@@ -55,6 +55,10 @@ fn to_wire(config: &Config) -> WireConfig {
             slots_per_gpu: Some(devices.slots_per_gpu),
             vram_unit_mib: Some(devices.vram_unit_mib),
             vram_shareable_fraction: Some(devices.vram_shareable_fraction),
+            health_recovery: Some(WireDuration(duration::format(devices.health_recovery))),
+            release_grace: Some(WireDuration(duration::format(devices.release_grace))),
+            cdi: Some(devices.cdi),
+            container_socket_dir: Some(devices.container_socket_dir.to_string_lossy().into_owned()),
         }),
         admission: Some(WireAdmission {
             queue_limit: Some(admission.queue_limit as u64),

@@ -99,6 +99,17 @@ pub struct DevicesConfig {
     pub vram_unit_mib: u64,
     /// Fraction (0..=1) of each GPU's pool that may be carved out as vram.
     pub vram_shareable_fraction: f64,
+    /// How long a GPU must stay healthy before its devices are advertised
+    /// Healthy again (one flap does not bounce pods' scheduling).
+    pub health_recovery: Duration,
+    /// How long an allocation's devices must be absent from kubelet's
+    /// PodResources before the allocation is released (token revoked).
+    pub release_grace: Duration,
+    /// Also return CDI device names (`nvidia.com/gpu=<uuid>`) from Allocate.
+    pub cdi: bool,
+    /// Where Allocate mounts the task socket's directory inside containers
+    /// (`VISION_SOCKET` is `<dir>/agent.sock`).
+    pub container_socket_dir: PathBuf,
 }
 
 /// Which idle model to evict first.

@@ -35,6 +35,9 @@ pub(crate) const DEFAULT_MAX_CONCURRENCY: u32 = 4;
 pub(crate) const DEFAULT_TASK_MS: u64 = 100;
 pub(crate) const DEFAULT_SIMULATED_COUNT: u32 = 1;
 pub(crate) const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_HEALTH_RECOVERY: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_RELEASE_GRACE: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_CONTAINER_SOCKET_DIR: &str = "/var/run/vision";
 
 /// Where values not in the file come from; injected so tests do not depend on
 /// the machine they run on.
@@ -225,10 +228,33 @@ fn devices(c: &mut Check<'_>, wire: WireDevices) -> DevicesConfig {
             format!("must be within [0, 1], got {fraction}"),
         );
     }
+    let health_recovery = c.duration(
+        "devices.health_recovery",
+        wire.health_recovery,
+        DEFAULT_HEALTH_RECOVERY,
+    );
+    let release_grace = c.duration(
+        "devices.release_grace",
+        wire.release_grace,
+        DEFAULT_RELEASE_GRACE,
+    );
+    let container_socket_dir = wire
+        .container_socket_dir
+        .unwrap_or_else(|| DEFAULT_CONTAINER_SOCKET_DIR.to_owned());
+    if !container_socket_dir.starts_with('/') {
+        c.fail(
+            "devices.container_socket_dir",
+            format!("must be an absolute path inside the container, got {container_socket_dir:?}"),
+        );
+    }
     DevicesConfig {
         slots_per_gpu,
         vram_unit_mib,
         vram_shareable_fraction: fraction,
+        health_recovery,
+        release_grace,
+        cdi: wire.cdi.unwrap_or(false),
+        container_socket_dir: PathBuf::from(container_socket_dir),
     }
 }
 

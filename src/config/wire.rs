@@ -66,7 +66,7 @@ pub(crate) struct WireSimulatedGpu {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(
-    expecting = "a mapping of device settings (slots_per_gpu, vram_unit_mib, vram_shareable_fraction)"
+    expecting = "a mapping of device settings (slots_per_gpu, vram_unit_mib, vram_shareable_fraction, health_recovery, release_grace, cdi, container_socket_dir)"
 )]
 pub(crate) struct WireDevices {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,6 +75,14 @@ pub(crate) struct WireDevices {
     pub vram_unit_mib: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vram_shareable_fraction: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_recovery: Option<WireDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release_grace: Option<WireDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cdi: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_socket_dir: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -188,8 +196,15 @@ pub(crate) const CONFIG_KEYS: &[&str] = &[
 ];
 pub(crate) const GPUS_KEYS: &[&str] = &["backend", "reserve_mib", "nvml_library", "simulated"];
 pub(crate) const SIMULATED_GPU_KEYS: &[&str] = &["name", "memory_mib", "count"];
-pub(crate) const DEVICES_KEYS: &[&str] =
-    &["slots_per_gpu", "vram_unit_mib", "vram_shareable_fraction"];
+pub(crate) const DEVICES_KEYS: &[&str] = &[
+    "slots_per_gpu",
+    "vram_unit_mib",
+    "vram_shareable_fraction",
+    "health_recovery",
+    "release_grace",
+    "cdi",
+    "container_socket_dir",
+];
 pub(crate) const ADMISSION_KEYS: &[&str] = &[
     "queue_limit",
     "default_timeout",
@@ -295,6 +310,10 @@ mod tests {
             slots_per_gpu: Some(1),
             vram_unit_mib: Some(1),
             vram_shareable_fraction: Some(0.5),
+            health_recovery: d(),
+            release_grace: d(),
+            cdi: Some(false),
+            container_socket_dir: Some(String::new()),
         };
         assert_eq!(keys_of(&devices), DEVICES_KEYS);
         let admission = WireAdmission {

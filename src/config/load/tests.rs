@@ -219,6 +219,10 @@ fn every_default_is_filled_in() {
             slots_per_gpu: 8,
             vram_unit_mib: 1024,
             vram_shareable_fraction: 0.5,
+            health_recovery: Duration::from_secs(60),
+            release_grace: Duration::from_secs(30),
+            cdi: false,
+            container_socket_dir: PathBuf::from("/var/run/vision"),
         },
         admission: AdmissionConfig {
             queue_limit: 256,

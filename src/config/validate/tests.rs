@@ -423,3 +423,28 @@ fn a_bookkeeping_runtime_refuses_an_endpoint() {
         )]
     );
 }
+
+#[test]
+fn device_plugin_settings_have_defaults_and_a_relative_socket_dir_is_refused() {
+    let config = load("node_name: n\n").expect("loads");
+    assert_eq!(
+        config.devices.health_recovery,
+        std::time::Duration::from_secs(60)
+    );
+    assert_eq!(
+        config.devices.release_grace,
+        std::time::Duration::from_secs(30)
+    );
+    assert!(!config.devices.cdi);
+    assert_eq!(
+        config.devices.container_socket_dir,
+        std::path::PathBuf::from("/var/run/vision")
+    );
+    let text =
+        "node_name: n\ndevices:\n  container_socket_dir: run/vision\n  health_recovery: soon\n";
+    let found = errors(text);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found[0].path, "devices.container_socket_dir");
+    assert_eq!((found[0].line, found[0].column), (Some(3), Some(25)));
+    assert_eq!(found[1].path, "devices.health_recovery");
+}

@@ -1,0 +1,164 @@
+//! Allocations persisted in the state dir, so a daemon restart keeps every
+//! running pod's token valid. One JSON file, replaced atomically (write a
+//! temporary file, fsync, rename, fsync the directory): a crash leaves either
+//! the old or the new list, never half of one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::devices::Resource;
+
+/// One container's allocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub token: String,
+    pub resource: Resource,
+    /// The devices kubelet assigned, as it will list them in PodResources.
+    pub device_ids: Vec<String>,
+    /// For vram: the GPU and the MiB carved out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vram: Option<VramRecord>,
+    /// Unix milliseconds, for operators reading the file.
+    pub allocated_at_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VramRecord {
+    pub gpu_uuid: String,
+    pub mib: u64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct File {
+    version: u32,
+    allocations: Vec<Record>,
+}
+
+const VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is not a valid allocations file ({source}); move it away to start with no allocations"
+    )]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// The allocations file (`<state>/allocations.json`).
+#[derive(Debug, Clone)]
+pub struct Store {
+    path: PathBuf,
+}
+
+impl Store {
+    pub fn new(state_dir: &Path) -> Store {
+        Store {
+            path: state_dir.join("allocations.json"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The saved allocations; none when the file does not exist yet.
+    pub fn load(&self) -> Result<Vec<Record>, Error> {
+        let text = match std::fs::read(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(Error::Io {
+                    op: "read",
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        let file: File = serde_json::from_slice(&text).map_err(|source| Error::Corrupt {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(file.allocations)
+    }
+
+    /// Replaces the saved list with `records`, atomically.
+    pub fn save(&self, records: &[Record]) -> Result<(), Error> {
+        let io = |op: &'static str, path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::Io { op, path, source }
+        };
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+        let tmp = self.path.with_extension("json.tmp");
+        let body = serde_json::to_vec_pretty(&File {
+            version: VERSION,
+            allocations: records.to_vec(),
+        })
+        .expect("records serialize");
+        let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
+        f.write_all(&body).map_err(io("write", &tmp))?;
+        f.sync_all().map_err(io("sync", &tmp))?;
+        drop(f);
+        std::fs::rename(&tmp, &self.path).map_err(io("rename into", &self.path))?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("sync", dir))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(token: &str) -> Record {
+        Record {
+            token: token.into(),
+            resource: Resource::Vram,
+            device_ids: vec!["GPU-a-vram-0".into(), "GPU-a-vram-1".into()],
+            vram: Some(VramRecord {
+                gpu_uuid: "GPU-a".into(),
+                mib: 2048,
+            }),
+            allocated_at_ms: 1,
+        }
+    }
+
+    #[test]
+    fn saved_allocations_load_back_and_a_missing_file_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        assert_eq!(store.load().unwrap(), vec![]);
+        store.save(&[record("t1"), record("t2")]).unwrap();
+        assert_eq!(store.load().unwrap(), vec![record("t1"), record("t2")]);
+        store.save(&[record("t2")]).unwrap();
+        assert_eq!(store.load().unwrap(), vec![record("t2")]);
+        assert!(
+            !dir.path().join("allocations.json.tmp").exists(),
+            "no temporary left behind"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_file_is_an_error_that_says_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        std::fs::write(store.path(), "{ not json").unwrap();
+        let e = store.load().unwrap_err().to_string();
+        assert!(
+            e.contains("allocations.json") && e.contains("move it away"),
+            "{e}"
+        );
+    }
+}
