@@ -1,4 +1,8 @@
-//! Generates the gRPC code for our protos (admission, model runtime).
+//! Generates the gRPC code for our protos (admission, model runtime) and for
+//! the two kubelet APIs we speak (device plugin v1beta1, PodResources v1),
+//! servers and clients of each: the daemon serves DevicePlugin and calls
+//! Registration and PodResourcesLister; the tests' fake kubelet does the
+//! opposite.
 //!
 //! protoc: `$PROTOC` when set (e.g. Debian's protobuf-compiler), otherwise the
 //! binary vendored by `protoc-bin-vendored`, so a fresh machine with only
@@ -8,6 +12,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/vision/v1/admission.proto",
         "proto/vision/v1/runtime.proto",
+        "proto/k8s/deviceplugin/v1beta1/api.proto",
+        "proto/k8s/podresources/v1/api.proto",
     ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
@@ -17,6 +23,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cfg.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     }
     tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
         // visionctl prints any response as JSON.
         .type_attribute(".vision.v1", "#[derive(serde::Serialize)]")
         .compile_with_config(cfg, &protos, &["proto"])?;

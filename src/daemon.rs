@@ -10,6 +10,7 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::deviceplugin::{self, DevicePlugins};
 use crate::engine::{Engine, GpuSpec, Settings};
 use crate::gpu::{self, FaultHandle, HealthWatch};
 use crate::service::{self, Access, AdmissionService, Clock, Node, NodeInfo};
@@ -23,6 +24,8 @@ pub struct Options {
     pub state_dir: PathBuf,
     /// Write a dev token with slots for every GPU (no kubelet hands out tokens).
     pub dev_token: bool,
+    /// Where kubelet's device-plugin directory and PodResources socket are.
+    pub kubelet: deviceplugin::Options,
 }
 
 /// The daemon's files under the state dir.
@@ -56,6 +59,7 @@ pub struct Daemon {
     workers: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
     health_watch: Option<HealthWatch>,
+    plugins: DevicePlugins,
 }
 
 /// How long shutdown waits for runtime unloads and open calls to finish.
@@ -148,6 +152,18 @@ impl Daemon {
                 None
             }
         };
+        let pods_dir = paths
+            .task_socket
+            .parent()
+            .unwrap_or(&opts.state_dir)
+            .to_owned();
+        let plugins = DevicePlugins::start(
+            Arc::clone(&node),
+            &cfg,
+            &opts.state_dir,
+            &pods_dir,
+            opts.kubelet.clone(),
+        )?;
         let background = vec![
             service::tasks::spawn_timer(Arc::clone(&node)),
             service::tasks::spawn_gpu_reconciler(Arc::clone(&node), inventory, health_rx),
@@ -168,7 +184,13 @@ impl Daemon {
             workers,
             background,
             health_watch,
+            plugins,
         })
+    }
+
+    /// The kubelet device plugins.
+    pub fn plugins(&self) -> &DevicePlugins {
+        &self.plugins
     }
 
     pub fn node(&self) -> &Arc<Node> {
@@ -204,6 +226,7 @@ impl Daemon {
             for h in self.background {
                 let _ = h.await;
             }
+            self.plugins.join().await;
         };
         if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
             tracing::warn!(

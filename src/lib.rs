@@ -11,6 +11,9 @@
 //!   I/O, no clock: time comes in as an argument and decisions go out as data.
 //! - [`sim`]: the workload simulator that replays synthetic traffic through the
 //!   real engine and compares its load cost with an offline lower bound.
+//! - [`kubelet`]: the kubelet API constants (version, health strings,
+//!   paths, the 4 MiB ListAndWatch limit) that go with the generated
+//!   `proto::k8s` types.
 //! - [`uds`]: gRPC over Unix sockets — safe bind/cleanup, a shim that lets
 //!   clients sending an invalid `:authority` (grpcio, grpc-java) past h2, and
 //!   our own client.
@@ -24,6 +27,7 @@ pub mod daemon;
 pub mod deviceplugin;
 pub mod engine;
 pub mod gpu;
+pub mod kubelet;
 pub mod proto;
 pub mod runtime;
 pub mod service;

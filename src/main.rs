@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use vision_node_daemon::config::{self, EvictionPolicy};
-use vision_node_daemon::{daemon, sim};
+use vision_node_daemon::{daemon, deviceplugin, sim};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -41,6 +41,12 @@ struct RunArgs {
     /// Where the sockets and state live [default: /var/lib/vision-node-daemon; --dev: ./.vision-dev].
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// kubelet's device-plugin directory [default: /var/lib/kubelet/device-plugins; --dev: <state>/device-plugins].
+    #[arg(long, value_name = "DIR")]
+    kubelet_dir: Option<PathBuf>,
+    /// kubelet's PodResources socket [default: /var/lib/kubelet/pod-resources/kubelet.sock; --dev: <state>/pod-resources/kubelet.sock].
+    #[arg(long, value_name = "PATH")]
+    pod_resources_socket: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -159,10 +165,22 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let mut kubelet = deviceplugin::Options::standard();
+    if args.dev {
+        kubelet.dir = state_dir.join("device-plugins");
+        kubelet.pod_resources_socket = state_dir.join("pod-resources").join("kubelet.sock");
+    }
+    if let Some(dir) = args.kubelet_dir {
+        kubelet.dir = dir;
+    }
+    if let Some(socket) = args.pod_resources_socket {
+        kubelet.pod_resources_socket = socket;
+    }
     let options = daemon::Options {
         config,
         state_dir,
         dev_token: args.dev,
+        kubelet,
     };
     runtime.block_on(async move {
         let daemon = match daemon::Daemon::start(options).await {

@@ -361,6 +361,7 @@ async fn a_second_daemon_on_the_same_sockets_is_refused() {
         config: fast_dev_config(),
         state_dir: state,
         dev_token: false,
+        kubelet: kubelet_options(d.dir.path()),
     })
     .await;
     let err = format!("{:#}", second.err().expect("refused"));

@@ -225,6 +225,11 @@ impl Engine {
         self.pools.get(id.0 as usize).map(|p| &p.spec)
     }
 
+    /// Each GPU's health, in GPU order.
+    pub fn gpu_healthy(&self) -> Vec<bool> {
+        self.pools.iter().map(|p| p.healthy).collect()
+    }
+
     pub fn gpu_by_uuid(&self, uuid: &str) -> Option<GpuId> {
         self.pools
             .iter()

@@ -54,12 +54,27 @@ pub struct Running {
     pub token: String,
 }
 
+/// The kubelet paths of a test: `<dir>/device-plugins`, `<dir>/pod-resources/kubelet.sock`.
+pub fn kubelet_options(dir: &std::path::Path) -> vision_node_daemon::deviceplugin::Options {
+    vision_node_daemon::deviceplugin::Options {
+        dir: dir.join("device-plugins"),
+        pod_resources_socket: dir.join("pod-resources").join("kubelet.sock"),
+        reconcile_interval: Duration::from_millis(50),
+    }
+}
+
 pub async fn start(config: Config) -> Running {
     let dir = tempfile::tempdir().expect("temp dir");
+    start_in(config, dir).await
+}
+
+/// Starts a daemon whose state and kubelet paths are under `dir`.
+pub async fn start_in(config: Config, dir: TempDir) -> Running {
     let daemon = Daemon::start(Options {
         config,
         state_dir: dir.path().join("state"),
         dev_token: true,
+        kubelet: kubelet_options(dir.path()),
     })
     .await
     .expect("daemon starts");

@@ -1,0 +1,48 @@
+//! Feeds the plugins' device lists from the engine's GPU health, through the
+//! recovery hysteresis of [`super::health`]. Woken by the node's GPU health
+//! events and by the next recovery deadline; never polls.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
+
+use super::health::Advertised;
+use super::server::Shared;
+use crate::proto::vision::v1::watch_event::Event as Body;
+use crate::service::stopped;
+
+pub fn spawn_health_publisher(shared: Arc<Shared>, recovery: Duration) -> JoinHandle<()> {
+    let node = Arc::clone(&shared.node);
+    let mut shutdown = node.shutdown_signal();
+    let mut events = node.subscribe();
+    tokio::spawn(async move {
+        let initial = node.read(|e| e.gpu_healthy());
+        let mut advertised = Advertised::new(&initial, recovery);
+        shared.publish(&advertised.healthy());
+        loop {
+            let next = advertised.next_recovery();
+            let due = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(node.clock().instant(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Ok(ev) if matches!(ev.body, Body::GpuHealth(_)) => {}
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return,
+                },
+                _ = due => {}
+                _ = stopped(&mut shutdown) => return,
+            }
+            let actual = node.read(|e| e.gpu_healthy());
+            if advertised.observe(&actual, node.clock().now()) {
+                shared.publish(&advertised.healthy());
+            }
+        }
+    })
+}

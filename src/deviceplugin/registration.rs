@@ -1,0 +1,209 @@
+//! Serving and registering each plugin, and coming back after a kubelet
+//! restart.
+//!
+//! A restarted kubelet deletes the sockets in its device-plugin directory and
+//! serves a new `kubelet.sock`; plugins must serve again and re-register.
+//! File-system notifications (inotify, via `notify`) wake us within
+//! milliseconds; a slow check every few seconds covers missed events.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::devices::Resource;
+use super::server::{PluginService, Shared};
+use crate::kubelet;
+use crate::proto::k8s::deviceplugin::v1beta1 as pb;
+use crate::service::stopped;
+use crate::uds::{self, UdsListener};
+
+/// How often the directory is checked when no notification came.
+const FALLBACK_CHECK: Duration = Duration::from_secs(5);
+/// Registration retry backoff bounds.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bumps a generation counter whenever kubelet.sock is (re)created or one of
+/// our sockets disappears.
+pub fn spawn_kubelet_watch(
+    dir: PathBuf,
+    ours: Vec<PathBuf>,
+    mut shutdown: watch::Receiver<bool>,
+) -> (watch::Receiver<u64>, JoinHandle<()>) {
+    let (gen_tx, gen_rx) = watch::channel(0u64);
+    let handle = tokio::spawn(async move {
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+        let _ = std::fs::create_dir_all(&dir);
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(ev) = res {
+                let _ = ev_tx.send(ev);
+            }
+        })
+        .and_then(|mut w| {
+            notify::Watcher::watch(&mut w, &dir, notify::RecursiveMode::NonRecursive)?;
+            Ok(w)
+        });
+        let _watcher = match watcher {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e,
+                    "no file-system notifications for the kubelet directory; checking every {} s", FALLBACK_CHECK.as_secs());
+                None
+            }
+        };
+        let kubelet_sock = dir.join(kubelet::KUBELET_SOCKET);
+        let inode = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+        let mut last_kubelet = inode(&kubelet_sock);
+        let mut check = tokio::time::interval(FALLBACK_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let bump = tokio::select! {
+                Some(ev) = ev_rx.recv() => {
+                    use notify::EventKind::{Create, Remove};
+                    let kubelet_new = matches!(ev.kind, Create(_)) && ev.paths.iter().any(|p| p == &kubelet_sock);
+                    let ours_gone = matches!(ev.kind, Remove(_)) && ev.paths.iter().any(|p| ours.contains(p));
+                    if kubelet_new {
+                        last_kubelet = inode(&kubelet_sock);
+                    }
+                    kubelet_new || ours_gone
+                }
+                _ = check.tick() => {
+                    let now = inode(&kubelet_sock);
+                    let kubelet_new = now.is_some() && now != last_kubelet;
+                    last_kubelet = now;
+                    kubelet_new || ours.iter().any(|p| !p.exists())
+                }
+                _ = stopped(&mut shutdown) => return,
+            };
+            if bump {
+                gen_tx.send_modify(|g| *g += 1);
+            }
+        }
+    });
+    (gen_rx, handle)
+}
+
+/// Serves one plugin and keeps it registered until shutdown.
+pub fn spawn_plugin(
+    shared: Arc<Shared>,
+    resource: Resource,
+    dir: PathBuf,
+    mut generation: watch::Receiver<u64>,
+    registered: Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    let mut shutdown = shared.node.shutdown_signal();
+    tokio::spawn(async move {
+        let socket = dir.join(resource.socket_file());
+        let mut waiting_logged = false;
+        loop {
+            generation.borrow_and_update();
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let listener = match UdsListener::bind(&socket, 0o600).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(%resource, error = %e, "cannot serve the device plugin socket; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(BACKOFF_MAX) => continue,
+                        _ = generation.changed() => continue,
+                        _ = stopped(&mut shutdown) => return,
+                    }
+                }
+            };
+            let svc = PluginService {
+                resource,
+                shared: Arc::clone(&shared),
+                stop: stop_rx.clone(),
+            };
+            let mut stop_serving = stop_rx.clone();
+            let server = tokio::spawn(async move {
+                let result = tonic::transport::Server::builder()
+                    .add_service(pb::device_plugin_server::DevicePluginServer::new(svc))
+                    .serve_with_incoming_shutdown(listener.incoming(), async move {
+                        stopped(&mut stop_serving).await
+                    })
+                    .await;
+                if let Err(e) = result {
+                    tracing::error!(%resource, error = %e, "device plugin server failed");
+                }
+            });
+
+            // Serve first, then register; retry with backoff, waking early when kubelet appears.
+            let mut delay = BACKOFF_MIN;
+            let restart = loop {
+                match register(&dir, resource, &shared.domain).await {
+                    Ok(()) => {
+                        registered.store(true, Ordering::SeqCst);
+                        waiting_logged = false;
+                        tracing::info!(%resource, resource_name = %resource.name(&shared.domain), "registered with kubelet");
+                        break false;
+                    }
+                    Err(e) => {
+                        registered.store(false, Ordering::SeqCst);
+                        if waiting_logged {
+                            tracing::debug!(%resource, error = %e, "kubelet registration failed; retrying");
+                        } else {
+                            tracing::info!(%resource, dir = %dir.display(), error = %e,
+                                "waiting for kubelet to accept registration; admissions are served meanwhile");
+                            waiting_logged = true;
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = generation.changed() => break true,
+                            _ = stopped(&mut shutdown) => {
+                                let _ = stop_tx.send(true);
+                                let _ = server.await;
+                                return;
+                            }
+                        }
+                        delay = (delay * 2).min(BACKOFF_MAX);
+                    }
+                }
+            };
+            if !restart {
+                tokio::select! {
+                    _ = generation.changed() => {
+                        registered.store(false, Ordering::SeqCst);
+                        tracing::info!(%resource, "kubelet restarted or our socket vanished; serving and registering again");
+                    }
+                    _ = stopped(&mut shutdown) => {
+                        let _ = stop_tx.send(true);
+                        let _ = server.await;
+                        return;
+                    }
+                }
+            }
+            let _ = stop_tx.send(true);
+            let _ = server.await;
+        }
+    })
+}
+
+async fn register(dir: &Path, resource: Resource, domain: &str) -> Result<(), String> {
+    let call = async {
+        let channel = uds::client::connect(dir.join(kubelet::KUBELET_SOCKET))
+            .await
+            .map_err(|e| e.to_string())?;
+        pb::registration_client::RegistrationClient::new(channel)
+            .register(pb::RegisterRequest {
+                version: kubelet::VERSION.to_owned(),
+                endpoint: resource.socket_file().to_owned(),
+                resource_name: resource.name(domain),
+                options: Some(pb::DevicePluginOptions {
+                    pre_start_required: false,
+                    get_preferred_allocation_available: true,
+                }),
+            })
+            .await
+            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+        Ok(())
+    };
+    tokio::time::timeout(REGISTER_TIMEOUT, call)
+        .await
+        .unwrap_or_else(|_| Err("kubelet did not answer Register".into()))
+}
