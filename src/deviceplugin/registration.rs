@@ -60,7 +60,10 @@ pub fn spawn_kubelet_watch(
         let kubelet_sock = dir.join(kubelet::KUBELET_SOCKET);
         let inode = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
         let mut last_kubelet = inode(&kubelet_sock);
-        let mut check = tokio::time::interval(FALLBACK_CHECK);
+        let mut last_ours: Vec<bool> = ours.iter().map(|p| p.exists()).collect();
+        // The first check waits a period: at start our sockets are being bound.
+        let mut check =
+            tokio::time::interval_at(tokio::time::Instant::now() + FALLBACK_CHECK, FALLBACK_CHECK);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let bump = tokio::select! {
@@ -74,10 +77,17 @@ pub fn spawn_kubelet_watch(
                     kubelet_new || ours_gone
                 }
                 _ = check.tick() => {
+                    // Missed notifications: a kubelet.sock that appeared or
+                    // changed (inode numbers can be reused, so this is only
+                    // the fallback), or one of our sockets that was there and
+                    // is gone.
                     let now = inode(&kubelet_sock);
                     let kubelet_new = now.is_some() && now != last_kubelet;
                     last_kubelet = now;
-                    kubelet_new || ours.iter().any(|p| !p.exists())
+                    let exists: Vec<bool> = ours.iter().map(|p| p.exists()).collect();
+                    let ours_gone = exists.iter().zip(&last_ours).any(|(now, before)| *before && !*now);
+                    last_ours = exists;
+                    kubelet_new || ours_gone
                 }
                 _ = stopped(&mut shutdown) => return,
             };

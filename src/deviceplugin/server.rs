@@ -129,15 +129,22 @@ impl Shared {
         n
     }
 
-    /// Forgets the allocations behind `tokens` (pods gone): the engine revokes
-    /// their leases and returns their memory; the file is rewritten.
+    /// Forgets the allocations behind `tokens` (pods gone): the file is
+    /// rewritten first (if that fails nothing changes and the next round
+    /// retries), then the engine revokes their leases and returns their memory.
     pub fn release(&self, tokens: &[String]) -> Result<(), super::store::Error> {
         let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        let remaining: Vec<Record> = records
+            .iter()
+            .filter(|r| !tokens.contains(&r.token))
+            .cloned()
+            .collect();
+        self.store.save(&remaining)?;
+        *records = remaining;
         for token in tokens {
             let _ = self.node.with_engine(|e, now| e.deallocate(token, now));
         }
-        records.retain(|r| !tokens.contains(&r.token));
-        self.store.save(&records)
+        Ok(())
     }
 
     /// Allocate for every container of one request, all or nothing.

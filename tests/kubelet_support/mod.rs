@@ -29,7 +29,7 @@ use tonic::service::Routes;
 use tonic::transport::{Channel, Server};
 use tonic::{Request, Response, Status};
 use vision_node_daemon::kubelet;
-use vision_node_daemon::proto::k8s::deviceplugin::v1beta1 as dp;
+pub use vision_node_daemon::proto::k8s::deviceplugin::v1beta1 as dp;
 use vision_node_daemon::uds;
 
 use dp::device_plugin_client::DevicePluginClient;
@@ -413,15 +413,21 @@ impl Drop for FakeKubelet {
     }
 }
 
-/// Deletes every socket file in `dir` (what kubelet does at startup).
+/// Deletes every socket file in `dir` (what kubelet does at startup). A
+/// socket that vanishes meanwhile (its plugin removed it on noticing the
+/// first deletions) is fine, as it is for kubelet.
 pub fn remove_sockets(dir: &Path) {
     let entries =
         std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
     for entry in entries {
         let entry = entry.expect("directory entry");
-        if entry.file_type().expect("file type").is_socket() {
-            std::fs::remove_file(entry.path())
-                .unwrap_or_else(|e| panic!("cannot remove {}: {e}", entry.path().display()));
+        if entry.file_type().is_ok_and(|t| t.is_socket()) {
+            match std::fs::remove_file(entry.path()) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    panic!("cannot remove {}: {e}", entry.path().display())
+                }
+                _ => {}
+            }
         }
     }
 }
