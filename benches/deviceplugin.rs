@@ -8,7 +8,7 @@
 //! Run: `cargo bench --bench deviceplugin`. Figures: benches/README.md.
 
 #[path = "../tests/kubelet_support/mod.rs"]
-#[allow(dead_code)]
+#[allow(unused_imports)]
 mod kubelet_support;
 
 use std::process::{Command, Stdio};
@@ -39,7 +39,9 @@ async fn health_to_kubelet() -> (Vec<Duration>, Vec<Duration>) {
     let dir = tempfile::tempdir().unwrap();
     let kubelet = FakeKubelet::start(&dir.path().join("device-plugins")).await;
     let mut config = Config::dev();
-    config.runtime.kind = RuntimeKind::Bookkeeping { simulate_load_time: false };
+    config.runtime.kind = RuntimeKind::Bookkeeping {
+        simulate_load_time: false,
+    };
     config.devices.health_recovery = Duration::ZERO;
     let daemon = Daemon::start(Options {
         config,
@@ -58,7 +60,9 @@ async fn health_to_kubelet() -> (Vec<Duration>, Vec<Duration>) {
     let (mut down, mut up) = (Vec::new(), Vec::new());
     for _ in 0..HEALTH_ROUNDS {
         let t = Instant::now();
-        faults.set_health(1, Health::Unhealthy("bench".into())).unwrap();
+        faults
+            .set_health(1, Health::Unhealthy("bench".into()))
+            .unwrap();
         let d = kubelet.devices("vision.ai/slot", DEADLINE).await;
         down.push(t.elapsed());
         assert_eq!(d.iter().filter(|d| d.health == "Unhealthy").count(), 8);
@@ -90,7 +94,9 @@ async fn start_to_register() -> Vec<Duration> {
             .unwrap();
         kubelet.next_registration(DEADLINE).await;
         out.push(t.elapsed());
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         let _ = child.wait();
     }
     out
@@ -102,10 +108,19 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (down, up) = rt.block_on(health_to_kubelet());
-    println!("GPU unhealthy → kubelet ListAndWatch: {}", percentiles(down));
+    println!(
+        "GPU unhealthy → kubelet ListAndWatch: {}",
+        percentiles(down)
+    );
     println!("GPU healthy (recovery 0) → kubelet:   {}", percentiles(up));
     let start = rt.block_on(start_to_register());
-    println!("process start → first Register:      {}", percentiles(start));
+    println!(
+        "process start → first Register:      {}",
+        percentiles(start)
+    );
 }
