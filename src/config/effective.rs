@@ -6,10 +6,11 @@
 
 use super::duration;
 use super::wire::{
-    WireAdmission, WireBackend, WireConfig, WireDevices, WireDuration, WireEvictionPolicy,
-    WireGpus, WireModel, WireRuntime, WireRuntimeKind, WireSimulatedGpu,
+    WireAdmission, WireBackend, WireCluster, WireConfig, WireDevices, WireDuration,
+    WireEvictionPolicy, WireGpus, WireModel, WirePublish, WireRuntime, WireRuntimeKind,
+    WireSimulatedGpu, WireTelemetry,
 };
-use super::{Config, EvictionPolicy, GpuBackend, RuntimeKind};
+use super::{Config, EvictionPolicy, GpuBackend, Publish, RuntimeKind};
 
 impl Config {
     /// The full effective configuration as YAML; loading it gives back an
@@ -82,6 +83,18 @@ fn to_wire(config: &Config) -> WireConfig {
                 load_timeout: Some(WireDuration(duration::format(config.runtime.load_timeout))),
                 simulate_load_time: None,
             },
+        }),
+        cluster: Some(WireCluster {
+            publish: Some(match config.cluster.publish {
+                Publish::Auto => WirePublish::Auto,
+                Publish::Off => WirePublish::Off,
+            }),
+            annotation_interval: Some(WireDuration(duration::format(
+                config.cluster.annotation_interval,
+            ))),
+        }),
+        telemetry: Some(WireTelemetry {
+            otlp_endpoint: config.telemetry.otlp_endpoint.clone(),
         }),
         models: Some(
             config

@@ -59,6 +59,8 @@ pub struct Config {
     pub devices: DevicesConfig,
     pub admission: AdmissionConfig,
     pub runtime: RuntimeConfig,
+    pub cluster: ClusterConfig,
+    pub telemetry: TelemetryConfig,
     /// The model catalog, in file order. Names are unique.
     pub models: Vec<ModelSpec>,
 }
@@ -131,6 +133,29 @@ pub struct AdmissionConfig {
     /// Lease lifetime; `KeepAlive` extends a lease by this much.
     pub lease_ttl: Duration,
     pub eviction_policy: EvictionPolicy,
+}
+
+/// Publishing to the Kubernetes API (node labels, annotations, Events).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// `Auto`: publish when an in-cluster config or `KUBECONFIG` is found.
+    pub publish: Publish,
+    /// At most one annotation write per interval; the latest state wins.
+    pub annotation_interval: Duration,
+}
+
+/// Whether cluster publishing may run (an enum, not a boolean: subsystems that can be off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publish {
+    Auto,
+    Off,
+}
+
+/// Trace export. The standard `OTEL_*` variables take precedence.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TelemetryConfig {
+    /// OTLP/gRPC endpoint (`http://collector:4317`); `None`: only `OTEL_*` env.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Where model weights are really loaded.

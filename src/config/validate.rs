@@ -15,12 +15,13 @@ use super::error::Error;
 use super::names;
 use super::position::{Index, join};
 use super::wire::{
-    WireAdmission, WireBackend, WireConfig, WireDevices, WireDuration, WireEvictionPolicy,
-    WireGpus, WireModel, WireRuntime, WireRuntimeKind, WireSimulatedGpu,
+    WireAdmission, WireBackend, WireCluster, WireConfig, WireDevices, WireDuration,
+    WireEvictionPolicy, WireGpus, WireModel, WirePublish, WireRuntime, WireRuntimeKind,
+    WireSimulatedGpu, WireTelemetry,
 };
 use super::{
-    AdmissionConfig, Config, DevicesConfig, EvictionPolicy, GpuBackend, GpuConfig, ModelSpec,
-    RuntimeConfig, RuntimeKind, SimulatedGpu,
+    AdmissionConfig, ClusterConfig, Config, DevicesConfig, EvictionPolicy, GpuBackend, GpuConfig,
+    ModelSpec, Publish, RuntimeConfig, RuntimeKind, SimulatedGpu, TelemetryConfig,
 };
 
 pub(crate) const DEFAULT_DOMAIN: &str = "vision.ai";
@@ -35,6 +36,7 @@ pub(crate) const DEFAULT_MAX_CONCURRENCY: u32 = 4;
 pub(crate) const DEFAULT_TASK_MS: u64 = 100;
 pub(crate) const DEFAULT_SIMULATED_COUNT: u32 = 1;
 pub(crate) const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_ANNOTATION_INTERVAL: Duration = Duration::from_secs(10);
 pub(crate) const DEFAULT_HEALTH_RECOVERY: Duration = Duration::from_secs(60);
 pub(crate) const DEFAULT_RELEASE_GRACE: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_CONTAINER_SOCKET_DIR: &str = "/var/run/vision";
@@ -65,6 +67,8 @@ pub(crate) fn validate(
     let devices = devices(&mut c, wire.devices.unwrap_or_default());
     let admission = admission(&mut c, wire.admission.unwrap_or_default());
     let runtime = runtime(&mut c, wire.runtime.unwrap_or_default());
+    let cluster = cluster(&mut c, wire.cluster.unwrap_or_default());
+    let telemetry = telemetry(&mut c, wire.telemetry.unwrap_or_default());
     let models = models(&mut c, wire.models.unwrap_or_default());
     cross_checks(&mut c, &gpus, &devices, &models);
     if c.errors.is_empty() {
@@ -75,6 +79,8 @@ pub(crate) fn validate(
             devices,
             admission,
             runtime,
+            cluster,
+            telemetry,
             models,
         })
     } else {
@@ -292,6 +298,40 @@ fn admission(c: &mut Check<'_>, wire: WireAdmission) -> AdmissionConfig {
         lease_ttl,
         eviction_policy,
     }
+}
+
+fn cluster(c: &mut Check<'_>, wire: WireCluster) -> ClusterConfig {
+    let annotation_interval = c.duration(
+        "cluster.annotation_interval",
+        wire.annotation_interval,
+        DEFAULT_ANNOTATION_INTERVAL,
+    );
+    if annotation_interval.is_zero() {
+        c.fail(
+            "cluster.annotation_interval",
+            "must be > 0: every admission would write to the API server",
+        );
+    }
+    ClusterConfig {
+        publish: match wire.publish.unwrap_or(WirePublish::Auto) {
+            WirePublish::Auto => Publish::Auto,
+            WirePublish::Off => Publish::Off,
+        },
+        annotation_interval,
+    }
+}
+
+fn telemetry(c: &mut Check<'_>, wire: WireTelemetry) -> TelemetryConfig {
+    let otlp_endpoint = wire.otlp_endpoint.filter(|e| !e.is_empty());
+    if let Some(e) = &otlp_endpoint
+        && !(e.starts_with("http://") || e.starts_with("https://"))
+    {
+        c.fail(
+            "telemetry.otlp_endpoint",
+            format!("{e:?}: expected an OTLP/gRPC URL such as http://otel-collector:4317"),
+        );
+    }
+    TelemetryConfig { otlp_endpoint }
 }
 
 fn runtime(c: &mut Check<'_>, wire: WireRuntime) -> RuntimeConfig {

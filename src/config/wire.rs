@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, de};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(
-    expecting = "a mapping of config keys (node_name, domain, gpus, devices, admission, runtime, models)"
+    expecting = "a mapping of config keys (node_name, domain, gpus, devices, admission, runtime, cluster, telemetry, models)"
 )]
 pub(crate) struct WireConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -28,6 +28,10 @@ pub(crate) struct WireConfig {
     pub admission: Option<WireAdmission>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime: Option<WireRuntime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<WireCluster>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<WireTelemetry>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub models: Option<Vec<WireModel>>,
 }
@@ -122,6 +126,29 @@ pub(crate) struct WireRuntime {
     pub simulate_load_time: Option<bool>,
 }
 
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(expecting = "a mapping of cluster settings (publish, annotation_interval)")]
+pub(crate) struct WireCluster {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish: Option<WirePublish>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotation_interval: Option<WireDuration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum WirePublish {
+    Auto,
+    Off,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(expecting = "a mapping of telemetry settings (otlp_endpoint)")]
+pub(crate) struct WireTelemetry {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum WireRuntimeKind {
@@ -192,6 +219,8 @@ pub(crate) const CONFIG_KEYS: &[&str] = &[
     "devices",
     "admission",
     "runtime",
+    "cluster",
+    "telemetry",
     "models",
 ];
 pub(crate) const GPUS_KEYS: &[&str] = &["backend", "reserve_mib", "nvml_library", "simulated"];
@@ -211,6 +240,8 @@ pub(crate) const ADMISSION_KEYS: &[&str] = &[
     "lease_ttl",
     "eviction_policy",
 ];
+pub(crate) const CLUSTER_KEYS: &[&str] = &["publish", "annotation_interval"];
+pub(crate) const TELEMETRY_KEYS: &[&str] = &["otlp_endpoint"];
 pub(crate) const RUNTIME_KEYS: &[&str] =
     &["kind", "endpoint", "load_timeout", "simulate_load_time"];
 pub(crate) const MODEL_KEYS: &[&str] = &[
@@ -240,6 +271,8 @@ pub(crate) fn known_keys(parent: &[Segment]) -> &'static [&'static str] {
         [Key(k)] if k == "devices" => DEVICES_KEYS,
         [Key(k)] if k == "admission" => ADMISSION_KEYS,
         [Key(k)] if k == "runtime" => RUNTIME_KEYS,
+        [Key(k)] if k == "cluster" => CLUSTER_KEYS,
+        [Key(k)] if k == "telemetry" => TELEMETRY_KEYS,
         [Key(g), Key(s), Index(_)] if g == "gpus" && s == "simulated" => SIMULATED_GPU_KEYS,
         [Key(m), Index(_)] if m == "models" => MODEL_KEYS,
         _ => &[],
@@ -290,6 +323,8 @@ mod tests {
             devices: Some(WireDevices::default()),
             admission: Some(WireAdmission::default()),
             runtime: Some(WireRuntime::default()),
+            cluster: Some(WireCluster::default()),
+            telemetry: Some(WireTelemetry::default()),
             models: Some(vec![]),
         };
         assert_eq!(keys_of(&config), CONFIG_KEYS);
@@ -330,6 +365,15 @@ mod tests {
             simulate_load_time: Some(false),
         };
         assert_eq!(keys_of(&runtime), RUNTIME_KEYS);
+        let cluster = WireCluster {
+            publish: Some(WirePublish::Auto),
+            annotation_interval: d(),
+        };
+        assert_eq!(keys_of(&cluster), CLUSTER_KEYS);
+        let telemetry = WireTelemetry {
+            otlp_endpoint: Some(String::new()),
+        };
+        assert_eq!(keys_of(&telemetry), TELEMETRY_KEYS);
         let model = WireModel {
             name: Some(String::new()),
             weights_mib: Some(1),

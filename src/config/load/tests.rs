@@ -236,6 +236,11 @@ fn every_default_is_filled_in() {
             },
             load_timeout: Duration::from_secs(120),
         },
+        cluster: crate::config::ClusterConfig {
+            publish: crate::config::Publish::Auto,
+            annotation_interval: Duration::from_secs(10),
+        },
+        telemetry: crate::config::TelemetryConfig::default(),
         models: vec![],
     };
     assert_eq!(config, expected);

@@ -448,3 +448,28 @@ fn device_plugin_settings_have_defaults_and_a_relative_socket_dir_is_refused() {
     assert_eq!((found[0].line, found[0].column), (Some(3), Some(25)));
     assert_eq!(found[1].path, "devices.health_recovery");
 }
+
+#[test]
+fn cluster_and_telemetry_settings_are_checked_with_their_lines() {
+    let config = load("node_name: n\n").expect("loads");
+    assert_eq!(config.cluster.publish, super::super::Publish::Auto);
+    assert_eq!(config.telemetry.otlp_endpoint, None);
+    let text = "node_name: n\ncluster:\n  publish: off\n  annotation_interval: 0s\ntelemetry:\n  otlp_endpoint: collector:4317\n";
+    assert_eq!(
+        errors(text),
+        vec![
+            err(
+                "cluster.annotation_interval",
+                "must be > 0: every admission would write to the API server",
+                4,
+                24
+            ),
+            err(
+                "telemetry.otlp_endpoint",
+                "\"collector:4317\": expected an OTLP/gRPC URL such as http://otel-collector:4317",
+                6,
+                18
+            ),
+        ]
+    );
+}
