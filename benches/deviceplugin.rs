@@ -8,7 +8,6 @@
 //! Run: `cargo bench --bench deviceplugin`. Figures: benches/README.md.
 
 #[path = "../tests/kubelet_support/mod.rs"]
-#[allow(unused_imports)]
 mod kubelet_support;
 
 use std::process::{Command, Stdio};
@@ -52,6 +51,8 @@ async fn health_to_kubelet() -> (Vec<Duration>, Vec<Duration>) {
             pod_resources_socket: dir.path().join("pod-resources.sock"),
             reconcile_interval: Duration::from_secs(3600),
         },
+        http_addr: None,
+        ready_needs_kubelet: false,
     })
     .await
     .unwrap();
@@ -84,7 +85,7 @@ async fn start_to_register() -> Vec<Duration> {
         let kubelet = FakeKubelet::start(&plugins).await;
         let t = Instant::now();
         let mut child = Command::new(env!("CARGO_BIN_EXE_vision-node-daemon"))
-            .args(["--dev", "--state-dir"])
+            .args(["--dev", "--http-addr", "127.0.0.1:0", "--state-dir"])
             .arg(dir.path().join("state"))
             .arg("--kubelet-dir")
             .arg(&plugins)

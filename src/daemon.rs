@@ -26,6 +26,11 @@ pub struct Options {
     pub dev_token: bool,
     /// Where kubelet's device-plugin directory and PodResources socket are.
     pub kubelet: deviceplugin::Options,
+    /// `/metrics`, `/healthz`, `/readyz`; `None` serves none.
+    pub http_addr: Option<std::net::SocketAddr>,
+    /// `/readyz` also requires both device plugins to be registered with
+    /// kubelet (off in `--dev`, where there is no kubelet).
+    pub ready_needs_kubelet: bool,
 }
 
 /// The daemon's files under the state dir.
@@ -60,6 +65,7 @@ pub struct Daemon {
     background: Vec<JoinHandle<()>>,
     health_watch: Option<HealthWatch>,
     plugins: DevicePlugins,
+    http: Option<std::net::SocketAddr>,
 }
 
 /// How long shutdown waits for runtime unloads and open calls to finish.
@@ -164,6 +170,25 @@ impl Daemon {
             &pods_dir,
             opts.kubelet.clone(),
         )?;
+        let registration = plugins.state();
+        let _ = node.metrics().plugins.set(registration.clone());
+        let http = match opts.http_addr {
+            Some(addr) => {
+                let needs_kubelet = opts.ready_needs_kubelet;
+                let ready: crate::telemetry::http::Readiness = Arc::new(move || {
+                    if needs_kubelet && !registration.all_registered() {
+                        return Err("the device plugins are not registered with kubelet yet".into());
+                    }
+                    Ok(())
+                });
+                let (local, handle) =
+                    crate::telemetry::http::serve(addr, Arc::clone(&node), ready).await?;
+                tracing::info!(addr = %local, "serving /metrics, /healthz, /readyz");
+                servers.push(handle);
+                Some(local)
+            }
+            None => None,
+        };
         let background = vec![
             service::tasks::spawn_timer(Arc::clone(&node)),
             service::tasks::spawn_gpu_reconciler(Arc::clone(&node), inventory, health_rx),
@@ -185,7 +210,13 @@ impl Daemon {
             background,
             health_watch,
             plugins,
+            http,
         })
+    }
+
+    /// Where `/metrics` is served (the bound address, e.g. for port 0).
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http
     }
 
     /// The kubelet device plugins.

@@ -18,7 +18,7 @@
 //!   clients sending an invalid `:authority` (grpcio, grpc-java) past h2, and
 //!   our own client.
 //!
-//! The async shell (gRPC services, kubelet device plugin, cluster publishing,
+//! The async shell (gRPC services, kubelet device plugin, [`cluster`] publishing,
 //! telemetry) wraps these pieces; none of them depends on tokio.
 #![forbid(unsafe_code)]
 
@@ -32,4 +32,5 @@ pub mod proto;
 pub mod runtime;
 pub mod service;
 pub mod sim;
+pub mod telemetry;
 pub mod uds;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use vision_node_daemon::config::{self, EvictionPolicy};
-use vision_node_daemon::{daemon, deviceplugin, sim};
+use vision_node_daemon::{daemon, deviceplugin, sim, telemetry};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -47,6 +47,9 @@ struct RunArgs {
     /// kubelet's PodResources socket [default: /var/lib/kubelet/pod-resources/kubelet.sock; --dev: <state>/pod-resources/kubelet.sock].
     #[arg(long, value_name = "PATH")]
     pod_resources_socket: Option<PathBuf>,
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9464")]
+    http_addr: std::net::SocketAddr,
 }
 
 #[derive(Subcommand, Debug)]
@@ -124,14 +127,6 @@ fn main() -> ExitCode {
 /// Runs the daemon until SIGTERM or SIGINT. A bad config exits non-zero
 /// before any socket is bound.
 fn run(args: RunArgs) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let config = match (&args.config, args.dev) {
         (Some(file), _) => match config::load_file(file) {
             Ok(cfg) => cfg,
@@ -181,12 +176,24 @@ fn run(args: RunArgs) -> ExitCode {
         state_dir,
         dev_token: args.dev,
         kubelet,
+        http_addr: Some(args.http_addr),
+        ready_needs_kubelet: !args.dev,
     };
     runtime.block_on(async move {
+        // Inside the runtime: the OTLP exporter needs its reactor.
+        let tracing =
+            match telemetry::otel::init(&options.config.telemetry, &options.config.node_name) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("vision-node-daemon: cannot set up logging and tracing: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            };
         let daemon = match daemon::Daemon::start(options).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!("cannot start: {e:#}");
+                tracing.shutdown().await;
                 return ExitCode::FAILURE;
             }
         };
@@ -195,6 +202,7 @@ fn run(args: RunArgs) -> ExitCode {
             Err(e) => tracing::error!(error = %e, "cannot listen for signals; shutting down"),
         }
         daemon.shutdown().await;
+        tracing.shutdown().await;
         ExitCode::SUCCESS
     })
 }

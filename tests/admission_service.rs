@@ -362,6 +362,8 @@ async fn a_second_daemon_on_the_same_sockets_is_refused() {
         state_dir: state,
         dev_token: false,
         kubelet: kubelet_options(d.dir.path()),
+        http_addr: None,
+        ready_needs_kubelet: false,
     })
     .await;
     let err = format!("{:#}", second.err().expect("refused"));

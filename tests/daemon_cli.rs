@@ -60,7 +60,7 @@ fn dev_mode_serves_until_sigterm_then_exits_zero_and_removes_its_sockets() {
     let state = dir.path().join("state");
     let mut child = Reap(
         daemon()
-            .args(["--dev", "--state-dir"])
+            .args(["--dev", "--http-addr", "127.0.0.1:0", "--state-dir"])
             .arg(&state)
             .stderr(Stdio::piped())
             .spawn()

@@ -79,6 +79,7 @@ def cmd_watch(stub, token, args):
 def cmd_demo(stub, token, args):
     """Watch, Status, a cold then a warm Admit/Release: one JSON summary line."""
     events = []
+    subscribed = threading.Event()
     seen_two_releases = threading.Event()
     watch = stub.Watch(pb.WatchRequest(token=token))
 
@@ -86,12 +87,16 @@ def cmd_demo(stub, token, args):
         for event in watch:
             kind = event.WhichOneof("event")
             events.append(kind)
+            # The stream opens with the queue depth: from here on nothing is missed.
+            subscribed.set()
             if events.count("lease_released") >= 2:
                 seen_two_releases.set()
                 return
 
     watcher = threading.Thread(target=collect, daemon=True)
     watcher.start()
+    if not subscribed.wait(timeout=10):
+        raise RuntimeError("the Watch stream did not open within 10 s")
     status = stub.Status(pb.StatusRequest(token=token))
     leases = []
     for _ in range(2):

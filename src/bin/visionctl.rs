@@ -215,7 +215,7 @@ async fn run(cli: &Cli) -> Result<(), String> {
                 priority: *priority,
                 timeout_ms,
             };
-            let r = c.admit(req).await.map_err(status_err)?.into_inner();
+            let r = c.admit(traced(req)).await.map_err(status_err)?.into_inner();
             let lease = r.lease.ok_or("the daemon answered without a lease")?;
             print(json, &lease, render::lease)
         }
@@ -293,6 +293,24 @@ async fn run(cli: &Cli) -> Result<(), String> {
     }
 }
 
+/// A W3C `traceparent` (version 00, sampled) with fresh random IDs, so the
+/// daemon's admit span roots a trace of its own per command.
+fn traceparent() -> String {
+    let mut ids = [0u8; 24];
+    // Without randomness the IDs are zero, which W3C readers treat as absent.
+    let _ = getrandom::fill(&mut ids);
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    format!("00-{}-{}-01", hex(&ids[..16]), hex(&ids[16..]))
+}
+
+fn traced<T>(msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    if let Ok(v) = traceparent().parse() {
+        req.metadata_mut().insert("traceparent", v);
+    }
+    req
+}
+
 fn print<T: serde::Serialize>(
     json: bool,
     value: &T,
@@ -307,4 +325,18 @@ fn print<T: serde::Serialize>(
         print!("{}", table(value));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn traceparent_is_w3c_version_00_sampled_with_fresh_ids() {
+        let a = super::traceparent();
+        let parts: Vec<&str> = a.split('-').collect();
+        assert_eq!(parts.len(), 4, "{a}");
+        assert_eq!((parts[0], parts[3]), ("00", "01"));
+        assert_eq!((parts[1].len(), parts[2].len()), (32, 16));
+        assert!(parts[1].chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, super::traceparent());
+    }
 }

@@ -58,6 +58,29 @@ impl Options {
     }
 }
 
+/// Which plugins are registered with kubelet right now.
+#[derive(Debug)]
+pub struct Registration {
+    names: [String; 2],
+    flags: [Arc<AtomicBool>; 2],
+}
+
+impl Registration {
+    pub fn all_registered(&self) -> bool {
+        self.flags.iter().all(|f| f.load(Ordering::SeqCst))
+    }
+}
+
+impl crate::telemetry::metrics::PluginState for Registration {
+    fn registered(&self) -> Vec<(String, bool)> {
+        self.names
+            .iter()
+            .cloned()
+            .zip(self.flags.iter().map(|f| f.load(Ordering::SeqCst)))
+            .collect()
+    }
+}
+
 /// The running plugins.
 pub struct DevicePlugins {
     shared: Arc<Shared>,
@@ -166,7 +189,15 @@ impl DevicePlugins {
 
     /// Whether both plugins are registered with kubelet right now.
     pub fn registered(&self) -> bool {
-        self.registered.iter().all(|r| r.load(Ordering::SeqCst))
+        self.state().all_registered()
+    }
+
+    /// A shareable view of the registration state (readiness, metrics).
+    pub fn state(&self) -> Arc<Registration> {
+        Arc::new(Registration {
+            names: Resource::ALL.map(|r| r.name(&self.shared.domain)),
+            flags: self.registered.clone(),
+        })
     }
 
     pub fn shared(&self) -> &Arc<Shared> {

@@ -19,6 +19,8 @@ use super::devices::Resource;
 use super::server::{PluginService, Shared};
 use crate::kubelet;
 use crate::proto::k8s::deviceplugin::v1beta1 as pb;
+use crate::proto::vision::v1::KubeletEvent;
+use crate::proto::vision::v1::watch_event::Event as Body;
 use crate::service::stopped;
 use crate::uds::{self, UdsListener};
 
@@ -148,9 +150,28 @@ pub fn spawn_plugin(
             let restart = loop {
                 match register(&dir, resource, &shared.domain).await {
                     Ok(()) => {
+                        // Changes seen before this success (e.g. the creation
+                        // of the kubelet.sock we just registered on) are done.
+                        generation.borrow_and_update();
                         registered.store(true, Ordering::SeqCst);
                         waiting_logged = false;
                         tracing::info!(%resource, resource_name = %resource.name(&shared.domain), "registered with kubelet");
+                        shared
+                            .node
+                            .metrics()
+                            .kubelet_registrations
+                            .get_or_create(&crate::telemetry::metrics::ResourceLabel {
+                                resource: resource.name(&shared.domain),
+                            })
+                            .inc();
+                        shared.node.publish(Body::Kubelet(KubeletEvent {
+                            resource: resource.name(&shared.domain),
+                            registered: true,
+                            message: format!(
+                                "registered with kubelet (endpoint {})",
+                                resource.socket_file()
+                            ),
+                        }));
                         break false;
                     }
                     Err(e) => {

@@ -350,11 +350,29 @@ impl pb::device_plugin_server::DevicePlugin for PluginService {
             .collect();
         let shared = Arc::clone(&self.shared);
         let resource = self.resource;
+        let span = tracing::info_span!(
+            "deviceplugin.allocate",
+            resource = %resource.name(&shared.domain),
+            containers = containers.len(),
+            devices = containers.iter().map(Vec::len).sum::<usize>(),
+            outcome = tracing::field::Empty,
+        );
+        let traced = span.clone();
         // The store fsyncs: keep that off the async workers.
-        let container_responses =
-            tokio::task::spawn_blocking(move || shared.allocate(resource, &containers))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))??;
+        let result = tokio::task::spawn_blocking(move || {
+            traced.in_scope(|| shared.allocate(resource, &containers))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        span.record(
+            "outcome",
+            if result.is_ok() {
+                "allocated"
+            } else {
+                "refused"
+            },
+        );
+        let container_responses = result?;
         Ok(Response::new(pb::AllocateResponse {
             container_responses,
         }))

@@ -280,6 +280,11 @@ impl Engine {
         &self.counters
     }
 
+    /// The decisions made since the last drain, without taking them.
+    pub fn pending_effects(&self) -> &[Effect] {
+        &self.effects
+    }
+
     /// Takes the decisions made since the last call, in order.
     pub fn drain_effects(&mut self) -> std::vec::Drain<'_, Effect> {
         self.effects.drain(..)

@@ -13,6 +13,7 @@ use crate::engine::{
 };
 use crate::proto::vision::v1 as pb;
 use crate::runtime::LoadRequest;
+use crate::telemetry::Metrics;
 use pb::watch_event::Event as Body;
 
 /// A state change, as Watch streams see it.
@@ -32,6 +33,9 @@ pub enum Job {
         load: LoadId,
         model: ModelId,
         req: LoadRequest,
+        /// The span that caused the load (an admission, a preload): the
+        /// load's span is its child, so a cold start shows in the caller's trace.
+        cause: tracing::Span,
     },
     Unload {
         model: String,
@@ -94,6 +98,29 @@ impl Core {
         });
     }
 
+    fn emit_pool(
+        &mut self,
+        events: &broadcast::Sender<Event>,
+        now: Time,
+        gpu: GpuId,
+        overcommitted: bool,
+        committed_mib: u64,
+        usable_mib: u64,
+    ) {
+        let body = Body::Pool(pb::PoolEvent {
+            gpu_index: gpu.0,
+            gpu_uuid: self
+                .engine
+                .gpu(gpu)
+                .map(|g| g.uuid.clone())
+                .unwrap_or_default(),
+            overcommitted,
+            committed_mib,
+            usable_mib,
+        });
+        self.emit(events, now, None, body);
+    }
+
     /// Carries out every effect the engine left, including those that
     /// carrying them out causes (a grant nobody waits for any more is released).
     pub fn carry_out(
@@ -101,6 +128,7 @@ impl Core {
         now: Time,
         events: &broadcast::Sender<Event>,
         jobs: &[mpsc::UnboundedSender<Job>],
+        metrics: &Metrics,
     ) {
         loop {
             let effects: Vec<Effect> = self.engine.drain_effects().collect();
@@ -108,7 +136,7 @@ impl Core {
                 break;
             }
             for effect in effects {
-                self.carry_out_one(effect, now, events, jobs);
+                self.carry_out_one(effect, now, events, jobs, metrics);
             }
         }
         let queue = (self.engine.queued(), self.engine.waiting_on_load());
@@ -128,6 +156,7 @@ impl Core {
         now: Time,
         events: &broadcast::Sender<Event>,
         jobs: &[mpsc::UnboundedSender<Job>],
+        metrics: &Metrics,
     ) {
         match effect {
             Effect::Grant { ticket, lease } => {
@@ -145,6 +174,7 @@ impl Core {
                     return;
                 }
                 self.owners.insert(lease.id, Arc::clone(&waiter.token));
+                metrics.observe_wait(lease.warm, lease.waited().as_secs_f64());
                 self.emit(events, now, Some(waiter.token), body);
             }
             Effect::Reject { ticket, reason } => {
@@ -180,7 +210,12 @@ impl Core {
                     expected: Duration::from_millis(spec.load_ms),
                 };
                 if let Some(tx) = jobs.get(gpu.0 as usize) {
-                    let _ = tx.send(Job::Load { load, model, req });
+                    let _ = tx.send(Job::Load {
+                        load,
+                        model,
+                        req,
+                        cause: tracing::Span::current(),
+                    });
                 }
             }
             Effect::Unload { gpu, model, reason } => {
@@ -223,8 +258,15 @@ impl Core {
             }
             Effect::Expire { lease } => {
                 let owner = self.owners.remove(&lease.id);
-                tracing::warn!(lease = %lease.id, model = %self.engine.model(lease.model).name,
-                    "lease expired without KeepAlive; reclaimed");
+                let model = &self.engine.model(lease.model).name;
+                let gpu = self
+                    .engine
+                    .gpu(lease.gpu)
+                    .map(|g| g.uuid.as_str())
+                    .unwrap_or_default();
+                let span = tracing::info_span!("lease.expire", lease = lease.id.0, model = %model, gpu.uuid = %gpu,
+                    held_ms = now.saturating_since(lease.granted_at).as_millis() as u64);
+                span.in_scope(|| tracing::warn!(lease = %lease.id, %model, "lease expired without KeepAlive; reclaimed"));
                 let body = Body::LeaseExpired(pb::LeaseEvent {
                     lease: Some(convert::lease(self, &lease, now)),
                     reason: "expired".into(),
@@ -250,9 +292,11 @@ impl Core {
             } => {
                 tracing::warn!(%gpu, committed_mib, usable_mib,
                     "GPU pool over-committed; admissions there wait until it drains");
+                self.emit_pool(events, now, gpu, true, committed_mib, usable_mib);
             }
             Effect::Drained { gpu } => {
                 tracing::info!(%gpu, "GPU pool no longer over-committed");
+                self.emit_pool(events, now, gpu, false, 0, 0);
             }
         }
     }

@@ -9,6 +9,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use super::core::Waiter;
 use super::{Access, Node, convert};
@@ -84,6 +85,108 @@ impl AdmissionService {
     }
 }
 
+impl AdmissionService {
+    /// Admit's work, inside its span.
+    async fn admit_in_span(
+        &self,
+        req: pb::AdmitRequest,
+        span: &tracing::Span,
+    ) -> Result<Response<pb::AdmitResponse>, Status> {
+        if req.token.is_empty() {
+            return Err(Status::permission_denied(
+                "missing token: send the VISION_TOKEN that Allocate put in this container's environment",
+            ));
+        }
+        if req.model.is_empty() {
+            return Err(Status::invalid_argument("model is required"));
+        }
+        let engine_req = AdmitRequest {
+            token: req.token.clone(),
+            model: req.model.clone(),
+            task_type: (!req.task_type.is_empty()).then(|| req.task_type.clone()),
+            priority: req.priority,
+            wait: match req.timeout_ms {
+                None => Wait::Default,
+                Some(0) => Wait::NoQueue,
+                Some(ms) => Wait::For(Duration::from_millis(ms)),
+            },
+        };
+        let (tx, rx) = oneshot::channel();
+        let admitted = self.node.with_core(|core, now| {
+            let result = core.engine.admit(&engine_req, now);
+            let evicted: Vec<&str> = core
+                .engine
+                .pending_effects()
+                .iter()
+                .filter_map(|f| match f {
+                    crate::engine::Effect::Unload {
+                        model,
+                        reason: crate::engine::UnloadReason::Evicted { .. },
+                        ..
+                    } => Some(core.engine.model(*model).name.as_str()),
+                    _ => None,
+                })
+                .collect();
+            if !evicted.is_empty() {
+                span.record("evicted", evicted.join(",").as_str());
+            }
+            match &result {
+                Ok(Admission::Pending(ticket)) => {
+                    let model = core
+                        .engine
+                        .model_id(&req.model)
+                        .expect("admitted models exist");
+                    core.waiters.insert(
+                        *ticket,
+                        Waiter {
+                            tx,
+                            token: Arc::from(req.token.as_str()),
+                            model,
+                        },
+                    );
+                }
+                Ok(Admission::Granted(lease)) => {
+                    self.node
+                        .metrics()
+                        .observe_wait(true, lease.waited().as_secs_f64());
+                    let owner: Arc<str> = Arc::from(req.token.as_str());
+                    core.owners.insert(lease.id, Arc::clone(&owner));
+                    let body = Body::LeaseGranted(pb::LeaseEvent {
+                        lease: Some(convert::lease(core, lease, now)),
+                        reason: String::new(),
+                    });
+                    core.emit(&self.node.events, now, Some(owner), body);
+                }
+                Err(_) => {}
+            }
+            result
+        });
+        let lease = match admitted.map_err(|e| convert::admit_error(&e))? {
+            Admission::Granted(lease) => lease,
+            Admission::Pending(ticket) => {
+                let pending = PendingAdmission {
+                    node: Arc::clone(&self.node),
+                    ticket,
+                    rx: Some(rx),
+                };
+                match pending.answer().await {
+                    Some(Ok(lease)) => lease,
+                    Some(Err(rejection)) => {
+                        return Err(convert::rejection(&rejection, &req.model));
+                    }
+                    None => {
+                        return Err(Status::unavailable("the daemon is shutting down; retry"));
+                    }
+                }
+            }
+        };
+        let lease = self
+            .node
+            .read_core(|core, now| convert::lease(core, &lease, now));
+        Ok(Response::new(pb::AdmitResponse { lease: Some(lease) }))
+    }
+}
+
 /// A pending admission's answer, cancelled if the caller goes away (client
 /// cancel, deadline, disconnect: tonic drops the handler's future). A lease
 /// granted in the instant before the drop is given straight back.
@@ -124,82 +227,51 @@ impl AdmissionApi for AdmissionService {
         &self,
         request: Request<pb::AdmitRequest>,
     ) -> Result<Response<pb::AdmitResponse>, Status> {
+        // The admit span joins the caller's trace (W3C traceparent in the
+        // metadata), so a pod's own trace shows its wait for the GPU.
+        let parent = crate::telemetry::otel::remote_parent(request.metadata());
         let req = request.into_inner();
-        if req.token.is_empty() {
-            return Err(Status::permission_denied(
-                "missing token: send the VISION_TOKEN that Allocate put in this container's environment",
-            ));
-        }
-        if req.model.is_empty() {
-            return Err(Status::invalid_argument("model is required"));
-        }
-        let engine_req = AdmitRequest {
-            token: req.token.clone(),
-            model: req.model.clone(),
-            task_type: (!req.task_type.is_empty()).then(|| req.task_type.clone()),
-            priority: req.priority,
-            wait: match req.timeout_ms {
-                None => Wait::Default,
-                Some(0) => Wait::NoQueue,
-                Some(ms) => Wait::For(Duration::from_millis(ms)),
-            },
-        };
-        let (tx, rx) = oneshot::channel();
-        let admitted = self.node.with_core(|core, now| {
-            let result = core.engine.admit(&engine_req, now);
-            match &result {
-                Ok(Admission::Pending(ticket)) => {
-                    let model = core
-                        .engine
-                        .model_id(&req.model)
-                        .expect("admitted models exist");
-                    core.waiters.insert(
-                        *ticket,
-                        Waiter {
-                            tx,
-                            token: Arc::from(req.token.as_str()),
-                            model,
+        let span = tracing::info_span!(
+            "admit",
+            otel.kind = "server",
+            model = %req.model,
+            task_type = %req.task_type,
+            priority = req.priority,
+            outcome = tracing::field::Empty,
+            gpu.uuid = tracing::field::Empty,
+            warm = tracing::field::Empty,
+            queue_wait_ms = tracing::field::Empty,
+            evicted = tracing::field::Empty,
+        );
+        let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
+        let result = self
+            .admit_in_span(req, &span)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(r) => {
+                if let Some(l) = r.get_ref().lease.as_ref() {
+                    span.record(
+                        "outcome",
+                        if l.warm {
+                            "granted_warm"
+                        } else {
+                            "granted_cold"
                         },
                     );
-                }
-                Ok(Admission::Granted(lease)) => {
-                    let owner: Arc<str> = Arc::from(req.token.as_str());
-                    core.owners.insert(lease.id, Arc::clone(&owner));
-                    let body = Body::LeaseGranted(pb::LeaseEvent {
-                        lease: Some(convert::lease(core, lease, now)),
-                        reason: String::new(),
-                    });
-                    core.emit(&self.node.events, now, Some(owner), body);
-                }
-                Err(_) => {}
-            }
-            result
-        });
-        let lease = match admitted.map_err(|e| convert::admit_error(&e))? {
-            Admission::Granted(lease) => lease,
-            Admission::Pending(ticket) => {
-                let pending = PendingAdmission {
-                    node: Arc::clone(&self.node),
-                    ticket,
-                    rx: Some(rx),
-                };
-                match pending.answer().await {
-                    Some(Ok(lease)) => lease,
-                    Some(Err(rejection)) => {
-                        return Err(convert::rejection(&rejection, &req.model));
-                    }
-                    None => {
-                        return Err(Status::unavailable("the daemon is shutting down; retry"));
-                    }
+                    span.record("gpu.uuid", l.gpu_uuid.as_str());
+                    span.record("warm", l.warm);
+                    span.record("queue_wait_ms", l.waited_ms);
                 }
             }
-        };
-        let lease = self
-            .node
-            .read_core(|core, now| convert::lease(core, &lease, now));
-        Ok(Response::new(pb::AdmitResponse { lease: Some(lease) }))
+            Err(status) => {
+                span.record("outcome", format!("{:?}", status.code()).as_str());
+            }
+        }
+        result
     }
 
+    type WatchStream = WatchStream;
     async fn release(
         &self,
         request: Request<pb::ReleaseRequest>,
@@ -250,8 +322,6 @@ impl AdmissionApi for AdmissionService {
         let token = self.caller(&req.token)?;
         Ok(Response::new(self.node.status_pb(token)))
     }
-
-    type WatchStream = WatchStream;
 
     async fn watch(
         &self,

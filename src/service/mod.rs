@@ -27,6 +27,7 @@ use self::core::{Core, Job};
 use crate::engine::{Engine, GpuId, Time};
 use crate::proto::vision::v1 as pb;
 use crate::runtime::ModelRuntime;
+use crate::telemetry::Metrics;
 
 /// Resolves once `rx` has seen shutdown begin (or the node is gone).
 pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
@@ -94,6 +95,8 @@ pub struct Node {
     jobs: Vec<mpsc::UnboundedSender<Job>>,
     /// Flips to true once when the daemon starts shutting down.
     shutdown: watch::Sender<bool>,
+    /// What the shell observes for Prometheus (waits, load durations, registrations).
+    metrics: Arc<Metrics>,
 }
 
 /// The receiving ends that [`tasks::spawn_runtime_workers`] consumes.
@@ -124,6 +127,7 @@ impl Node {
             timer: Notify::new(),
             jobs,
             shutdown: watch::channel(false).0,
+            metrics: Arc::new(Metrics::default()),
         });
         (node, JobQueues(queues))
     }
@@ -134,6 +138,10 @@ impl Node {
 
     pub fn info(&self) -> &NodeInfo {
         &self.info
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn runtime(&self) -> &Arc<dyn ModelRuntime> {
@@ -163,7 +171,7 @@ impl Node {
         let now = self.clock.now();
         let mut core = self.core.lock().unwrap_or_else(PoisonError::into_inner);
         let result = f(&mut core, now);
-        core.carry_out(now, &self.events, &self.jobs);
+        core.carry_out(now, &self.events, &self.jobs, &self.metrics);
         drop(core);
         self.timer.notify_one();
         result
@@ -188,6 +196,14 @@ impl Node {
     pub fn read<R>(&self, f: impl FnOnce(&Engine) -> R) -> R {
         let core = self.core.lock().unwrap_or_else(PoisonError::into_inner);
         f(&core.engine)
+    }
+
+    /// Publishes a node-level event (one the engine does not produce, e.g. a
+    /// kubelet registration) to Watch streams and the cluster publisher.
+    pub fn publish(&self, body: pb::watch_event::Event) {
+        let now = self.clock.now();
+        let mut core = self.core.lock().unwrap_or_else(PoisonError::into_inner);
+        core.emit(&self.events, now, None, body);
     }
 
     /// Begins shutdown: every waiting admission is answered UNAVAILABLE, every

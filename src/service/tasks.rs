@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::core::Job;
 use super::{JobQueues, Node};
@@ -56,15 +57,30 @@ async fn runtime_worker(node: Arc<Node>, gpu: GpuId, mut rx: mpsc::UnboundedRece
         match job {
             Job::Stop => return,
             Job::Unload { model, gpu_uuid } => {
-                if let Err(e) = runtime.unload(&model, &gpu_uuid).await {
-                    tracing::warn!(%model, gpu = %gpu_uuid, error = %e, "model runtime failed to unload");
+                let span = tracing::info_span!("model.unload", model = %model, gpu.uuid = %gpu_uuid,
+                    runtime = runtime.kind(), outcome = tracing::field::Empty);
+                let result = runtime
+                    .unload(&model, &gpu_uuid)
+                    .instrument(span.clone())
+                    .await;
+                span.record("outcome", if result.is_ok() { "ok" } else { "error" });
+                if let Err(e) = result {
+                    span.in_scope(|| tracing::warn!(model = %model, gpu = %gpu_uuid, error = %e, "model runtime failed to unload"));
                 }
             }
-            Job::Load { load, model, req } => {
+            Job::Load {
+                load,
+                model,
+                req,
+                cause,
+            } => {
                 let started = Instant::now();
                 let (name, uuid) = (req.model.clone(), req.gpu_uuid.clone());
+                let span = tracing::info_span!(parent: &cause, "model.load", model = %name, gpu.uuid = %uuid,
+                    runtime = runtime.kind(), weights_mib = req.weights_mib,
+                    duration_ms = tracing::field::Empty, outcome = tracing::field::Empty);
                 let result = tokio::select! {
-                    r = tokio::time::timeout(timeout, runtime.load(req)) => match r {
+                    r = tokio::time::timeout(timeout, runtime.load(req)).instrument(span.clone()) => match r {
                         Ok(Ok(loaded)) => Ok(loaded),
                         Ok(Err(e)) => Err(e.to_string()),
                         Err(_) => Err(format!("load timed out after {}", crate::config::duration::format(timeout))),
@@ -73,6 +89,11 @@ async fn runtime_worker(node: Arc<Node>, gpu: GpuId, mut rx: mpsc::UnboundedRece
                 };
                 let took = started.elapsed();
                 let failed = result.is_err();
+                span.record("duration_ms", took.as_millis() as u64);
+                span.record("outcome", if failed { "failed" } else { "loaded" });
+                if !failed {
+                    node.metrics().load_duration.observe(took.as_secs_f64());
+                }
                 node.with_core(|core, now| {
                     let body = match &result {
                         Ok(loaded) => {

@@ -75,6 +75,8 @@ pub async fn start_in(config: Config, dir: TempDir) -> Running {
         state_dir: dir.path().join("state"),
         dev_token: true,
         kubelet: kubelet_options(dir.path()),
+        http_addr: Some("127.0.0.1:0".parse().unwrap()),
+        ready_needs_kubelet: true,
     })
     .await
     .expect("daemon starts");
@@ -146,4 +148,49 @@ pub async fn next_matching(
 
 pub fn config_models() -> Vec<ModelSpec> {
     config::Config::dev().models
+}
+
+/// A plain HTTP/1.1 GET over TCP: (status code, body).
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    // axum may answer chunked; the bodies checked here are small, so strip chunk framing.
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((len, tail)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            out.push_str(&tail[..n]);
+            rest = &tail[n + 2..];
+        }
+        out
+    } else {
+        body.to_owned()
+    };
+    (code, body)
+}
+
+/// The value of the sample `name{labels}` in OpenMetrics text, if present.
+/// `labels` must be written as the encoder orders them.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l[series.len()..].trim().parse().ok())
 }

@@ -15,6 +15,7 @@
 
 mod pod_resources;
 
+#[allow(unused_imports)]
 pub use pod_resources::{FakePodResources, pod};
 
 use std::collections::HashMap;

@@ -215,6 +215,12 @@ pub fn event(ev: &pb::WatchEvent) -> String {
         Some(Body::AdmissionRejected(r)) => {
             format!("admission for {} rejected: {}", r.model, r.reason)
         }
+        Some(Body::Pool(p)) if p.overcommitted => format!(
+            "GPU {} pool OVER-COMMITTED ({} of {} MiB): admissions there wait",
+            p.gpu_index, p.committed_mib, p.usable_mib
+        ),
+        Some(Body::Pool(p)) => format!("GPU {} pool drained", p.gpu_index),
+        Some(Body::Kubelet(k)) => format!("{}: {}", k.resource, k.message),
         None => "(unknown event)".into(),
     };
     format!("{at}  {what}{missed}")
