@@ -151,11 +151,8 @@ impl DevicePlugins {
             let devices = shared.layout.devices(r, &healthy).len();
             tracing::info!(resource = %r.name(&cfg.domain), devices, unit_mib = shared.layout.vram_unit_mib, "device plugin");
         }
-        let ours: Vec<PathBuf> = Resource::ALL
-            .iter()
-            .map(|r| opts.dir.join(r.socket_file()))
-            .collect();
-        let (generation, watch_handle) =
+        let ours: [PathBuf; 2] = Resource::ALL.map(|r| opts.dir.join(r.socket_file()));
+        let (changes, watch_handle) =
             registration::spawn_kubelet_watch(opts.dir.clone(), ours, node.shutdown_signal());
         let registered = [
             Arc::new(AtomicBool::new(false)),
@@ -175,8 +172,9 @@ impl DevicePlugins {
             handles.push(registration::spawn_plugin(
                 Arc::clone(&shared),
                 r,
+                i,
                 opts.dir.clone(),
-                generation.clone(),
+                changes.clone(),
                 Arc::clone(&registered[i]),
             ));
         }

@@ -31,14 +31,24 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Bumps a generation counter whenever kubelet.sock is (re)created or one of
-/// our sockets disappears.
+/// What changed in the kubelet directory, as counters that only grow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// `kubelet.sock` was (re)created: kubelet (re)started.
+    pub kubelet: u64,
+    /// Each of our sockets (in the order given) disappeared.
+    pub sockets: [u64; 2],
+}
+
+/// Watches the kubelet device-plugin directory (inotify, plus a slow
+/// fallback check) and counts the changes that call for serving and
+/// registering again.
 pub fn spawn_kubelet_watch(
     dir: PathBuf,
-    ours: Vec<PathBuf>,
+    ours: [PathBuf; 2],
     mut shutdown: watch::Receiver<bool>,
-) -> (watch::Receiver<u64>, JoinHandle<()>) {
-    let (gen_tx, gen_rx) = watch::channel(0u64);
+) -> (watch::Receiver<Changes>, JoinHandle<()>) {
+    let (tx, rx) = watch::channel(Changes::default());
     let handle = tokio::spawn(async move {
         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
         let _ = std::fs::create_dir_all(&dir);
@@ -60,23 +70,22 @@ pub fn spawn_kubelet_watch(
             }
         };
         let kubelet_sock = dir.join(kubelet::KUBELET_SOCKET);
-        let inode = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
         let mut last_kubelet = inode(&kubelet_sock);
-        let mut last_ours: Vec<bool> = ours.iter().map(|p| p.exists()).collect();
+        let mut last_ours: [bool; 2] = [ours[0].exists(), ours[1].exists()];
         // The first check waits a period: at start our sockets are being bound.
         let mut check =
             tokio::time::interval_at(tokio::time::Instant::now() + FALLBACK_CHECK, FALLBACK_CHECK);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let bump = tokio::select! {
+            let (kubelet_new, gone) = tokio::select! {
                 Some(ev) = ev_rx.recv() => {
                     use notify::EventKind::{Create, Remove};
                     let kubelet_new = matches!(ev.kind, Create(_)) && ev.paths.iter().any(|p| p == &kubelet_sock);
-                    let ours_gone = matches!(ev.kind, Remove(_)) && ev.paths.iter().any(|p| ours.contains(p));
                     if kubelet_new {
                         last_kubelet = inode(&kubelet_sock);
                     }
-                    kubelet_new || ours_gone
+                    let removed = matches!(ev.kind, Remove(_));
+                    (kubelet_new, [0, 1].map(|i| removed && ev.paths.iter().any(|p| p == &ours[i])))
                 }
                 _ = check.tick() => {
                     // Missed notifications: a kubelet.sock that appeared or
@@ -86,27 +95,66 @@ pub fn spawn_kubelet_watch(
                     let now = inode(&kubelet_sock);
                     let kubelet_new = now.is_some() && now != last_kubelet;
                     last_kubelet = now;
-                    let exists: Vec<bool> = ours.iter().map(|p| p.exists()).collect();
-                    let ours_gone = exists.iter().zip(&last_ours).any(|(now, before)| *before && !*now);
+                    let exists = [ours[0].exists(), ours[1].exists()];
+                    let gone = [0, 1].map(|i| last_ours[i] && !exists[i]);
                     last_ours = exists;
-                    kubelet_new || ours_gone
+                    (kubelet_new, gone)
                 }
                 _ = stopped(&mut shutdown) => return,
             };
-            if bump {
-                gen_tx.send_modify(|g| *g += 1);
+            if kubelet_new || gone.iter().any(|g| *g) {
+                tx.send_modify(|c| {
+                    c.kubelet += u64::from(kubelet_new);
+                    for (count, g) in c.sockets.iter_mut().zip(gone) {
+                        *count += u64::from(g);
+                    }
+                });
             }
         }
     });
-    (gen_rx, handle)
+    (rx, handle)
+}
+
+fn inode(p: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Waits until kubelet restarted, or our socket at `socket` (bound as
+/// `mine`) is really gone, since `since` (the changes already acted on, kept
+/// by the caller across calls so that nothing that happened meanwhile is
+/// lost). A removal of our previous socket file — our own server removing it
+/// on restart — arrives late and is not a reason.
+async fn restart_needed(
+    changes: &mut watch::Receiver<Changes>,
+    since: &mut Changes,
+    slot: usize,
+    socket: &Path,
+    mine: Option<(u64, u64)>,
+) {
+    loop {
+        let now = *changes.borrow_and_update();
+        if now.kubelet != since.kubelet {
+            return;
+        }
+        if now.sockets[slot] != since.sockets[slot] {
+            if inode(socket) != mine {
+                return;
+            }
+            since.sockets[slot] = now.sockets[slot];
+        }
+        if changes.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
 }
 
 /// Serves one plugin and keeps it registered until shutdown.
 pub fn spawn_plugin(
     shared: Arc<Shared>,
     resource: Resource,
+    slot: usize,
     dir: PathBuf,
-    mut generation: watch::Receiver<u64>,
+    mut changes: watch::Receiver<Changes>,
     registered: Arc<AtomicBool>,
 ) -> JoinHandle<()> {
     let mut shutdown = shared.node.shutdown_signal();
@@ -114,7 +162,8 @@ pub fn spawn_plugin(
         let socket = dir.join(resource.socket_file());
         let mut waiting_logged = false;
         loop {
-            generation.borrow_and_update();
+            // What this incarnation of the server has taken into account.
+            let mut since = *changes.borrow_and_update();
             let (stop_tx, stop_rx) = watch::channel(false);
             let listener = match UdsListener::bind(&socket, 0o600).await {
                 Ok(l) => l,
@@ -122,11 +171,12 @@ pub fn spawn_plugin(
                     tracing::warn!(%resource, error = %e, "cannot serve the device plugin socket; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(BACKOFF_MAX) => continue,
-                        _ = generation.changed() => continue,
+                        _ = changes.changed() => continue,
                         _ = stopped(&mut shutdown) => return,
                     }
                 }
             };
+            let mine = inode(&socket);
             let svc = PluginService {
                 resource,
                 shared: Arc::clone(&shared),
@@ -147,12 +197,10 @@ pub fn spawn_plugin(
 
             // Serve first, then register; retry with backoff, waking early when kubelet appears.
             let mut delay = BACKOFF_MIN;
-            let restart = loop {
+            let mut restart = false;
+            loop {
                 match register(&dir, resource, &shared.domain).await {
                     Ok(()) => {
-                        // Changes seen before this success (e.g. the creation
-                        // of the kubelet.sock we just registered on) are done.
-                        generation.borrow_and_update();
                         registered.store(true, Ordering::SeqCst);
                         waiting_logged = false;
                         tracing::info!(%resource, resource_name = %resource.name(&shared.domain), "registered with kubelet");
@@ -172,7 +220,7 @@ pub fn spawn_plugin(
                                 resource.socket_file()
                             ),
                         }));
-                        break false;
+                        break;
                     }
                     Err(e) => {
                         registered.store(false, Ordering::SeqCst);
@@ -185,7 +233,7 @@ pub fn spawn_plugin(
                         }
                         tokio::select! {
                             _ = tokio::time::sleep(delay) => {}
-                            _ = generation.changed() => break true,
+                            _ = restart_needed(&mut changes, &mut since, slot, &socket, mine) => { restart = true; break; }
                             _ = stopped(&mut shutdown) => {
                                 let _ = stop_tx.send(true);
                                 let _ = server.await;
@@ -195,10 +243,10 @@ pub fn spawn_plugin(
                         delay = (delay * 2).min(BACKOFF_MAX);
                     }
                 }
-            };
+            }
             if !restart {
                 tokio::select! {
-                    _ = generation.changed() => {
+                    _ = restart_needed(&mut changes, &mut since, slot, &socket, mine) => {
                         registered.store(false, Ordering::SeqCst);
                         tracing::info!(%resource, "kubelet restarted or our socket vanished; serving and registering again");
                     }
