@@ -189,10 +189,27 @@ impl Daemon {
             }
             None => None,
         };
-        let background = vec![
+        let mut cluster_task = None;
+        if cfg.cluster.publish == crate::config::Publish::Auto {
+            if let Some(client) = crate::cluster::client_from_env().await {
+                let stats = Arc::new(crate::cluster::Stats::default());
+                let _ = node.metrics().cluster.set(stats.clone());
+                cluster_task = Some(crate::cluster::spawn(
+                    Arc::clone(&node),
+                    client,
+                    crate::cluster::Settings::from_config(&cfg),
+                    stats,
+                ));
+                tracing::info!(node = %cfg.node_name, "publishing node labels, residency annotations and Events");
+            }
+        } else {
+            tracing::info!("cluster publishing is off (cluster.publish: off)");
+        }
+        let mut background = vec![
             service::tasks::spawn_timer(Arc::clone(&node)),
             service::tasks::spawn_gpu_reconciler(Arc::clone(&node), inventory, health_rx),
         ];
+        background.extend(cluster_task);
         tracing::info!(
             node = %cfg.node_name,
             task_socket = %paths.task_socket.display(),

@@ -22,6 +22,7 @@
 //! telemetry) wraps these pieces; none of them depends on tokio.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod deviceplugin;
