@@ -1,0 +1,76 @@
+{{/* Chart name, overridable. */}}
+{{- define "vision-node-daemon.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name: the release name when it already contains the chart name, else
+<release>-<chart>; at most 63 characters (a DNS label), overridable.
+*/}}
+{{- define "vision-node-daemon.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "vision-node-daemon.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Selector labels: stable for the release's lifetime (a DaemonSet's selector is immutable). */}}
+{{- define "vision-node-daemon.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "vision-node-daemon.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Standard labels on every object. */}}
+{{- define "vision-node-daemon.labels" -}}
+helm.sh/chart: {{ include "vision-node-daemon.chart" . }}
+{{ include "vision-node-daemon.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: node-agent
+app.kubernetes.io/part-of: vision-node-daemon
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "vision-node-daemon.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "vision-node-daemon.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "vision-node-daemon.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* Where the config file is mounted in the container. */}}
+{{- define "vision-node-daemon.configDir" -}}
+/etc/vision-node-daemon
+{{- end }}
+
+{{/*
+The daemon's config (config/example.yaml's schema): values.config plus
+`domain`, plus gpus.nvml_library in driverHostPath mode. node_name is left
+out: the daemon takes it from $NODE_NAME (the downward API).
+*/}}
+{{- define "vision-node-daemon.config" -}}
+{{- $cfg := deepCopy .Values.config }}
+{{- $_ := set $cfg "domain" .Values.domain }}
+{{- if .Values.driverHostPath.enabled }}
+{{- $gpus := deepCopy (default dict $cfg.gpus) }}
+{{- if not $gpus.nvml_library }}
+{{- $_ := set $gpus "nvml_library" (printf "%s/libnvidia-ml.so.1" (trimSuffix "/" .Values.driverHostPath.mountPath)) }}
+{{- end }}
+{{- $_ := set $cfg "gpus" $gpus }}
+{{- end }}
+{{- toYaml $cfg }}
+{{- end }}
