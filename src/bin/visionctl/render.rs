@@ -268,6 +268,12 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
+/// The tail of a GPU UUID: the end differs between GPUs of one node even
+/// when the prefix does not.
 fn short_uuid(u: &str) -> String {
-    u.chars().take(12).collect()
+    let n = u.chars().count();
+    if n <= 13 {
+        return u.to_owned();
+    }
+    format!("…{}", u.chars().skip(n - 12).collect::<String>())
 }
