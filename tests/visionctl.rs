@@ -92,13 +92,22 @@ async fn preload_models_and_evict_from_the_command_line() {
     let (ok, out, err) = visionctl(&state, &["preload", "clip-vit-b32", "--gpu", "1"]).await;
     assert!(ok, "{err}");
     assert!(out.starts_with("clip-vit-b32 loaded on GPU 1"), "{out}");
+    let uuid = out
+        .split(['(', ')'])
+        .nth(1)
+        .expect("the GPU UUID in parentheses")
+        .to_owned();
     let (ok, out, _) = visionctl(&state, &["models"]).await;
     assert!(ok);
     let clip = out
         .lines()
         .find(|l| l.starts_with("clip-vit-b32"))
         .expect("clip row");
-    assert!(clip.contains("GPU-"), "resident on a GPU: {clip}");
+    let tail: String = uuid.chars().skip(uuid.len() - 12).collect();
+    assert!(
+        clip.contains(&format!("…{tail}")),
+        "resident on GPU {uuid}: {clip}"
+    );
     let (ok, out, err) = visionctl(&state, &["evict", "clip-vit-b32"]).await;
     assert!(ok, "{err}");
     assert!(out.starts_with("clip-vit-b32 evicted from GPU-"), "{out}");
