@@ -36,30 +36,13 @@ async fn admin_watch(d: &Running) -> tonic::Streaming<pb::WatchEvent> {
 async fn a_cold_admission_loads_then_the_next_is_warm() {
     let d = start(fast_dev_config()).await;
     let mut c = d.task().await;
-    let first = c
-        .admit(admit(&d.token, "yolo-v8n"))
-        .await
-        .unwrap()
-        .into_inner()
-        .lease
-        .unwrap();
+    let first = lease_of(&mut c, admit(&d.token, "yolo-v8n")).await;
     assert!(!first.warm);
     assert_eq!(first.model, "yolo-v8n");
     assert_eq!(first.ttl_ms, 60_000);
     assert!(first.gpu_uuid.starts_with("GPU-"), "{}", first.gpu_uuid);
-    c.release(pb::ReleaseRequest {
-        token: d.token.clone(),
-        lease_id: first.lease_id,
-    })
-    .await
-    .unwrap();
-    let second = c
-        .admit(admit(&d.token, "yolo-v8n"))
-        .await
-        .unwrap()
-        .into_inner()
-        .lease
-        .unwrap();
+    release(&mut c, &d.token, first.lease_id).await;
+    let second = lease_of(&mut c, admit(&d.token, "yolo-v8n")).await;
     assert!(second.warm);
     assert_eq!(second.gpu_uuid, first.gpu_uuid);
     let status = c
@@ -178,13 +161,7 @@ async fn a_full_node_queues_then_refuses_and_times_out() {
     cfg.admission.queue_limit = 1;
     let d = start(cfg).await;
     let mut c = d.task().await;
-    let held = c
-        .admit(admit(&d.token, "big"))
-        .await
-        .unwrap()
-        .into_inner()
-        .lease
-        .unwrap();
+    let held = lease_of(&mut c, admit(&d.token, "big")).await;
 
     // Nothing else fits while `big` is pinned: one waits, the next is refused.
     let mut waiting_client = d.task().await;
@@ -218,12 +195,7 @@ async fn a_full_node_queues_then_refuses_and_times_out() {
     );
 
     // Releasing `big` lets the waiter in (after evicting the idle copy).
-    c.release(pb::ReleaseRequest {
-        token: d.token.clone(),
-        lease_id: held.lease_id,
-    })
-    .await
-    .unwrap();
+    release(&mut c, &d.token, held.lease_id).await;
     let lease = waiting.await.unwrap().unwrap().into_inner().lease.unwrap();
     assert_eq!(lease.model, "other");
     assert!(lease.waited_ms > 0 || !lease.warm);
@@ -285,13 +257,7 @@ async fn operator_calls_are_refused_on_the_task_socket_and_served_on_the_admin_s
         .into_inner();
     let sd3 = models.models.iter().find(|m| m.name == "sd3b").unwrap();
     assert_eq!(sd3.resident_on, vec![loaded.gpu_uuid.clone()]);
-    let lease = task
-        .admit(admit(&d.token, "sd3b"))
-        .await
-        .unwrap()
-        .into_inner()
-        .lease
-        .unwrap();
+    let lease = lease_of(&mut task, admit(&d.token, "sd3b")).await;
     assert!(lease.warm, "the preloaded copy serves warm");
     let e = admin
         .evict(pb::EvictRequest {
@@ -306,12 +272,7 @@ async fn operator_calls_are_refused_on_the_task_socket_and_served_on_the_admin_s
         "pinned: {}",
         e.message()
     );
-    task.release(pb::ReleaseRequest {
-        token: d.token.clone(),
-        lease_id: lease.lease_id,
-    })
-    .await
-    .unwrap();
+    release(&mut task, &d.token, lease.lease_id).await;
     let evicted = admin
         .evict(pb::EvictRequest {
             model: "sd3b".into(),
@@ -406,13 +367,7 @@ async fn a_lease_without_keepalive_expires_and_watchers_see_it() {
         .await
         .unwrap()
         .into_inner();
-    let lease = c
-        .admit(admit(&d.token, "yolo-v8n"))
-        .await
-        .unwrap()
-        .into_inner()
-        .lease
-        .unwrap();
+    let lease = lease_of(&mut c, admit(&d.token, "yolo-v8n")).await;
     let kept = c
         .keep_alive(pb::KeepAliveRequest {
             token: d.token.clone(),
@@ -458,20 +413,8 @@ async fn a_pods_watch_stream_carries_its_own_lease_events_and_node_events_only()
         .await
         .unwrap()
         .into_inner();
-    let other = c
-        .admit(admit("other-pod", "clip-vit-b32"))
-        .await
-        .unwrap()
-        .into_inner()
-        .lease
-        .unwrap();
-    let own = c
-        .admit(admit(&d.token, "yolo-v8n"))
-        .await
-        .unwrap()
-        .into_inner()
-        .lease
-        .unwrap();
+    let other = lease_of(&mut c, admit("other-pod", "clip-vit-b32")).await;
+    let own = lease_of(&mut c, admit(&d.token, "yolo-v8n")).await;
     let mut granted = Vec::new();
     let mut loaded = Vec::new();
     while granted.is_empty() {
@@ -502,13 +445,7 @@ async fn a_pods_watch_stream_carries_its_own_lease_events_and_node_events_only()
 async fn a_gpu_turning_unhealthy_revokes_its_leases_and_recovers() {
     let d = start(fast_dev_config()).await;
     let mut c = d.task().await;
-    let lease = c
-        .admit(admit(&d.token, "sd3b"))
-        .await
-        .unwrap()
-        .into_inner()
-        .lease
-        .unwrap();
+    let lease = lease_of(&mut c, admit(&d.token, "sd3b")).await;
     let mut watch = c
         .watch(pb::WatchRequest {
             token: d.token.clone(),
@@ -542,13 +479,7 @@ async fn a_gpu_turning_unhealthy_revokes_its_leases_and_recovers() {
     let gpu = &status.gpus[lease.gpu_index as usize];
     assert!(!gpu.healthy && gpu.residents.is_empty(), "{gpu:?}");
     // The other GPU keeps serving; the failed one comes back empty.
-    let moved = c
-        .admit(admit(&d.token, "sd3b"))
-        .await
-        .unwrap()
-        .into_inner()
-        .lease
-        .unwrap();
+    let moved = lease_of(&mut c, admit(&d.token, "sd3b")).await;
     assert_ne!(moved.gpu_index, lease.gpu_index);
     faults
         .set_health(lease.gpu_index, vision_node_daemon::gpu::Health::Healthy)

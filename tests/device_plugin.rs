@@ -260,13 +260,7 @@ async fn a_gone_pods_allocation_is_released_and_its_lease_revoked() {
     n.pods
         .set_pods(vec![pod("infer-0", "default", "main", SLOT, &[&id])]);
     let mut c = n.d.task().await;
-    let lease = c
-        .admit(admit(&token, "clip-vit-b32"))
-        .await
-        .unwrap()
-        .into_inner()
-        .lease
-        .unwrap();
+    let lease = lease_of(&mut c, admit(&token, "clip-vit-b32")).await;
     let mut watch =
         n.d.admin()
             .await

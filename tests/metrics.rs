@@ -70,34 +70,11 @@ async fn metrics_count_known_operations_and_agree_with_status() {
     let d = start(cfg).await;
     let addr = d.daemon.http_addr().unwrap();
     let mut c = d.task().await;
-    let cold = c
-        .admit(admit(&d.token, "small"))
-        .await
-        .unwrap()
-        .into_inner()
-        .lease
-        .unwrap();
-    c.release(pb::ReleaseRequest {
-        token: d.token.clone(),
-        lease_id: cold.lease_id,
-    })
-    .await
-    .unwrap();
-    let warm = c
-        .admit(admit(&d.token, "small"))
-        .await
-        .unwrap()
-        .into_inner()
-        .lease
-        .unwrap();
+    let cold = lease_of(&mut c, admit(&d.token, "small")).await;
+    release(&mut c, &d.token, cold.lease_id).await;
+    let warm = lease_of(&mut c, admit(&d.token, "small")).await;
     assert!(warm.warm);
-    let big = c
-        .admit(admit(&d.token, "big"))
-        .await
-        .unwrap()
-        .into_inner()
-        .lease
-        .unwrap();
+    let big = lease_of(&mut c, admit(&d.token, "big")).await;
     let e = c
         .admit(with_timeout(admit(&d.token, "big"), 0))
         .await

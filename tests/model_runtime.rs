@@ -162,13 +162,7 @@ async fn a_cold_admission_loads_through_the_runtime_and_the_lease_names_its_endp
         "ListLoaded at start"
     );
     let mut c = d.task().await;
-    let lease = c
-        .admit(admit(&d.token, "clip-vit-b32"))
-        .await
-        .unwrap()
-        .into_inner()
-        .lease
-        .unwrap();
+    let lease = lease_of(&mut c, admit(&d.token, "clip-vit-b32")).await;
     assert_eq!(
         next_call(&mut peer).await,
         Call::Load("clip-vit-b32".into(), lease.gpu_uuid.clone())
@@ -227,13 +221,7 @@ async fn residency_is_rebuilt_from_list_loaded_at_start() {
     let d = start(grpc_config(&peer.endpoint)).await;
     assert_eq!(next_call(&mut peer).await, Call::List);
     let mut c = d.task().await;
-    let lease = c
-        .admit(admit(&d.token, "sd3b"))
-        .await
-        .unwrap()
-        .into_inner()
-        .lease
-        .unwrap();
+    let lease = lease_of(&mut c, admit(&d.token, "sd3b")).await;
     assert!(lease.warm, "the copy the runtime already held serves warm");
     assert_eq!(lease.gpu_uuid, dev_gpu_uuids()[1]);
     assert!(peer.calls.try_recv().is_err(), "no load was needed");

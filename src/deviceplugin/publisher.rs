@@ -22,13 +22,7 @@ pub fn spawn_health_publisher(shared: Arc<Shared>, recovery: Duration) -> JoinHa
         let mut advertised = Advertised::new(&initial, recovery);
         shared.publish(&advertised.healthy());
         loop {
-            let next = advertised.next_recovery();
-            let due = async {
-                match next {
-                    Some(at) => tokio::time::sleep_until(node.clock().instant(at)).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let due = node.clock().sleep_until(advertised.next_recovery());
             tokio::select! {
                 ev = events.recv() => match ev {
                     Ok(ev) if matches!(ev.body, Body::GpuHealth(_)) => {}

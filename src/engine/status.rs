@@ -183,37 +183,8 @@ pub struct Status {
 
 impl Engine {
     pub fn status(&self) -> Status {
-        let gpus = self
-            .pools
-            .iter()
-            .enumerate()
-            .map(|(i, p)| GpuStatus {
-                id: GpuId(i as u32),
-                uuid: p.spec.uuid.clone(),
-                name: p.spec.name.clone(),
-                healthy: p.healthy,
-                total_mib: p.spec.total_mib,
-                reserve_mib: p.reserve_mib,
-                external_mib: p.external_mib,
-                usable_mib: p.usable_mib(),
-                carved_mib: p.carved_mib,
-                weights_mib: p.weights_mib,
-                working_mib: p.working_mib,
-                free_mib: p.free_mib(),
-                overcommitted_since: p.overcommit_since,
-                residents: p
-                    .residents
-                    .iter()
-                    .map(|(m, r)| ResidentStatus {
-                        model: *m,
-                        name: self.model(*m).name.clone(),
-                        weights_mib: r.weights_mib,
-                        loading: r.state != ResidentState::Ready,
-                        pins: r.pins,
-                        idle_since: r.is_evictable().then_some(r.idle_since),
-                    })
-                    .collect(),
-            })
+        let gpus = (0..self.pools.len())
+            .filter_map(|i| self.gpu_status(GpuId(i as u32)))
             .collect();
         Status {
             gpus,
@@ -223,6 +194,38 @@ impl Engine {
             allocations: self.allocations.len(),
             counters: self.counters.clone(),
         }
+    }
+
+    /// One GPU's pool and residents.
+    pub fn gpu_status(&self, gpu: GpuId) -> Option<GpuStatus> {
+        let p = self.pools.get(gpu.0 as usize)?;
+        Some(GpuStatus {
+            id: gpu,
+            uuid: p.spec.uuid.clone(),
+            name: p.spec.name.clone(),
+            healthy: p.healthy,
+            total_mib: p.spec.total_mib,
+            reserve_mib: p.reserve_mib,
+            external_mib: p.external_mib,
+            usable_mib: p.usable_mib(),
+            carved_mib: p.carved_mib,
+            weights_mib: p.weights_mib,
+            working_mib: p.working_mib,
+            free_mib: p.free_mib(),
+            overcommitted_since: p.overcommit_since,
+            residents: p
+                .residents
+                .iter()
+                .map(|(m, r)| ResidentStatus {
+                    model: *m,
+                    name: self.model(*m).name.clone(),
+                    weights_mib: r.weights_mib,
+                    loading: r.state != ResidentState::Ready,
+                    pins: r.pins,
+                    idle_since: r.is_evictable().then_some(r.idle_since),
+                })
+                .collect(),
+        })
     }
 
     /// Recomputes every ledger from the leases, tickets and residents and

@@ -67,6 +67,15 @@ impl Clock {
     pub fn instant(&self, t: Time) -> tokio::time::Instant {
         self.start + Duration::from_millis(t.as_millis())
     }
+
+    /// Sleeps until `at`; with no deadline, forever (a branch of a
+    /// `select!` that other branches end).
+    pub async fn sleep_until(self, at: Option<Time>) {
+        match at {
+            Some(at) => tokio::time::sleep_until(self.instant(at)).await,
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// Facts about the node that calls report.

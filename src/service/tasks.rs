@@ -23,14 +23,8 @@ pub fn spawn_timer(node: Arc<Node>) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let next = node.next_deadline();
-            let sleep = async {
-                match next {
-                    Some(at) => tokio::time::sleep_until(node.clock().instant(at)).await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
-                _ = sleep => node.with_engine(|e, now| e.tick(now)),
+                _ = node.clock().sleep_until(next) => node.with_engine(|e, now| e.tick(now)),
                 _ = node.timer.notified() => {}
                 _ = super::stopped(&mut shutdown) => return,
             }
@@ -218,10 +212,10 @@ async fn reconcile(node: &Node, inventory: &Arc<dyn Inventory>) {
             let Some(gpu) = e.gpu_by_uuid(&info.uuid) else {
                 return;
             };
-            let committed = e.status().gpus[gpu.0 as usize].clone();
-            let ours = committed.carved_mib + committed.weights_mib + committed.working_mib;
+            let Some(g) = e.gpu_status(gpu) else { return };
+            let ours = g.carved_mib + g.weights_mib + g.working_mib;
             let external = external_estimate(backend, info.used_mib, ours);
-            if external != committed.external_mib {
+            if external != g.external_mib {
                 e.set_external_mib(gpu, external, now);
             }
         });

@@ -194,3 +194,23 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
         .and_then(|l| l[series.len()..].trim().parse().ok())
 }
+
+/// Admits and returns the lease; panics (failing the test) on a refusal.
+pub async fn lease_of(c: &mut AdmissionClient<Channel>, req: pb::AdmitRequest) -> pb::Lease {
+    c.admit(req)
+        .await
+        .unwrap_or_else(|s| panic!("admission refused: {s:?}"))
+        .into_inner()
+        .lease
+        .expect("a granted admission carries its lease")
+}
+
+/// Releases a lease; panics (failing the test) on an error.
+pub async fn release(c: &mut AdmissionClient<Channel>, token: &str, lease_id: u64) {
+    c.release(pb::ReleaseRequest {
+        token: token.to_owned(),
+        lease_id,
+    })
+    .await
+    .unwrap_or_else(|s| panic!("release refused: {s:?}"));
+}
