@@ -129,7 +129,13 @@ impl Daemon {
 
         let mut servers = Vec::new();
         for (listener, access) in [(task, Access::Task), (admin, Access::Admin)] {
-            let svc = AdmissionService::new(Arc::clone(&node), access).into_server();
+            // Fault injection (simulated GPUs) is an operator call: admin socket only.
+            let faults = (access == Access::Admin)
+                .then(|| opened.faults.clone())
+                .flatten();
+            let svc = AdmissionService::new(Arc::clone(&node), access)
+                .with_faults(faults)
+                .into_server();
             let mut stop = node.shutdown_signal();
             let path = listener.path().display().to_string();
             servers.push(tokio::spawn(async move {
