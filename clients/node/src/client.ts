@@ -145,6 +145,8 @@ export class VisionClient extends EventEmitter<VisionClientEvents> implements Le
   private ready: Promise<void> | undefined;
   private watchCall: grpc.ClientReadableStream<unknown> | undefined;
   private watchFailures = 0;
+  private watchOpened: Promise<void> | undefined;
+  private onWatchOpen: (() => void) | undefined;
   private closed = false;
   private gpus: NodeGpu[] = [];
   private readonly counters = {
@@ -186,14 +188,15 @@ export class VisionClient extends EventEmitter<VisionClientEvents> implements Le
 
   /**
    * Waits (up to `timeoutMs`) until the daemon answers, learns the node's
-   * GPUs, and starts the Watch stream behind the events and lease-loss
-   * detection. Idempotent; `executeTask` calls it when needed.
+   * GPUs, and opens the Watch stream behind the events and lease-loss
+   * detection: once it resolves, no event is missed. Idempotent;
+   * `executeTask` calls it when needed.
    */
   initialize(options: { timeoutMs?: number } = {}): Promise<void> {
     if (this.closed) return Promise.reject(new VisionError('the client is closed'));
     this.ready ??= (async () => {
+      const until = deadline(options.timeoutMs ?? 30_000);
       try {
-        const until = deadline(options.timeoutMs ?? 30_000);
         await new Promise<void>((resolve, reject) => this.stub.waitForReady(until, (e) => (e ? reject(e) : resolve())));
         const s = await unary<StatusResponse>((cb) => this.stub.status({ token: this.token }, { deadline: until }, cb));
         this.gpus = s.gpus.map((g) => [g.index, g.uuid] as const);
@@ -201,7 +204,26 @@ export class VisionClient extends EventEmitter<VisionClientEvents> implements Le
         this.ready = undefined;
         throw fromServiceError(e, `connecting to ${this.socket}`);
       }
-      this.startWatch();
+      if (!this.watchOpened) {
+        this.watchOpened = new Promise((resolve) => (this.onWatchOpen = resolve));
+        this.startWatch();
+      }
+      // The stream opens with the queue depth: from then on nothing is missed.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new VisionError(`the Watch stream on ${this.socket} did not open in time`)),
+          Math.max(0, until.getTime() - Date.now()),
+        );
+      });
+      try {
+        await Promise.race([this.watchOpened, late]);
+      } catch (e) {
+        this.ready = undefined;
+        throw e;
+      } finally {
+        clearTimeout(timer);
+      }
     })();
     return this.ready;
   }
@@ -406,6 +428,8 @@ export class VisionClient extends EventEmitter<VisionClientEvents> implements Le
     };
     call.on('data', (wire) => {
       this.watchFailures = 0;
+      this.onWatchOpen?.();
+      this.onWatchOpen = undefined;
       const ev = fromWire(wire);
       if (ev.missed > 0) for (const l of this.leases.values()) l.poke();
       if (ev.type === 'leaseRevoked' || ev.type === 'leaseExpired') {
