@@ -50,9 +50,16 @@ async fn the_python_example_admits_releases_and_watches() {
     assert_eq!(leases[0]["warm"], false, "{summary}");
     assert_eq!(leases[1]["warm"], true, "{summary}");
     let gpu = leases[0]["gpu_index"].clone();
-    assert_eq!(leases[0]["cuda_device"], gpu, "no visibility limits: the node's numbering");
+    assert_eq!(
+        leases[0]["cuda_device"], gpu,
+        "no visibility limits: the node's numbering"
+    );
     let stats = &summary["stats"];
-    assert_eq!((&stats["tasks"], &stats["succeeded"]), (&2.into(), &2.into()), "{summary}");
+    assert_eq!(
+        (&stats["tasks"], &stats["succeeded"]),
+        (&2.into(), &2.into()),
+        "{summary}"
+    );
     assert_eq!(stats["warm_ratio"], 0.5, "{summary}");
     let events: Vec<&str> = summary["events"]
         .as_array()
@@ -61,7 +68,12 @@ async fn the_python_example_admits_releases_and_watches() {
         .map(|e| e.as_str().unwrap())
         .collect();
     assert_eq!(events[0], "QueueChanged", "{events:?}");
-    for kind in ["ModelLoading", "ModelLoaded", "LeaseGranted", "LeaseReleased"] {
+    for kind in [
+        "ModelLoading",
+        "ModelLoaded",
+        "LeaseGranted",
+        "LeaseReleased",
+    ] {
         assert!(events.contains(&kind), "Watch delivered {kind}: {events:?}");
     }
     assert_eq!(
