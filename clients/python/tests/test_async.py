@@ -136,3 +136,13 @@ def test_watch_is_an_async_iterator_of_typed_events(daemon: Daemon) -> None:
 
     kinds = run(daemon, body)
     assert LeaseGranted in kinds and kinds[-1] is LeaseReleased
+
+
+def test_a_client_built_outside_the_event_loop_binds_to_the_loop_of_its_first_call(daemon: Daemon) -> None:
+    c = AsyncClient(daemon.task_socket, daemon.token)  # e.g. at import time
+
+    async def main() -> bool:
+        async with c, c.task("small") as lease:
+            return lease.model == "small"
+
+    assert asyncio.run(asyncio.wait_for(main(), WAIT_S))

@@ -274,7 +274,8 @@ class _AsyncTask:
 
 class AsyncClient:
     """``Client`` for asyncio: the same methods, awaited (``watch()`` is an
-    async iterator; ``stats()`` stays synchronous). Use it from one event loop."""
+    async iterator; ``stats()`` stays synchronous). It may be built anywhere,
+    and is then bound to the event loop of its first call."""
 
     def __init__(
         self,
@@ -289,8 +290,10 @@ class AsyncClient:
         self._token = token
         self._retry = retry or RetryPolicy()
         self._rng = random.Random()
-        self._channel = grpc.aio.insecure_channel(target(self._socket), options=CHANNEL_OPTIONS)
-        self._stub = Stub(self._channel)
+        # Made on first use: a grpc.aio channel belongs to the event loop that
+        # is running when it is made, so the client may be built outside one.
+        self._channel: Any = None
+        self._stub_: Stub | None = None
         self._stats = StatsRecorder()
         self._leases: dict[int, AsyncLease] = {}
         self._closed = False
@@ -308,6 +311,13 @@ class AsyncClient:
     @property
     def socket(self) -> str:
         return self._socket
+
+    @property
+    def _stub(self) -> Stub:
+        if self._stub_ is None:
+            self._channel = grpc.aio.insecure_channel(target(self._socket), options=CHANNEL_OPTIONS)
+            self._stub_ = Stub(self._channel)
+        return self._stub_
 
     def task(
         self,
@@ -415,7 +425,8 @@ class AsyncClient:
                 await triton.close()
             except Exception:  # closing is best effort
                 pass
-        await self._channel.close()
+        if self._channel is not None:
+            await self._channel.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self
