@@ -222,3 +222,27 @@ def test_stats_add_up() -> None:
     s.ended(300.0, ok=False, lost=True)
     snap = s.snapshot()
     assert (snap.failed, snap.leases_lost, snap.mean_hold_ms) == (2, 1, 200.0)
+
+
+# --- lease rules ----------------------------------------------------------------------
+
+
+def test_a_failed_renewal_loses_the_lease_only_when_the_daemon_says_so_or_it_expired() -> None:
+    from vision_node._lease import keepalive_period_s, renewal_failed
+
+    assert keepalive_period_s(60_000) == 20.0
+    assert "revoked or expired" in (renewal_failed("NOT_FOUND", "unknown lease 7", 1.0, 5.0) or "")
+    assert renewal_failed("PERMISSION_DENIED", "unknown token", 1.0, 5.0) is not None
+    assert renewal_failed("UNAVAILABLE", "connection refused", 1.0, 5.0) is None, "still valid: try again"
+    lost = renewal_failed("UNAVAILABLE", "connection refused", 5.0, 5.0)
+    assert lost is not None and "could not be renewed before it expired" in lost
+
+
+def test_watch_events_that_end_a_lease_name_it() -> None:
+    from vision_node._lease import loss_in
+
+    revoked = pb.WatchEvent(lease_revoked=pb.LeaseEvent(lease=pb.Lease(lease_id=9), reason="gpu_unhealthy"))
+    assert loss_in(revoked) == (9, "revoked by the daemon (gpu_unhealthy)")
+    expired = pb.WatchEvent(lease_expired=pb.LeaseEvent(lease=pb.Lease(lease_id=4)))
+    assert loss_in(expired) is not None and loss_in(expired)[0] == 4  # type: ignore[index]
+    assert loss_in(pb.WatchEvent(lease_released=pb.LeaseEvent(lease=pb.Lease(lease_id=9)))) is None

@@ -33,26 +33,24 @@ from ._common import (
     triton_url,
 )
 from ._cuda import cuda_device_index
-from ._errors import LeaseLost, VisionError, code_name, details_of, from_rpc
+from ._errors import VisionError, code_name, details_of, from_rpc
+from ._lease import LEASE_GONE, LeaseView, gone_at_release, keepalive_period_s, loss_in, renewal_failed
 from ._proto.vision.v1 import admission_pb2 as pb
 from ._retry import Attempts, RetryPolicy
 from ._rpc import CHANNEL_OPTIONS, Stub, target
 
 log = logging.getLogger("vision_node")
 
-_LEASE_GONE = ("NOT_FOUND", "PERMISSION_DENIED")
 
-
-class AsyncLease:
+class AsyncLease(LeaseView):
     """``Lease`` for asyncio: ``lost`` is an ``asyncio.Event``; ``release()``
     and ``infer()`` are coroutines."""
 
     def __init__(self, client: AsyncClient, lease: pb.Lease, cuda_device: int | None) -> None:
         self.info = _events.LeaseInfo.from_pb(lease)
-        #: See ``Lease.cuda_device``.
         self.cuda_device = cuda_device
-        self.lost = asyncio.Event()
-        self.lost_reason: str | None = None
+        self.lost: asyncio.Event = asyncio.Event()
+        self.lost_reason = None
         self._client = client
         self._held = True
         self._wake = asyncio.Event()
@@ -61,51 +59,6 @@ class AsyncLease:
         self._renewals = 0
         self._on_lost: list[Callable[[], None]] = []
         self._keeper: asyncio.Task[None] | None = None
-
-    @property
-    def lease_id(self) -> int:
-        return self.info.lease_id
-
-    @property
-    def model(self) -> str:
-        return self.info.model
-
-    @property
-    def gpu_index(self) -> int:
-        return self.info.gpu_index
-
-    @property
-    def gpu_uuid(self) -> str:
-        return self.info.gpu_uuid
-
-    @property
-    def warm(self) -> bool:
-        return self.info.warm
-
-    @property
-    def waited_ms(self) -> int:
-        return self.info.waited_ms
-
-    @property
-    def ttl_ms(self) -> int:
-        return self.info.ttl_ms
-
-    @property
-    def runtime_endpoint(self) -> str:
-        return self.info.runtime_endpoint
-
-    @property
-    def working_mib(self) -> int:
-        return self.info.working_mib
-
-    @property
-    def renewals(self) -> int:
-        return self._renewals
-
-    def check(self) -> None:
-        """Raises ``LeaseLost`` if the lease has been lost."""
-        if self.lost.is_set():
-            raise LeaseLost(self.lease_id, self.lost_reason or "lost")
 
     def triton_client(self) -> Any:
         """A ``tritonclient.grpc.aio.InferenceServerClient`` for the lease's runtime endpoint."""
@@ -136,10 +89,6 @@ class AsyncLease:
         if exc_type is None:
             self.check()
 
-    def __repr__(self) -> str:
-        state = f"lost: {self.lost_reason}" if self.lost.is_set() else ("held" if self._held else "released")
-        return f"AsyncLease(id={self.lease_id}, model={self.model!r}, gpu={self.gpu_index}, {state})"
-
     # Internals.
     def _start(self) -> None:
         self._keeper = asyncio.get_running_loop().create_task(self._keep_alive())
@@ -158,7 +107,7 @@ class AsyncLease:
             callback()
 
     async def _keep_alive(self) -> None:
-        period = max(self.ttl_ms, 30) / 3000
+        period = keepalive_period_s(self.ttl_ms)
         delay = period
         stub, token = self._client._stub, self._client._token
         while True:
@@ -176,12 +125,9 @@ class AsyncLease:
                     timeout=max(0.05, min(CALL_TIMEOUT_S, self._expires_at - sent)),
                 )
             except grpc.RpcError as e:
-                code = code_name(e)
-                if code in _LEASE_GONE:
-                    self._set_lost(f"the daemon no longer knows it ({code}: {details_of(e)}): revoked or expired")
-                    return
-                if time.monotonic() >= self._expires_at:
-                    self._set_lost(f"it could not be renewed before it expired (last KeepAlive: {code}: {details_of(e)})")
+                lost = renewal_failed(code_name(e), details_of(e), time.monotonic(), self._expires_at)
+                if lost is not None:
+                    self._set_lost(lost)
                     return
                 delay = min(period, KEEPALIVE_RETRY_S)
                 continue
@@ -202,11 +148,8 @@ class AsyncLease:
                     timeout=CALL_TIMEOUT_S,
                 )
             except grpc.RpcError as e:
-                if code_name(e) in _LEASE_GONE:
-                    self._set_lost(
-                        f"the daemon no longer had it at release ({code_name(e)}: {details_of(e)}): revoked or expired",
-                        force=True,
-                    )
+                if code_name(e) in LEASE_GONE:
+                    self._set_lost(gone_at_release(code_name(e), details_of(e)), force=True)
                 else:
                     log.warning(
                         "could not release lease %d (%s: %s); the daemon reclaims it within %d ms",
@@ -481,15 +424,11 @@ class AsyncClient:
                     failures = 0
                     if ev.missed:
                         self._poke_leases()
-                    kind = ev.WhichOneof("event")
-                    if kind in ("lease_revoked", "lease_expired"):
-                        le = getattr(ev, kind)
-                        lease = self._leases.get(le.lease.lease_id)
+                    loss = loss_in(ev)
+                    if loss is not None:
+                        lease = self._leases.get(loss[0])
                         if lease is not None:
-                            if kind == "lease_revoked":
-                                lease._set_lost(f"revoked by the daemon ({le.reason or 'no reason given'})")
-                            else:
-                                lease._set_lost("expired: the daemon heard no KeepAlive in time")
+                            lease._set_lost(loss[1])
             except grpc.RpcError as e:
                 if self._closed:
                     return

@@ -31,17 +31,16 @@ from ._common import (
     triton_url,
 )
 from ._cuda import cuda_device_index
-from ._errors import LeaseLost, VisionError, code_name, details_of, from_rpc
+from ._errors import VisionError, code_name, details_of, from_rpc
+from ._lease import LEASE_GONE, LeaseView, gone_at_release, keepalive_period_s, loss_in, renewal_failed
 from ._proto.vision.v1 import admission_pb2 as pb
 from ._retry import Attempts, RetryPolicy
 from ._rpc import CHANNEL_OPTIONS, Stub, target
 
 log = logging.getLogger("vision_node")
 
-_LEASE_GONE = ("NOT_FOUND", "PERMISSION_DENIED")
 
-
-class Lease:
+class Lease(LeaseView):
     """A lease on GPU memory for one task; see ``Client.task()``.
 
     Kept alive in the background until released. If the daemon takes it back
@@ -53,13 +52,9 @@ class Lease:
 
     def __init__(self, client: Client, lease: pb.Lease, cuda_device: int | None) -> None:
         self.info = _events.LeaseInfo.from_pb(lease)
-        #: The ``torch.device("cuda", N)`` index of this lease's GPU in this
-        #: process (NVIDIA_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES applied), or
-        #: None when this process cannot see that GPU.
         self.cuda_device = cuda_device
-        #: Set when the lease is lost; ``lost_reason`` says why.
-        self.lost = threading.Event()
-        self.lost_reason: str | None = None
+        self.lost: threading.Event = threading.Event()
+        self.lost_reason = None
         self._client = client
         self._lock = threading.Lock()
         self._held = True
@@ -70,56 +65,6 @@ class Lease:
         self._keeper = threading.Thread(
             target=self._keep_alive, name=f"vision-lease-{lease.lease_id}", daemon=True
         )
-
-    # The lease as granted.
-    @property
-    def lease_id(self) -> int:
-        return self.info.lease_id
-
-    @property
-    def model(self) -> str:
-        return self.info.model
-
-    @property
-    def gpu_index(self) -> int:
-        """The GPU's index on the node (NVML's); see ``cuda_device`` for this process's."""
-        return self.info.gpu_index
-
-    @property
-    def gpu_uuid(self) -> str:
-        return self.info.gpu_uuid
-
-    @property
-    def warm(self) -> bool:
-        """The model was resident on the GPU when the task was admitted."""
-        return self.info.warm
-
-    @property
-    def waited_ms(self) -> int:
-        return self.info.waited_ms
-
-    @property
-    def ttl_ms(self) -> int:
-        return self.info.ttl_ms
-
-    @property
-    def runtime_endpoint(self) -> str:
-        """Where the node's model server serves the model ("" when there is none)."""
-        return self.info.runtime_endpoint
-
-    @property
-    def working_mib(self) -> int:
-        return self.info.working_mib
-
-    @property
-    def renewals(self) -> int:
-        """KeepAlives that succeeded so far."""
-        return self._renewals
-
-    def check(self) -> None:
-        """Raises ``LeaseLost`` if the lease has been lost."""
-        if self.lost.is_set():
-            raise LeaseLost(self.lease_id, self.lost_reason or "lost")
 
     def triton_client(self) -> Any:
         """A ``tritonclient.grpc.InferenceServerClient`` for this lease's
@@ -159,13 +104,6 @@ class Lease:
         if exc_type is None:
             self.check()
 
-    def __repr__(self) -> str:
-        state = f"lost: {self.lost_reason}" if self.lost.is_set() else ("held" if self._held else "released")
-        return (
-            f"Lease(id={self.lease_id}, model={self.model!r}, gpu={self.gpu_index} {self.gpu_uuid}, "
-            f"warm={self.warm}, cuda_device={self.cuda_device}, {state})"
-        )
-
     # Internals.
     def _start(self) -> None:
         self._keeper.start()
@@ -184,7 +122,7 @@ class Lease:
         log.warning("lease %d (%s on %s) lost: %s", self.lease_id, self.model, self.gpu_uuid, reason)
 
     def _keep_alive(self) -> None:
-        period = max(self.ttl_ms, 30) / 3000
+        period = keepalive_period_s(self.ttl_ms)
         delay = period
         stub, token = self._client._stub, self._client._token
         while True:
@@ -199,12 +137,9 @@ class Lease:
                     timeout=max(0.05, min(CALL_TIMEOUT_S, self._expires_at - sent)),
                 )
             except grpc.RpcError as e:
-                code = code_name(e)
-                if code in _LEASE_GONE:
-                    self._set_lost(f"the daemon no longer knows it ({code}: {details_of(e)}): revoked or expired")
-                    return
-                if time.monotonic() >= self._expires_at:
-                    self._set_lost(f"it could not be renewed before it expired (last KeepAlive: {code}: {details_of(e)})")
+                lost = renewal_failed(code_name(e), details_of(e), time.monotonic(), self._expires_at)
+                if lost is not None:
+                    self._set_lost(lost)
                     return
                 delay = min(period, KEEPALIVE_RETRY_S)
                 continue
@@ -226,11 +161,8 @@ class Lease:
                     timeout=CALL_TIMEOUT_S,
                 )
             except grpc.RpcError as e:
-                if code_name(e) in _LEASE_GONE:
-                    self._set_lost(
-                        f"the daemon no longer had it at release ({code_name(e)}: {details_of(e)}): revoked or expired",
-                        force=True,
-                    )
+                if code_name(e) in LEASE_GONE:
+                    self._set_lost(gone_at_release(code_name(e), details_of(e)), force=True)
                 else:
                     log.warning(
                         "could not release lease %d (%s: %s); the daemon reclaims it within %d ms",
@@ -499,16 +431,12 @@ class Client:
                     failures = 0
                     if ev.missed:
                         self._poke_leases()
-                    kind = ev.WhichOneof("event")
-                    if kind in ("lease_revoked", "lease_expired"):
-                        le = getattr(ev, kind)
+                    loss = loss_in(ev)
+                    if loss is not None:
                         with self._lock:
-                            lease = self._leases.get(le.lease.lease_id)
+                            lease = self._leases.get(loss[0])
                         if lease is not None:
-                            if kind == "lease_revoked":
-                                lease._set_lost(f"revoked by the daemon ({le.reason or 'no reason given'})")
-                            else:
-                                lease._set_lost("expired: the daemon heard no KeepAlive in time")
+                            lease._set_lost(loss[1])
             except grpc.RpcError as e:
                 if self._closed.is_set():
                     return
