@@ -5,8 +5,9 @@ The daemon runs with its gRPC model runtime (``runtime.kind: grpc``) pointed
 at a model runtime served here, whose LoadModel answers with the address of a
 Triton stand-in: a servicer of Triton's own ``inference.GRPCInferenceService``
 (the service tritonclient ships) that adds one to its input. That exercises
-the client's whole path (endpoint → tritonclient → result) but not a real
-Triton server; the daemon's Triton runtime has its own tests against one.
+the client's whole path (endpoint → tritonclient → result) with a servicer
+the test controls; test_triton_real.py runs the same path against a real
+Triton.
 """
 
 from __future__ import annotations
