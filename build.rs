@@ -29,6 +29,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         // visionctl prints any response as JSON.
         .type_attribute(".vision.v1", "#[derive(serde::Serialize)]")
+        // A watch event's kind as `"type": "model_loaded"` beside its fields
+        // (visionctl lifts them beside `seq` and `at_ms`).
+        .type_attribute(
+            ".vision.v1.WatchEvent.event",
+            "#[serde(tag = \"type\", rename_all = \"snake_case\")]",
+        )
         .compile_with_config(cfg, &protos, &["proto"])?;
     Ok(())
 }

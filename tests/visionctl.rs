@@ -53,7 +53,20 @@ async fn admit_and_release_by_script_with_the_dev_token() {
 
     let (ok, _, err) = visionctl(&state, &["release", &id.to_string()]).await;
     assert!(!ok);
-    assert!(err.contains("NotFound"), "{err}");
+    assert!(err.starts_with("visionctl: NOT_FOUND: "), "{err}");
+
+    // Scripts get the same failure as JSON on stdout, and nothing on stderr.
+    let (ok, out, err) = visionctl(&state, &["release", &id.to_string(), "-o", "json"]).await;
+    assert!(!ok);
+    assert_eq!(err, "");
+    let e: Value = serde_json::from_str(&out).expect("a JSON error");
+    assert_eq!(e["error"]["code"], "NOT_FOUND", "{out}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("admit again")
+    );
     d.daemon.shutdown().await;
 }
 
@@ -66,8 +79,11 @@ async fn status_table_and_json_agree_with_the_daemon() {
     assert!(ok, "{err}");
     assert!(table.contains("node dev-node"), "{table}");
     assert!(table.contains("NVIDIA L4 (simulated)"), "{table}");
-    assert!(table.contains("sd3b"), "{table}");
-    assert!(table.contains("pins  1"), "{table}");
+    let resident = table
+        .lines()
+        .find(|l| l.starts_with("sd3b "))
+        .expect("a resident row for sd3b");
+    assert!(resident.ends_with("1  in use"), "one pin: {table}");
 
     let (ok, json, _) = visionctl(&state, &["status", "-o", "json"]).await;
     assert!(ok);
@@ -104,14 +120,13 @@ async fn preload_models_and_evict_from_the_command_line() {
         .lines()
         .find(|l| l.starts_with("clip-vit-b32"))
         .expect("clip row");
-    let tail: String = uuid.chars().skip(uuid.len() - 12).collect();
-    assert!(
-        clip.contains(&format!("…{tail}")),
-        "resident on GPU {uuid}: {clip}"
-    );
-    let (ok, out, err) = visionctl(&state, &["evict", "clip-vit-b32"]).await;
+    assert!(clip.contains("  GPU 1  "), "resident on GPU 1: {clip}");
+    let (ok, out, err) = visionctl(&state, &["evict", "clip-vit-b32", "-o", "json"]).await;
     assert!(ok, "{err}");
-    assert!(out.starts_with("clip-vit-b32 evicted from GPU-"), "{out}");
+    let r: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(r["model"], "clip-vit-b32");
+    assert_eq!(r["gpus"][0]["gpu_index"], 1);
+    assert_eq!(r["gpus"][0]["gpu_uuid"], uuid.as_str());
     let (ok, _, err) = visionctl(&state, &["evict", "clip-vit-b32"]).await;
     assert!(!ok && err.contains("not resident"), "{err}");
     d.daemon.shutdown().await;
@@ -148,7 +163,7 @@ async fn watch_streams_events_as_lines() {
         .admit(admit(&d.token, "yolo-v8n"))
         .await
         .unwrap();
-    while !lines.last().unwrap().contains("lease granted") {
+    while !lines.last().unwrap().contains(" granted: yolo-v8n") {
         lines.push(tokio::task::block_in_place(|| next(&rx)));
     }
     child.kill().unwrap();
@@ -158,7 +173,13 @@ async fn watch_streams_events_as_lines() {
         lines.iter().any(|l| l.contains("model yolo-v8n loaded")),
         "{lines:?}"
     );
-    assert!(lines.last().unwrap().contains("lease granted"), "{lines:?}");
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .contains("lease 1 granted: yolo-v8n on GPU "),
+        "{lines:?}"
+    );
     d.daemon.shutdown().await;
 }
 
@@ -207,8 +228,69 @@ async fn fault_and_clear_a_simulated_gpu_from_the_command_line() {
     assert!(ok, "{err}");
     let r: Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(
-        (r["gpu_index"].as_u64(), r["gpu_uuid"].as_str()),
-        (Some(1), Some(uuid.as_str()))
+        (
+            r["gpu_index"].as_u64(),
+            r["gpu_uuid"].as_str(),
+            r["healthy"].as_bool()
+        ),
+        (Some(1), Some(uuid.as_str()), Some(true))
     );
+    d.daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn timeout_0_means_never_queue_and_needs_no_unit() {
+    let d = start(fast_dev_config()).await;
+    let state = state_dir(&d);
+    // sd3b's working memory (6000 MiB) fits three times on one 24 GiB GPU;
+    // admit until the pod's node is full, then one more without waiting.
+    let mut granted = 0;
+    let refused = loop {
+        let (ok, out, err) =
+            visionctl(&state, &["admit", "sd3b", "--timeout", "0", "-o", "json"]).await;
+        if !ok {
+            break out;
+        }
+        assert_eq!(err, "", "no spinner or noise when stderr is not a terminal");
+        granted += 1;
+        assert!(granted < 32, "never refused: {out}");
+    };
+    let e: Value = serde_json::from_str(&refused).expect("a JSON error");
+    assert_eq!(e["error"]["code"], "RESOURCE_EXHAUSTED", "{refused}");
+    assert!(granted >= 2, "{granted} grants before the refusal");
+    d.daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_answers_name_what_they_acted_on() {
+    let d = start(fast_dev_config()).await;
+    let state = state_dir(&d);
+    let (ok, out, err) = visionctl(&state, &["preload", "yolo-v8n", "-o", "json"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(err, "", "silent stderr when piped");
+    let p: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(p["model"], "yolo-v8n");
+    assert!(p["gpu_uuid"].as_str().unwrap().starts_with("GPU-"));
+
+    let (ok, out, _) = visionctl(&state, &["admit", "yolo-v8n", "-o", "json"]).await;
+    assert!(ok);
+    let id = serde_json::from_str::<Value>(&out).unwrap()["lease_id"]
+        .as_u64()
+        .unwrap();
+    let (ok, out, _) = visionctl(&state, &["keepalive", &id.to_string(), "-o", "json"]).await;
+    assert!(ok);
+    let k: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(k["lease_id"], id);
+    assert!(k["expires_in_ms"].as_u64().unwrap() > 0);
+    let (ok, out, _) = visionctl(&state, &["release", &id.to_string(), "-o", "json"]).await;
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["lease_id"], id);
+
+    // An unreachable daemon is a JSON error too.
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, _) = visionctl(dir.path(), &["status", "-o", "json"]).await;
+    assert!(!ok);
+    let e: Value = serde_json::from_str(&out).expect("a JSON error");
+    assert_eq!(e["error"]["code"], "UNAVAILABLE");
     d.daemon.shutdown().await;
 }
