@@ -4,5 +4,6 @@
 pub mod http;
 pub mod metrics;
 pub mod otel;
+pub mod page;
 
 pub use metrics::Metrics;
