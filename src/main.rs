@@ -5,6 +5,7 @@
 //! replays a synthetic workload through the real admission engine and prints
 //! a report.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -47,9 +48,21 @@ struct RunArgs {
     /// kubelet's PodResources socket [default: /var/lib/kubelet/pod-resources/kubelet.sock; --dev: <state>/pod-resources/kubelet.sock].
     #[arg(long, value_name = "PATH")]
     pod_resources_socket: Option<PathBuf>,
-    /// Where /metrics, /healthz and /readyz are served.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9464")]
-    http_addr: std::net::SocketAddr,
+    /// Where the status page, /metrics, /healthz and /readyz are served
+    /// [default: 0.0.0.0:9464; --dev: 127.0.0.1:9464, this machine only].
+    #[arg(long, value_name = "ADDR")]
+    http_addr: Option<SocketAddr>,
+}
+
+impl RunArgs {
+    /// `--http-addr`, else loopback in dev mode and every interface outside.
+    fn http_addr(&self) -> SocketAddr {
+        match (self.http_addr, self.dev) {
+            (Some(addr), _) => addr,
+            (None, true) => DEV_HTTP_ADDR,
+            (None, false) => DEFAULT_HTTP_ADDR,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -160,6 +173,7 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let http_addr = args.http_addr();
     let mut kubelet = deviceplugin::Options::standard();
     if args.dev {
         kubelet.dir = state_dir.join("device-plugins");
@@ -176,7 +190,7 @@ fn run(args: RunArgs) -> ExitCode {
         state_dir,
         dev_token: args.dev,
         kubelet,
-        http_addr: Some(args.http_addr),
+        http_addr: Some(http_addr),
         ready_needs_kubelet: !args.dev,
     };
     runtime.block_on(async move {
@@ -209,6 +223,10 @@ fn run(args: RunArgs) -> ExitCode {
 
 const DEFAULT_STATE_DIR: &str = "/var/lib/vision-node-daemon";
 const DEV_STATE_DIR: &str = "./.vision-dev";
+/// In a cluster Prometheus scrapes the pod's IP; a dev daemon on a laptop
+/// keeps its status page and metrics to the machine.
+const DEFAULT_HTTP_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9464);
+const DEV_HTTP_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9464);
 
 /// SIGTERM (kubelet stopping the pod) or SIGINT (Ctrl-C).
 async fn wait_for_signal() -> std::io::Result<&'static str> {
@@ -271,5 +289,25 @@ fn simulate(args: SimulateArgs) -> ExitCode {
             eprintln!("simulate: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    fn http_addr(args: &[&str]) -> String {
+        let cli = super::Cli::try_parse_from(args).unwrap();
+        cli.run.http_addr().to_string()
+    }
+
+    #[test]
+    fn dev_mode_serves_http_on_loopback_only_unless_told_otherwise() {
+        assert_eq!(http_addr(&["d", "--dev"]), "127.0.0.1:9464");
+        assert_eq!(http_addr(&["d", "--config", "c.yaml"]), "0.0.0.0:9464");
+        assert_eq!(
+            http_addr(&["d", "--dev", "--http-addr", "0.0.0.0:9000"]),
+            "0.0.0.0:9000"
+        );
     }
 }
