@@ -23,6 +23,7 @@
 
 pub mod bound;
 mod json;
+pub mod plot;
 mod report;
 mod rng;
 mod run;
