@@ -5,6 +5,8 @@
 //! and ledgers at scrape time — so `/metrics` and `visionctl status` report
 //! the same numbers by construction.
 
+pub mod families;
+
 use std::sync::{Arc, OnceLock};
 
 use prometheus_client::collector::Collector;
