@@ -169,6 +169,15 @@ async fn watch_streams_events_as_lines() {
     child.kill().unwrap();
     let _ = child.wait();
     assert!(lines[0].contains("queue:"), "{lines:?}");
+    // Stamped with the wall clock (UTC), not the daemon's uptime.
+    let stamp: k8s_openapi::jiff::Timestamp = format!("{}Z", lines[0][..23].replace(' ', "T"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}: {lines:?}"));
+    let skew = k8s_openapi::jiff::Timestamp::now().duration_since(stamp);
+    assert!(
+        skew.unsigned_abs() < std::time::Duration::from_secs(60),
+        "{skew:?}"
+    );
     assert!(
         lines.iter().any(|l| l.contains("model yolo-v8n loaded")),
         "{lines:?}"

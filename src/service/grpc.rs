@@ -354,9 +354,12 @@ impl AdmissionApi for AdmissionService {
         let (queued, waiting) = self
             .node
             .read(|e| (e.queued() as u32, e.waiting_on_load() as u32));
+        let clock = self.node.clock();
+        let now = clock.now();
         let first = pb::WatchEvent {
             seq: 0,
-            at_ms: self.node.clock().now().as_millis(),
+            at_ms: now.as_millis(),
+            time_unix_ms: clock.unix_ms(now),
             missed: 0,
             event: Some(Body::Queue(pb::QueueEvent {
                 queued,
@@ -379,7 +382,13 @@ impl AdmissionApi for AdmissionService {
                             if !visible {
                                 continue;
                             }
-                            let out = pb::WatchEvent { seq: ev.seq, at_ms: ev.at.as_millis(), missed, event: Some(ev.body) };
+                            let out = pb::WatchEvent {
+                                seq: ev.seq,
+                                at_ms: ev.at.as_millis(),
+                                time_unix_ms: clock.unix_ms(ev.at),
+                                missed,
+                                event: Some(ev.body),
+                            };
                             missed = 0;
                             if tx.send(Ok(out)).await.is_err() {
                                 return;

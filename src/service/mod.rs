@@ -51,13 +51,27 @@ pub enum Access {
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     start: tokio::time::Instant,
+    /// The wall-clock time at `start`, for the timestamps people read.
+    wall_start: std::time::SystemTime,
 }
 
 impl Clock {
     pub fn start() -> Clock {
         Clock {
             start: tokio::time::Instant::now(),
+            wall_start: std::time::SystemTime::now(),
         }
+    }
+
+    /// The wall-clock time of `t`, in milliseconds since the Unix epoch.
+    pub fn unix_ms(&self, t: Time) -> u64 {
+        let since_epoch = self
+            .wall_start
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        u64::try_from(since_epoch.as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(t.as_millis())
     }
 
     pub fn now(&self) -> Time {

@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 use tonic::Code;
 use vision_node_daemon::proto::vision::v1 as pb;
@@ -77,16 +78,28 @@ pub fn to_json<T: Serialize>(value: &T) -> Result<String, Failure> {
 }
 
 /// One watch event on one line: the event's fields beside `seq`, `at_ms`
-/// and `missed`, its kind in `type` (`lease_granted`, `model_loaded`, …).
+/// and `missed`, its kind in `type` (`lease_granted`, `model_loaded`, …),
+/// and its wall-clock `time` (RFC 3339, UTC) when the daemon sent one.
 pub fn to_json_line(ev: &pb::WatchEvent) -> Result<String, Failure> {
     let internal = |e: serde_json::Error| Failure::new(Code::Internal, e.to_string());
     let mut v = serde_json::to_value(ev).map_err(internal)?;
-    if let Some(obj) = v.as_object_mut()
-        && let Some(serde_json::Value::Object(body)) = obj.remove("event")
-    {
-        obj.extend(body);
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(serde_json::Value::Object(body)) = obj.remove("event") {
+            obj.extend(body);
+        }
+        if let Some(t) = wall_clock(ev.time_unix_ms) {
+            obj.insert("time".into(), t.to_string().into());
+        }
     }
     serde_json::to_string(&v).map_err(internal)
+}
+
+/// A Unix time in milliseconds as a timestamp; `None` for 0 (not sent).
+pub fn wall_clock(unix_ms: u64) -> Option<Timestamp> {
+    if unix_ms == 0 {
+        return None;
+    }
+    Timestamp::from_millisecond(i64::try_from(unix_ms).ok()?).ok()
 }
 
 /// `release`: the lease that ended.
@@ -168,6 +181,7 @@ mod tests {
         let ev = pb::WatchEvent {
             seq: 4,
             at_ms: 1500,
+            time_unix_ms: 1_796_191_200_123,
             missed: 0,
             event: Some(pb::watch_event::Event::ModelLoaded(pb::ModelEvent {
                 model: "sd3b".into(),
@@ -182,7 +196,8 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({
-                "seq": 4, "at_ms": 1500, "missed": 0, "type": "model_loaded",
+                "seq": 4, "at_ms": 1500, "time_unix_ms": 1_796_191_200_123_u64,
+                "time": "2026-12-02T06:00:00.123Z", "missed": 0, "type": "model_loaded",
                 "model": "sd3b", "gpu_index": 1, "gpu_uuid": "GPU-1",
                 "weights_mib": 6000, "reason": "", "duration_ms": 800
             })

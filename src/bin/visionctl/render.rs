@@ -316,8 +316,13 @@ pub fn faulted(f: &output::Faulted) -> String {
     )
 }
 
+/// One watch event on one line, stamped with the wall-clock time (UTC),
+/// or with the daemon's uptime when an older daemon sent no time.
 pub fn event(ev: &pb::WatchEvent) -> String {
-    let at = format!("{:>9.3}s", ev.at_ms as f64 / 1000.0);
+    let at = match output::wall_clock(ev.time_unix_ms) {
+        Some(t) => t.strftime("%Y-%m-%d %H:%M:%S%.3fZ").to_string(),
+        None => format!("up {:>9.3}s", ev.at_ms as f64 / 1000.0),
+    };
     let missed = if ev.missed > 0 {
         format!(" (missed {} events)", ev.missed)
     } else {
@@ -596,6 +601,7 @@ sdxl-refiner  580 MiB  600 MiB            4  1.0 s  10 ms  -                embe
         let ev = |event| pb::WatchEvent {
             seq: 1,
             at_ms: 17_935,
+            time_unix_ms: 1_796_191_200_123,
             missed: 0,
             event: Some(event),
         };
@@ -633,14 +639,22 @@ sdxl-refiner  580 MiB  600 MiB            4  1.0 s  10 ms  -                embe
         .into_iter()
         .map(|b| event(&ev(b)))
         .collect();
+        let old_daemon = pb::WatchEvent {
+            time_unix_ms: 0,
+            ..ev(Body::Queue(pb::QueueEvent::default()))
+        };
+        assert_eq!(
+            event(&old_daemon),
+            "up    17.935s  queue: 0 waiting, 0 waiting on a load"
+        );
         assert_eq!(
             lines,
             [
-                "   17.935s  lease 3 granted: sd3b on GPU 0 (warm)",
-                "   17.935s  lease 4 REVOKED: sd3b on GPU 1, gpu_unhealthy",
-                "   17.935s  model sd3b loaded on GPU 0 (5700 MiB) in 8.0 s",
-                "   17.935s  GPU 1 UNHEALTHY: Xid 48",
-                "   17.935s  GPU 1 pool OVERCOMMITTED (25000 MiB of 24064 MiB): admissions there wait",
+                "2026-12-02 06:00:00.123Z  lease 3 granted: sd3b on GPU 0 (warm)",
+                "2026-12-02 06:00:00.123Z  lease 4 REVOKED: sd3b on GPU 1, gpu_unhealthy",
+                "2026-12-02 06:00:00.123Z  model sd3b loaded on GPU 0 (5700 MiB) in 8.0 s",
+                "2026-12-02 06:00:00.123Z  GPU 1 UNHEALTHY: Xid 48",
+                "2026-12-02 06:00:00.123Z  GPU 1 pool OVERCOMMITTED (25000 MiB of 24064 MiB): admissions there wait",
             ]
         );
     }

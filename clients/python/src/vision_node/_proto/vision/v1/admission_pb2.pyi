@@ -187,10 +187,11 @@ class WatchRequest(_message.Message):
     def __init__(self, token: _Optional[str] = ...) -> None: ...
 
 class WatchEvent(_message.Message):
-    __slots__ = ("seq", "at_ms", "missed", "lease_granted", "lease_released", "lease_expired", "lease_revoked", "model_loading", "model_loaded", "model_evicted", "model_load_failed", "gpu_health", "queue", "admission_rejected", "pool", "kubelet")
+    __slots__ = ("seq", "at_ms", "missed", "time_unix_ms", "lease_granted", "lease_released", "lease_expired", "lease_revoked", "model_loading", "model_loaded", "model_evicted", "model_load_failed", "gpu_health", "queue", "admission_rejected", "pool", "kubelet")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     AT_MS_FIELD_NUMBER: _ClassVar[int]
     MISSED_FIELD_NUMBER: _ClassVar[int]
+    TIME_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     LEASE_GRANTED_FIELD_NUMBER: _ClassVar[int]
     LEASE_RELEASED_FIELD_NUMBER: _ClassVar[int]
     LEASE_EXPIRED_FIELD_NUMBER: _ClassVar[int]
@@ -207,6 +208,7 @@ class WatchEvent(_message.Message):
     seq: int
     at_ms: int
     missed: int
+    time_unix_ms: int
     lease_granted: LeaseEvent
     lease_released: LeaseEvent
     lease_expired: LeaseEvent
@@ -220,7 +222,7 @@ class WatchEvent(_message.Message):
     admission_rejected: AdmissionRejected
     pool: PoolEvent
     kubelet: KubeletEvent
-    def __init__(self, seq: _Optional[int] = ..., at_ms: _Optional[int] = ..., missed: _Optional[int] = ..., lease_granted: _Optional[_Union[LeaseEvent, _Mapping]] = ..., lease_released: _Optional[_Union[LeaseEvent, _Mapping]] = ..., lease_expired: _Optional[_Union[LeaseEvent, _Mapping]] = ..., lease_revoked: _Optional[_Union[LeaseEvent, _Mapping]] = ..., model_loading: _Optional[_Union[ModelEvent, _Mapping]] = ..., model_loaded: _Optional[_Union[ModelEvent, _Mapping]] = ..., model_evicted: _Optional[_Union[ModelEvent, _Mapping]] = ..., model_load_failed: _Optional[_Union[ModelEvent, _Mapping]] = ..., gpu_health: _Optional[_Union[GpuHealthEvent, _Mapping]] = ..., queue: _Optional[_Union[QueueEvent, _Mapping]] = ..., admission_rejected: _Optional[_Union[AdmissionRejected, _Mapping]] = ..., pool: _Optional[_Union[PoolEvent, _Mapping]] = ..., kubelet: _Optional[_Union[KubeletEvent, _Mapping]] = ...) -> None: ...
+    def __init__(self, seq: _Optional[int] = ..., at_ms: _Optional[int] = ..., missed: _Optional[int] = ..., time_unix_ms: _Optional[int] = ..., lease_granted: _Optional[_Union[LeaseEvent, _Mapping]] = ..., lease_released: _Optional[_Union[LeaseEvent, _Mapping]] = ..., lease_expired: _Optional[_Union[LeaseEvent, _Mapping]] = ..., lease_revoked: _Optional[_Union[LeaseEvent, _Mapping]] = ..., model_loading: _Optional[_Union[ModelEvent, _Mapping]] = ..., model_loaded: _Optional[_Union[ModelEvent, _Mapping]] = ..., model_evicted: _Optional[_Union[ModelEvent, _Mapping]] = ..., model_load_failed: _Optional[_Union[ModelEvent, _Mapping]] = ..., gpu_health: _Optional[_Union[GpuHealthEvent, _Mapping]] = ..., queue: _Optional[_Union[QueueEvent, _Mapping]] = ..., admission_rejected: _Optional[_Union[AdmissionRejected, _Mapping]] = ..., pool: _Optional[_Union[PoolEvent, _Mapping]] = ..., kubelet: _Optional[_Union[KubeletEvent, _Mapping]] = ...) -> None: ...
 
 class PoolEvent(_message.Message):
     __slots__ = ("gpu_index", "gpu_uuid", "overcommitted", "committed_mib", "usable_mib")
