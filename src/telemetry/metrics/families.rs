@@ -307,3 +307,32 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod readme {
+    //! The README's table of metric families is this module's table.
+
+    const BEGIN: &str = "<!-- metrics-table:begin -->\n";
+    const END: &str = "<!-- metrics-table:end -->";
+
+    #[test]
+    fn readme_table_matches_the_families_exported() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        let readme = std::fs::read_to_string(&path).unwrap();
+        let start = readme.find(BEGIN).expect("the table's begin marker") + BEGIN.len();
+        let end = readme.find(END).expect("the table's end marker");
+        let want = super::markdown_table();
+        if readme[start..end] == want {
+            return;
+        }
+        if std::env::var_os("VISION_UPDATE_README").is_some() {
+            let updated = format!("{}{want}{}", &readme[..start], &readme[end..]);
+            std::fs::write(&path, updated).unwrap();
+            return;
+        }
+        panic!(
+            "README.md's metric table is stale; run `VISION_UPDATE_README=1 cargo test --lib readme` \
+             and commit README.md. It should read:\n{want}"
+        );
+    }
+}
