@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use vision_node_daemon::config::{self, EvictionPolicy};
-use vision_node_daemon::{daemon, deviceplugin, sim, telemetry};
+use vision_node_daemon::{daemon, sim, telemetry};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -160,7 +160,7 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut kubelet = deviceplugin::Options::standard();
+    let mut kubelet = daemon::KubeletOptions::standard();
     if args.dev {
         kubelet.dir = state_dir.join("device-plugins");
         kubelet.pod_resources_socket = state_dir.join("pod-resources").join("kubelet.sock");

@@ -60,10 +60,10 @@ async fn a_cold_admission_loads_then_the_next_is_warm() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_task_socket_shows_only_the_callers_leases_and_the_admin_socket_all() {
     let d = start(fast_dev_config()).await;
-    d.allocate("other-pod", 2);
+    let other_pod = d.allocate(2);
     let mut c = d.task().await;
     c.admit(admit(&d.token, "yolo-v8n")).await.unwrap();
-    c.admit(admit("other-pod", "clip-vit-b32")).await.unwrap();
+    c.admit(admit(&other_pod, "clip-vit-b32")).await.unwrap();
     let mine = c
         .status(pb::StatusRequest {
             token: d.token.clone(),
@@ -404,7 +404,7 @@ async fn a_lease_without_keepalive_expires_and_watchers_see_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pods_watch_stream_carries_its_own_lease_events_and_node_events_only() {
     let d = start(fast_dev_config()).await;
-    d.allocate("other-pod", 1);
+    let other_pod = d.allocate(1);
     let mut c = d.task().await;
     let mut mine = c
         .watch(pb::WatchRequest {
@@ -413,7 +413,7 @@ async fn a_pods_watch_stream_carries_its_own_lease_events_and_node_events_only()
         .await
         .unwrap()
         .into_inner();
-    let other = lease_of(&mut c, admit("other-pod", "clip-vit-b32")).await;
+    let other = lease_of(&mut c, admit(&other_pod, "clip-vit-b32")).await;
     let own = lease_of(&mut c, admit(&d.token, "yolo-v8n")).await;
     let mut granted = Vec::new();
     let mut loaded = Vec::new();

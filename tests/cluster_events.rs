@@ -8,15 +8,6 @@ use std::time::Duration;
 
 use cluster_support::*;
 use serde_json::json;
-use vision_node_daemon::proto::vision::v1 as pb;
-
-fn registered(resource: &str, registered: bool) -> Body {
-    Body::Kubelet(pb::KubeletEvent {
-        resource: resource.into(),
-        registered,
-        message: format!("registered with kubelet (endpoint {resource}.sock)"),
-    })
-}
 
 /// Checks an `events.k8s.io/v1` create regarding our Node.
 fn assert_event(r: &Recorded, type_: &str, reason: &str, action: &str, note: &str) {
@@ -58,7 +49,7 @@ async fn kubelet_registration_and_gpu_faults_are_node_events_but_admissions_are_
     assert_eq!(api.next().await.kind(), Kind::Labels);
     assert_eq!(api.next().await.kind(), Kind::Annotations);
 
-    node.node.publish(registered("vision.ai/slot", true));
+    node.registered("vision.ai/slot", true);
     assert_event(
         &api.next().await,
         "Normal",
@@ -69,11 +60,10 @@ async fn kubelet_registration_and_gpu_faults_are_node_events_but_admissions_are_
 
     // Routine work and a failed registration attempt: no Events (the
     // annotation write they cause comes only at the end of the interval).
-    node.node.publish(registered("vision.ai/vram", false));
+    node.registered("vision.ai/vram", false);
     node.preload("yolo", 0).await.expect("loaded");
-    for i in 0..20 {
-        let token = format!("pod-{i}");
-        let lease = node.admit_warm(&token, "yolo").await;
+    for _ in 0..20 {
+        let (token, lease) = node.admit_warm("yolo").await;
         node.release(&token, lease).await;
     }
     api.assert_quiet(Duration::from_secs(5)).await;
@@ -185,7 +175,7 @@ async fn a_failed_event_is_retried_after_backoff() {
     assert_eq!(api.next().await.kind(), Kind::Labels);
     assert_eq!(api.next().await.kind(), Kind::Annotations);
 
-    node.node.publish(registered("vision.ai/slot", true));
+    node.registered("vision.ai/slot", true);
     let failed = api.next().await;
     assert_eq!(failed.kind(), Kind::Event);
     let retry = api.next().await;

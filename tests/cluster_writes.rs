@@ -76,7 +76,7 @@ async fn labels_are_not_rewritten_for_an_admission_but_are_when_a_gpu_fails() {
     assert_eq!(api.next().await.kind(), Kind::Annotations);
 
     node.preload("yolo", 0).await.expect("loaded");
-    let lease = node.admit_warm("pod-a", "yolo").await;
+    let (pod_a, lease) = node.admit_warm("yolo").await;
     // Within the annotation interval, and no label changed: silence.
     api.assert_quiet(Duration::from_secs(5)).await;
     assert_eq!(load(&stats.label_writes), 1);
@@ -97,7 +97,7 @@ async fn labels_are_not_rewritten_for_an_admission_but_are_when_a_gpu_fails() {
     assert_eq!(residency[0]["free_mib"], json!(81920 - 100 - 500));
     assert_eq!(residency[2]["healthy"], json!(false));
 
-    node.release("pod-a", lease).await;
+    node.release(&pod_a, lease).await;
     node.set_health(2, true, "");
     let l = api.next().await;
     l.assert_apply(cluster::LABEL_MANAGER, "labels", &labels("12"));
@@ -117,7 +117,7 @@ async fn annotation_changes_within_the_interval_coalesce_into_one_write_of_the_l
     tokio::time::advance(Duration::from_secs(1)).await;
     node.preload("yolo", 0).await.expect("loaded");
     tokio::time::advance(Duration::from_secs(2)).await;
-    node.admit_warm("pod-a", "yolo").await;
+    node.admit_warm("yolo").await;
     tokio::time::advance(Duration::from_secs(3)).await;
     node.preload("clip", 1).await.expect("loaded");
     node.preload("yolo", 1).await.expect("loaded");
@@ -162,9 +162,9 @@ async fn a_change_undone_within_the_interval_writes_nothing() {
     assert_eq!(a.residency()[0]["models"], json!(["yolo"]));
     let idle = node.free_mib(0);
 
-    let lease = node.admit_warm("pod-a", "yolo").await;
+    let (pod_a, lease) = node.admit_warm("yolo").await;
     tokio::time::advance(Duration::from_secs(4)).await;
-    node.release("pod-a", lease).await;
+    node.release(&pod_a, lease).await;
     assert_eq!(node.free_mib(0), idle);
 
     api.assert_quiet(Duration::from_secs(120)).await;

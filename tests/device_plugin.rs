@@ -55,16 +55,12 @@ async fn node(config: Config) -> Node {
 }
 
 fn uuids(n: &Node) -> Vec<String> {
-    n.d.daemon.node().read(|e| {
-        (0..e.gpu_count())
-            .map(|i| {
-                e.gpu(vision_node_daemon::engine::GpuId(i as u32))
-                    .unwrap()
-                    .uuid
-                    .clone()
-            })
-            .collect()
-    })
+    n.d.daemon
+        .node()
+        .gpus()
+        .into_iter()
+        .map(|g| g.uuid)
+        .collect()
 }
 
 fn healthy_count(devices: &[kubelet_support::dp::Device]) -> usize {
@@ -229,7 +225,7 @@ async fn vram_is_packed_onto_one_gpu_and_a_set_spanning_gpus_is_refused() {
             .collect::<Vec<_>>(),
         vec![format!("nvidia.com/gpu={}", u[0])]
     );
-    let carved = n.d.daemon.node().read(|e| e.status().gpus[0].carved_mib);
+    let carved = n.d.daemon.node().engine_status().gpus[0].carved_mib;
     assert_eq!(carved, 4096, "carved out of GPU 0's pool");
 
     let spanning = [format!("{}-vram-10", u[0]), format!("{}-vram-1", u[1])];
@@ -321,7 +317,7 @@ async fn a_running_pods_token_keeps_admitting_after_a_daemon_restart() {
         .lease
         .unwrap();
     assert_eq!(lease.model, "yolo-v8n");
-    let carved = d.daemon.node().read(|e| e.status().gpus[1].carved_mib);
+    let carved = d.daemon.node().engine_status().gpus[1].carved_mib;
     assert_eq!(
         carved, 1024,
         "the vram carve-out survived the restart ({})",
@@ -329,10 +325,7 @@ async fn a_running_pods_token_keeps_admitting_after_a_daemon_restart() {
     );
     // And after a few reconciles with both pods still running, nothing was released.
     pods.wait_list_calls(pods.list_calls() + 3, DEADLINE).await;
-    assert_eq!(
-        d.daemon.node().read(|e| e.status().gpus[1].carved_mib),
-        1024
-    );
+    assert_eq!(d.daemon.node().engine_status().gpus[1].carved_mib, 1024);
     drop(kubelet);
     d.daemon.shutdown().await;
 }
@@ -340,7 +333,7 @@ async fn a_running_pods_token_keeps_admitting_after_a_daemon_restart() {
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_kubelet_the_plugins_wait_quietly_and_admissions_are_served() {
     let d = start(mixed_config()).await;
-    assert!(!d.daemon.plugins().registered());
+    assert!(!d.daemon.registered_with_kubelet());
     d.task()
         .await
         .admit(admit(&d.token, "yolo-v8n"))

@@ -70,7 +70,7 @@ async fn the_python_example_admits_releases_and_watches_with_default_grpcio_opti
         "{events:?}"
     );
     // Every lease went back: the daemon agrees.
-    assert_eq!(d.daemon.node().read(|e| e.leases().len()), 0);
+    assert_eq!(d.daemon.node().engine_status().leases, 0);
     d.daemon.shutdown().await;
 }
 

@@ -43,12 +43,12 @@ async fn admit_and_release_by_script_with_the_dev_token() {
     let lease: Value = serde_json::from_str(&out).expect("JSON lease");
     assert_eq!(lease["model"], "yolo-v8n");
     let id = lease["lease_id"].as_u64().expect("lease id");
-    assert_eq!(d.daemon.node().read(|e| e.leases().len()), 1);
+    assert_eq!(d.daemon.node().engine_status().leases, 1);
 
     let (ok, out, err) = visionctl(&state, &["release", &id.to_string()]).await;
     assert!(ok, "{err}");
     assert_eq!(out, format!("released lease {id}\n"));
-    assert_eq!(d.daemon.node().read(|e| e.leases().len()), 0);
+    assert_eq!(d.daemon.node().engine_status().leases, 0);
 
     let (ok, _, err) = visionctl(&state, &["release", &id.to_string()]).await;
     assert!(!ok);
@@ -71,7 +71,7 @@ async fn status_table_and_json_agree_with_the_daemon() {
     let (ok, json, _) = visionctl(&state, &["status", "-o", "json"]).await;
     assert!(ok);
     let s: Value = serde_json::from_str(&json).unwrap();
-    let engine = d.daemon.node().read(|e| e.status());
+    let engine = d.daemon.node().engine_status();
     for (g, want) in s["gpus"].as_array().unwrap().iter().zip(&engine.gpus) {
         assert_eq!(g["free_mib"].as_u64().unwrap(), want.free_mib);
         assert_eq!(g["weights_mib"].as_u64().unwrap(), want.weights_mib);

@@ -39,7 +39,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::service::Node;
+use crate::node::Node;
 
 pub use events::{EventSpec, event_for, node_reference};
 pub use labels::{node_labels, sanitize_label_value};
@@ -170,13 +170,6 @@ pub async fn client_from_env() -> Option<kube::Client> {
                 "cannot build a Kubernetes client; cluster publishing is off");
             None
         }
-    }
-}
-
-impl crate::telemetry::metrics::ClusterStats for Stats {
-    fn publish_errors(&self) -> u64 {
-        self.publish_errors
-            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -68,6 +68,7 @@ impl Store {
         }
     }
 
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -1,7 +1,7 @@
 //! For the cluster publisher's tests: a fake Kubernetes API at the HTTP
 //! layer (`tower_test::mock::pair` behind a real `kube::Client`) that
 //! records every request and answers like the API server, and a real
-//! `service::Node` over a real engine with made-up GPUs.
+//! `node::Node` over a real engine with made-up GPUs.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, VecDeque};
@@ -13,14 +13,12 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use vision_node_daemon::cluster::{self, Settings, Stats};
 use vision_node_daemon::config::{EvictionPolicy, ModelSpec};
-use vision_node_daemon::engine::{self, Engine, GpuId, GpuSpec};
-use vision_node_daemon::proto::vision::v1 as pb;
+use vision_node_daemon::engine::{
+    self, AdmitRequest, AllocKind, Engine, GpuId, GpuSpec, LeaseId, Wait,
+};
+use vision_node_daemon::gpu::Health;
+use vision_node_daemon::node::{Node, NodeInfo, PreloadFailure, Registration};
 use vision_node_daemon::runtime::{self, LoadRequest, Loaded, LoadedCopy, ModelRuntime};
-use vision_node_daemon::service::{Access, AdmissionService, Clock, Node, NodeInfo, tasks};
-
-use pb::admission_server::Admission as _;
-
-pub use pb::watch_event::Event as Body;
 
 pub const NODE: &str = "gpu-node-1";
 pub const DOMAIN: &str = "vision.ai";
@@ -286,13 +284,11 @@ impl ModelRuntime for TestRuntime {
 }
 
 /// A real node over GPUs `(name, total_mib)` (no reserve), with its runtime
-/// workers running and the admission service called in-process: every
-/// change goes through the same code, and emits the same node events, as
-/// in the daemon.
+/// workers running, called as the gRPC adapter and the device plugins call
+/// it: every change goes through the same code, and emits the same node
+/// events, as in the daemon.
 pub struct TestNode {
     pub node: Arc<Node>,
-    task: AdmissionService,
-    admin: AdmissionService,
 }
 
 impl TestNode {
@@ -327,14 +323,10 @@ impl TestNode {
         let runtime = Arc::new(TestRuntime {
             failing: failing.iter().map(|m| (*m).to_owned()).collect(),
         });
-        let (node, queues) = Node::new(engine, info, runtime, Clock::start());
-        // Ended by the node's shutdown (Job::Stop).
-        drop(tasks::spawn_runtime_workers(Arc::clone(&node), queues));
-        TestNode {
-            task: AdmissionService::new(Arc::clone(&node), Access::Task),
-            admin: AdmissionService::new(Arc::clone(&node), Access::Admin),
-            node,
-        }
+        let (node, workers) = Node::new(engine, info, runtime);
+        // Ended by the node's shutdown.
+        drop(workers.spawn(&node));
+        TestNode { node }
     }
 
     /// Starts publishing through `client`.
@@ -351,70 +343,65 @@ impl TestNode {
     }
 
     /// `visionctl preload`: loads `model` on `gpu`; Ok once it is ready.
-    pub async fn preload(&self, model: &str, gpu: usize) -> Result<(), tonic::Status> {
-        let req = pb::PreloadRequest {
-            model: model.into(),
-            gpu: gpu.to_string(),
-        };
-        self.admin
-            .preload(tonic::Request::new(req))
+    pub async fn preload(&self, model: &str, gpu: usize) -> Result<(), PreloadFailure> {
+        let gpu = GpuId(gpu as u32);
+        self.node
+            .preload(model, Some(gpu), &tracing::Span::none())
             .await
             .map(|_| ())
     }
 
     /// A pod's slot allocation (as Allocate makes it) and one warm
-    /// admission on it; returns the lease id.
-    pub async fn admit_warm(&self, token: &str, model: &str) -> u64 {
-        self.node
-            .with_engine(|e, now| e.allocate_slots(token, 1, now))
-            .expect("a fresh token");
-        let req = pb::AdmitRequest {
-            token: token.into(),
+    /// admission on it; returns the token and the lease id.
+    pub async fn admit_warm(&self, model: &str) -> (String, u64) {
+        let token = self
+            .node
+            .allocate(AllocKind::Slots(1))
+            .expect("an allocation");
+        let req = AdmitRequest {
+            token: token.clone(),
             model: model.into(),
-            timeout_ms: Some(0),
-            ..Default::default()
+            task_type: None,
+            priority: 0,
+            wait: Wait::NoQueue,
         };
         let lease = self
-            .task
-            .admit(tonic::Request::new(req))
+            .node
+            .admit(&req, &tracing::Span::none())
             .await
-            .expect("admitted")
-            .into_inner()
-            .lease
-            .expect("a lease");
+            .expect("admitted");
         assert!(lease.warm, "a warm admission");
-        lease.lease_id
+        (token, lease.id.0)
     }
 
     pub async fn release(&self, token: &str, lease_id: u64) {
-        let req = pb::ReleaseRequest {
-            token: token.into(),
-            lease_id,
-        };
-        self.task
-            .release(tonic::Request::new(req))
-            .await
+        self.node
+            .release(LeaseId(lease_id), Some(token))
             .expect("released");
     }
 
-    /// A GPU fault or recovery as the GPU reconciler applies it: the engine
-    /// first, then the `GpuHealth` event (the reconciler's own function is
-    /// private to the service; `cluster_daemon.rs` goes through it).
+    /// A GPU fault or recovery, as the GPU reconciler applies it.
     pub fn set_health(&self, gpu: usize, healthy: bool, reason: &str) {
-        let changed = self
-            .node
-            .with_engine(|e, now| e.set_health(GpuId(gpu as u32), healthy, now));
+        let health = if healthy {
+            Health::Healthy
+        } else {
+            Health::Unhealthy(reason.into())
+        };
+        let changed = self.node.set_gpu_health(&gpu_uuid(gpu), &health);
         assert!(changed, "health changed");
-        self.node.publish(Body::GpuHealth(pb::GpuHealthEvent {
-            gpu_index: gpu as u32,
-            gpu_uuid: gpu_uuid(gpu),
-            healthy,
-            reason: reason.into(),
-        }));
+    }
+
+    /// A device plugin's registration with kubelet, as the plugin reports it.
+    pub fn registered(&self, resource: &str, registered: bool) {
+        self.node.kubelet_registration(Registration {
+            resource: resource.into(),
+            endpoint: format!("{resource}.sock"),
+            registered,
+        });
     }
 
     pub fn free_mib(&self, gpu: usize) -> u64 {
-        self.node.read(|e| e.status().gpus[gpu].free_mib)
+        self.node.engine_status().gpus[gpu].free_mib
     }
 
     /// Shuts the node down and waits for the publisher to end.

@@ -8,6 +8,7 @@ use tempfile::TempDir;
 use tonic::transport::Channel;
 use vision_node_daemon::config::{self, Config, ModelSpec, RuntimeKind, SimulatedGpu};
 use vision_node_daemon::daemon::{Daemon, Options};
+use vision_node_daemon::engine::AllocKind;
 use vision_node_daemon::proto::vision::v1 as pb;
 use vision_node_daemon::uds;
 
@@ -55,8 +56,8 @@ pub struct Running {
 }
 
 /// The kubelet paths of a test: `<dir>/device-plugins`, `<dir>/pod-resources/kubelet.sock`.
-pub fn kubelet_options(dir: &std::path::Path) -> vision_node_daemon::deviceplugin::Options {
-    vision_node_daemon::deviceplugin::Options {
+pub fn kubelet_options(dir: &std::path::Path) -> vision_node_daemon::daemon::KubeletOptions {
+    vision_node_daemon::daemon::KubeletOptions {
         dir: dir.join("device-plugins"),
         pod_resources_socket: dir.join("pod-resources").join("kubelet.sock"),
         reconcile_interval: Duration::from_millis(50),
@@ -101,12 +102,12 @@ impl Running {
         )
     }
 
-    /// A second pod's slot allocation, as Allocate would make it.
-    pub fn allocate(&self, token: &str, slots: u32) {
+    /// A second pod's slot allocation, as Allocate makes it; its token.
+    pub fn allocate(&self, slots: u32) -> String {
         self.daemon
             .node()
-            .with_engine(|e, now| e.allocate_slots(token, slots, now))
-            .expect("fresh token");
+            .allocate(AllocKind::Slots(slots))
+            .expect("an allocation")
     }
 }
 
