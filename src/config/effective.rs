@@ -145,7 +145,8 @@ mod tests {
 
     #[test]
     fn a_config_of_defaults_prints_every_default() {
-        let config = load_str("node_name: n1\n", "t", &no_env).expect("loads");
+        let text = format!("node_name: n1\n{}", crate::config::test_support::ONE_MODEL);
+        let config = load_str(&text, "t", &no_env).expect("loads");
         let yaml = config.effective_yaml();
         for line in [
             "domain: vision.ai",

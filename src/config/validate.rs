@@ -41,6 +41,16 @@ pub(crate) const DEFAULT_HEALTH_RECOVERY: Duration = Duration::from_secs(60);
 pub(crate) const DEFAULT_RELEASE_GRACE: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_CONTAINER_SOCKET_DIR: &str = "/var/run/vision";
 
+/// Bounds on the simulated inventory: real nodes have at most 16 GPUs of at
+/// most a few hundred GiB. Beyond these, a typo (`count: 4294967295`) would
+/// make the daemon allocate without limit, build a status larger than a
+/// gRPC message and take minutes to shut down.
+pub(crate) const MAX_SIMULATED_GPUS: u64 = 64;
+pub(crate) const MIN_GPU_MEMORY_MIB: u64 = 1024;
+pub(crate) const MAX_GPU_MEMORY_MIB: u64 = 1 << 20;
+/// The most models one catalog may list.
+pub(crate) const MAX_MODELS: usize = 1024;
+
 /// Where values not in the file come from; injected so tests do not depend on
 /// the machine they run on.
 pub(crate) struct Sources<'a> {
@@ -70,6 +80,21 @@ pub(crate) fn validate(
     let cluster = cluster(&mut c, wire.cluster.unwrap_or_default());
     let telemetry = telemetry(&mut c, wire.telemetry.unwrap_or_default());
     let models = models(&mut c, wire.models.unwrap_or_default());
+    if models.is_empty() {
+        c.fail(
+            "models",
+            "the model catalog is empty; list at least one model with its name, weights_mib, \
+             working_mib and load_ms (see config/example.yaml)",
+        );
+    } else if models.len() > MAX_MODELS {
+        c.fail(
+            "models",
+            format!(
+                "lists {} models; a catalog holds at most {MAX_MODELS}",
+                models.len()
+            ),
+        );
+    }
     cross_checks(&mut c, &gpus, &devices, &models);
     if c.errors.is_empty() {
         Ok(Config {
@@ -194,6 +219,16 @@ fn gpus(c: &mut Check<'_>, wire: WireGpus) -> GpuConfig {
             "must list at least one GPU when gpus.backend is `simulated`",
         );
     }
+    let total: u64 = simulated.iter().map(|g| u64::from(g.count)).sum();
+    if total > MAX_SIMULATED_GPUS {
+        c.fail(
+            "gpus.simulated",
+            format!(
+                "lists {total} GPUs in all; a node has at most {MAX_SIMULATED_GPUS} \
+                 (lower the `count` of its entries)"
+            ),
+        );
+    }
     GpuConfig {
         backend,
         reserve_mib: wire.reserve_mib.unwrap_or(DEFAULT_RESERVE_MIB),
@@ -210,7 +245,17 @@ fn simulated_gpu(c: &mut Check<'_>, i: usize, wire: WireSimulatedGpu) -> Simulat
     if present && name.trim().is_empty() {
         c.fail(&name_path, "must not be empty");
     }
-    let memory_mib = required_positive(c, &join(&base, "memory_mib"), wire.memory_mib);
+    let memory_path = join(&base, "memory_mib");
+    let memory_mib = required_positive(c, &memory_path, wire.memory_mib);
+    if memory_mib > 0 && !(MIN_GPU_MEMORY_MIB..=MAX_GPU_MEMORY_MIB).contains(&memory_mib) {
+        c.fail(
+            &memory_path,
+            format!(
+                "{memory_mib} MiB is not a GPU's memory; give a size from {MIN_GPU_MEMORY_MIB} \
+                 to {MAX_GPU_MEMORY_MIB} MiB (24 GiB = 24576)"
+            ),
+        );
+    }
     let count = wire.count.unwrap_or(DEFAULT_SIMULATED_COUNT);
     c.positive(&join(&base, "count"), count);
     SimulatedGpu {
@@ -445,6 +490,16 @@ fn required_positive(c: &mut Check<'_>, path: &str, value: Option<u64>) -> u64 {
     }
 }
 
+/// Whether the simulated list is within the bounds `gpus` checks (count and
+/// sizes), so that capacity can be judged on it.
+fn within_bounds(simulated: &[SimulatedGpu]) -> bool {
+    let total: u64 = simulated.iter().map(|g| u64::from(g.count)).sum();
+    total <= MAX_SIMULATED_GPUS
+        && simulated.iter().all(|g| {
+            g.memory_mib == 0 || (MIN_GPU_MEMORY_MIB..=MAX_GPU_MEMORY_MIB).contains(&g.memory_mib)
+        })
+}
+
 /// Checks across sections; each runs only on inputs valid enough to judge.
 fn cross_checks(
     c: &mut Check<'_>,
@@ -452,18 +507,31 @@ fn cross_checks(
     devices: &DevicesConfig,
     models: &[ModelSpec],
 ) {
+    // A simulated list out of bounds has its own errors; judging capacity on
+    // it would only add noise (billions of devices).
+    let list_ok = within_bounds(&gpus.simulated);
     let reserve_ok = match capacity::reserve_problem(gpus.reserve_mib, &gpus.simulated) {
+        _ if !list_ok => false,
         Some(problem) => {
             c.fail("gpus.reserve_mib", problem);
             false
         }
         None => true,
     };
-    // Model fit is only judged against simulated GPUs: with `auto` or `nvml`
-    // the GPUs are unknown until runtime, where admission refuses a model
-    // that fits no GPU (FAILED_PRECONDITION with the numbers).
+    // Model fit is only judged against simulated GPUs, whenever they may be
+    // used: with `simulated`, and with `auto`, which falls back to them when
+    // NVML is absent. With `nvml` the GPUs are unknown until runtime, where
+    // admission refuses a model that fits no GPU (FAILED_PRECONDITION with
+    // the numbers).
     let simulated = gpus.backend == GpuBackend::Simulated;
-    if simulated && reserve_ok {
+    let may_simulate =
+        simulated || (gpus.backend == GpuBackend::Auto && !gpus.simulated.is_empty());
+    let node_known = if may_simulate {
+        reserve_ok && !gpus.simulated.is_empty()
+    } else {
+        true
+    };
+    if may_simulate && reserve_ok {
         for (i, model) in models.iter().enumerate() {
             if let Some(problem) = capacity::unfit_model_problem(
                 model.weights_mib,
@@ -476,7 +544,6 @@ fn cross_checks(
         }
     }
     let fraction_ok = (0.0..=1.0).contains(&devices.vram_shareable_fraction);
-    let node_known = !simulated || (reserve_ok && !gpus.simulated.is_empty());
     if node_known
         && fraction_ok
         && devices.vram_unit_mib > 0

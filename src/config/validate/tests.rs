@@ -200,9 +200,22 @@ fn a_model_that_fits_no_simulated_gpu_is_rejected_with_the_numbers() {
 
 #[test]
 fn model_fit_is_not_checked_when_the_gpus_are_known_only_at_runtime() {
+    let text = TOO_BIG_MODEL.replace("backend: simulated", "backend: nvml");
+    let config = load(&text).expect("nvml GPUs are unknown until runtime");
+    assert_eq!(config.gpus.backend, GpuBackend::Nvml);
+}
+
+#[test]
+fn model_fit_is_checked_against_the_list_auto_falls_back_to() {
+    // Without NVML, `auto` runs on the simulated list: check-config must say
+    // what the daemon would then refuse.
     let text = TOO_BIG_MODEL.replace("backend: simulated", "backend: auto");
-    let config = load(&text).expect("auto GPUs are unknown until runtime");
-    assert_eq!(config.gpus.backend, GpuBackend::Auto);
+    let found = errors(&text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (found[0].path.as_str(), found[0].line),
+        ("models[0]", Some(6))
+    );
 }
 
 #[test]
@@ -472,4 +485,47 @@ fn cluster_and_telemetry_settings_are_checked_with_their_lines() {
             ),
         ]
     );
+}
+
+#[test]
+fn the_simulated_list_is_bounded_whichever_backend_may_use_it() {
+    // `auto` falls back to this list, so it is checked as strictly as under
+    // `simulated`: a count or a size no node has is refused up front.
+    for backend in ["auto", "simulated"] {
+        let text = format!(
+            "node_name: n\ngpus:\n  backend: {backend}\n  simulated:\n    - {{ name: a, memory_mib: 18446744073709551615 }}\n    - {{ name: b, memory_mib: 513 }}\n    - {{ name: c, memory_mib: 24576, count: 4294967295 }}\n"
+        );
+        let found: Vec<(String, Option<usize>)> = errors(&text)
+            .into_iter()
+            .map(|e| (e.path, e.line))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                ("gpus.simulated".to_owned(), Some(5)),
+                ("gpus.simulated[0].memory_mib".to_owned(), Some(5)),
+                ("gpus.simulated[1].memory_mib".to_owned(), Some(6)),
+            ],
+            "{backend}"
+        );
+    }
+    let found =
+        errors("node_name: n\ngpus:\n  simulated: [{ name: a, memory_mib: 24576, count: 65 }]\n");
+    assert!(found[0].message.contains("lists 65 GPUs"), "{found:?}");
+    let ok =
+        load("node_name: n\ngpus:\n  simulated: [{ name: a, memory_mib: 24576, count: 64 }]\n");
+    assert_eq!(ok.expect("64 GPUs is a node").gpus.simulated[0].count, 64);
+}
+
+#[test]
+fn a_catalog_larger_than_the_limit_is_refused() {
+    let mut text = "node_name: n\nmodels:\n".to_owned();
+    for i in 0..=crate::config::validate::MAX_MODELS {
+        text.push_str(&format!(
+            "  - {{ name: m{i}, weights_mib: 1, working_mib: 1, load_ms: 0 }}\n"
+        ));
+    }
+    let found = errors(&text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].path, "models");
 }
