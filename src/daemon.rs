@@ -3,11 +3,11 @@
 //! a signal; tests start and stop a [`Daemon`] in-process.
 //!
 //! Start is two steps, as linkerd2-proxy's `Config::build() → App::spawn()`:
-//! [`Built::new`] does everything that can fail — opening the GPUs, binding
+//! `Built::new` does everything that can fail — opening the GPUs, binding
 //! every socket and port, reading saved allocations, writing the dev token —
 //! and spawns nothing, so a start that fails part-way drops what it made
 //! (bound sockets remove themselves) and leaves nothing running.
-//! [`Built::spawn`] cannot fail: it starts the servers and the tasks, each of
+//! `Built::spawn` cannot fail: it starts the servers and the tasks, each of
 //! which ends when the node shuts down.
 
 use std::net::SocketAddr;
@@ -154,7 +154,7 @@ impl Daemon {
 
 /// A daemon set up and bound, with nothing running yet. Dropping it undoes
 /// it: the sockets remove themselves, the node and its engine go.
-pub struct Built {
+pub(crate) struct Built {
     config: Config,
     node: Arc<Node>,
     workers: Workers,
@@ -174,7 +174,7 @@ impl Built {
     /// the GPUs, the engine and the runtime, both sockets (a live daemon on
     /// either path stops us here), the saved allocations, the HTTP port,
     /// and last the dev token.
-    pub async fn new(opts: Options) -> anyhow::Result<Built> {
+    pub(crate) async fn new(opts: Options) -> anyhow::Result<Built> {
         let cfg = opts.config;
         let gpu_cfg = cfg.gpus.clone();
         let opened = tokio::task::spawn_blocking(move || gpu::open(&gpu_cfg))
@@ -251,7 +251,7 @@ impl Built {
     }
 
     /// Starts serving and every background task; cannot fail.
-    pub async fn spawn(self) -> Daemon {
+    pub(crate) async fn spawn(self) -> Daemon {
         let Built {
             config: cfg,
             node,

@@ -20,7 +20,7 @@
 //!
 //! The async shell wraps these pieces; none of them depends on tokio:
 //! - [`node`]: owns the engine and all of the shell's bookkeeping behind
-//!   one lock, turns the engine's effects into domain [`node::Event`]s, runs
+//!   one lock, turns the engine's effects into domain events, runs
 //!   model loads through the [`runtime`] and applies GPU health.
 //! - `service`: the admission gRPC API, a thin tonic adapter over the node
 //!   (the only place events become protobuf).

@@ -12,19 +12,19 @@ use crate::gpu::Health;
 use crate::node::EventKind;
 
 /// The API server refuses an `events.k8s.io/v1` note over 1 KiB.
-pub const NOTE_MAX_BYTES: usize = 1024;
+pub(crate) const NOTE_MAX_BYTES: usize = 1024;
 
 /// One Kubernetes Event to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventSpec {
-    pub type_: EventType,
+pub(crate) struct EventSpec {
+    pub(crate) type_: EventType,
     /// Machine-readable, CamelCase (`GpuUnhealthy`).
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
     /// What the daemon was doing (`events.k8s.io/v1` requires one).
-    pub action: &'static str,
+    pub(crate) action: &'static str,
     /// For the human: which GPU, model or resource, and why. At most
     /// [`NOTE_MAX_BYTES`].
-    pub note: String,
+    pub(crate) note: String,
 }
 
 /// The Event a daemon event deserves, if any:
@@ -40,7 +40,7 @@ pub struct EventSpec {
 /// Everything else — admissions, leases, queue changes, successful loads,
 /// evictions, a pool draining, a registration attempt failing (retried
 /// with backoff, and logged) — gets none.
-pub fn event_for(kind: &EventKind) -> Option<EventSpec> {
+pub(crate) fn event_for(kind: &EventKind) -> Option<EventSpec> {
     let (type_, reason, action, note) = match kind {
         EventKind::Kubelet(k) if k.registered => (
             EventType::Normal,
@@ -131,7 +131,7 @@ fn truncate(mut text: String, max: usize) -> String {
 /// `kubectl describe node` searches events by both the real UID and the
 /// name. It also spares a GET of the Node (and the RBAC for it) before the
 /// first Event, and keeps Events flowing when the label writes fail.
-pub fn node_reference(node_name: &str) -> ObjectReference {
+pub(crate) fn node_reference(node_name: &str) -> ObjectReference {
     ObjectReference {
         api_version: Some("v1".into()),
         kind: Some("Node".into()),

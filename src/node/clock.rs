@@ -7,7 +7,7 @@ use crate::engine::Time;
 /// Milliseconds since the daemon started, as the engine counts time.
 /// `tokio::time::Instant` so that tests can pause and advance time.
 #[derive(Debug, Clone, Copy)]
-pub struct Clock {
+pub(crate) struct Clock {
     start: tokio::time::Instant,
 }
 
@@ -18,7 +18,7 @@ impl Clock {
         }
     }
 
-    pub fn now(&self) -> Time {
+    pub(crate) fn now(&self) -> Time {
         Time::from_millis(u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
 

@@ -15,18 +15,18 @@ use crate::gpu::Health;
 
 /// One state change.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Event {
+pub(crate) struct Event {
     /// Increases by one per event the node emits.
-    pub seq: u64,
-    pub at: Time,
+    pub(crate) seq: u64,
+    pub(crate) at: Time,
     /// The token whose lease or admission this is; `None` for node-level
     /// events. A pod's Watch stream sees only its own.
-    pub owner: Option<Arc<str>>,
-    pub kind: EventKind,
+    pub(crate) owner: Option<Arc<str>>,
+    pub(crate) kind: EventKind,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum EventKind {
+pub(crate) enum EventKind {
     LeaseGranted(LeaseInfo),
     /// Released by its holder.
     LeaseReleased(LeaseInfo),
@@ -102,15 +102,15 @@ pub struct LeaseInfo {
 
 /// One model copy on one GPU.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelCopy {
-    pub model: String,
-    pub gpu: GpuRef,
-    pub weights_mib: u64,
+pub(crate) struct ModelCopy {
+    pub(crate) model: String,
+    pub(crate) gpu: GpuRef,
+    pub(crate) weights_mib: u64,
 }
 
 /// Why a copy was unloaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UnloadCause {
+pub(crate) enum UnloadCause {
     /// Evicted (idle, least valuable) to make room for this model, or for a
     /// vram carve-out or other processes' memory when `None`.
     Evicted {
@@ -147,11 +147,11 @@ pub enum LoadError {
 
 /// Admissions waiting.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct QueueDepth {
+pub(crate) struct QueueDepth {
     /// For a slot or for memory.
-    pub queued: usize,
+    pub(crate) queued: usize,
     /// On a model load.
-    pub waiting_on_load: usize,
+    pub(crate) waiting_on_load: usize,
 }
 
 /// A device plugin's registration with kubelet.

@@ -35,12 +35,12 @@ use tokio::sync::{Notify, broadcast, mpsc};
 use tracing::Span;
 
 pub use admit::{AdmitFailure, PreloadFailure, Preloaded};
-pub use clock::Clock;
-pub use event::{
-    Event, EventKind, GpuRef, LeaseInfo, LoadError, ModelCopy, QueueDepth, Registration,
-    UnloadCause,
-};
-pub use view::{ModelResidency, NodeStatus};
+pub(crate) use clock::Clock;
+#[cfg(test)]
+pub(crate) use event::UnloadCause;
+pub(crate) use event::{Event, EventKind, ModelCopy, QueueDepth};
+pub use event::{GpuRef, LeaseInfo, LoadError, Registration};
+pub(crate) use view::{ModelResidency, NodeStatus};
 pub use worker::Workers;
 
 use self::state::State;
@@ -151,11 +151,11 @@ impl Node {
         f(&state, now)
     }
 
-    pub fn clock(&self) -> Clock {
+    pub(crate) fn clock(&self) -> Clock {
         self.clock
     }
 
-    pub fn info(&self) -> &NodeInfo {
+    pub(crate) fn info(&self) -> &NodeInfo {
         &self.info
     }
 
@@ -177,10 +177,6 @@ impl Node {
         self.shutdown.signal()
     }
 
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutdown.fired()
-    }
-
     /// Begins shutdown: every waiting admission is answered UNAVAILABLE,
     /// every copy is unloaded through the runtime, Watch streams end, and the
     /// runtime workers stop after their queued jobs.
@@ -193,7 +189,7 @@ impl Node {
     // ---- views -----------------------------------------------------------
 
     /// A status snapshot, scoped to `token`'s leases when given.
-    pub fn status(&self, token: Option<&str>) -> NodeStatus {
+    pub(crate) fn status(&self, token: Option<&str>) -> NodeStatus {
         self.read(|s, now| s.status(token, now))
     }
 
@@ -213,7 +209,7 @@ impl Node {
     }
 
     /// Each GPU's health, in index order.
-    pub fn gpu_healthy(&self) -> Vec<bool> {
+    pub(crate) fn gpu_healthy(&self) -> Vec<bool> {
         self.read(|s, _| s.engine().gpu_healthy())
     }
 

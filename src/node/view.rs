@@ -8,23 +8,23 @@ use super::event::LeaseInfo;
 
 /// A status snapshot.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NodeStatus {
+pub(crate) struct NodeStatus {
     /// When it was taken (idle times are relative to it).
-    pub at: Time,
+    pub(crate) at: Time,
     /// GPUs, pools, residents, queue and counters.
-    pub engine: Status,
+    pub(crate) engine: Status,
     /// The caller's own leases, or every lease for the operator.
-    pub leases: Vec<LeaseInfo>,
+    pub(crate) leases: Vec<LeaseInfo>,
     /// Slots of the caller's allocation; 0 for the operator.
-    pub slots: u32,
+    pub(crate) slots: u32,
 }
 
 /// A catalog model and where it is.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ModelResidency {
-    pub spec: ModelSpec,
+pub(crate) struct ModelResidency {
+    pub(crate) spec: ModelSpec,
     /// UUIDs of the GPUs holding a ready copy.
-    pub resident_on: Vec<String>,
+    pub(crate) resident_on: Vec<String>,
     /// UUIDs of the GPUs where a copy is loading.
-    pub loading_on: Vec<String>,
+    pub(crate) loading_on: Vec<String>,
 }

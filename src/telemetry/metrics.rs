@@ -38,7 +38,7 @@ struct WarmLabel {
 /// What the shell observes as it happens. A leaf: the shell feeds it and
 /// knows it; it knows nothing of the shell.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     admission_wait: Family<WarmLabel, Histogram>,
     load_duration: Histogram,
     kubelet_registrations: Family<ResourceLabel, Counter>,

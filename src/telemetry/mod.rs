@@ -8,4 +8,4 @@ pub(crate) mod http;
 pub(crate) mod metrics;
 pub mod otel;
 
-pub use metrics::Metrics;
+pub(crate) use metrics::Metrics;
