@@ -164,7 +164,8 @@ pub(crate) struct Built {
     task: UdsListener,
     admin: UdsListener,
     plugins: deviceplugin::Built,
-    http: Option<TcpListener>,
+    /// The bound HTTP port and its address (port 0 resolved).
+    http: Option<(TcpListener, SocketAddr)>,
     ready_needs_kubelet: bool,
     dev_token: Option<String>,
 }
@@ -226,7 +227,11 @@ impl Built {
         let plugins =
             deviceplugin::Built::new(&node, &cfg, &opts.state_dir, &pods_dir, opts.kubelet)?;
         let http = match opts.http_addr {
-            Some(addr) => Some(http_server::bind(addr).await?),
+            Some(addr) => {
+                let listener = http_server::bind(addr).await?;
+                let local = listener.local_addr()?;
+                Some((listener, local))
+            }
             None => None,
         };
         let dev_token = if opts.dev_token {
@@ -272,48 +277,23 @@ impl Built {
             tasks.push(serve_admission(&node, listener, access));
         }
 
-        let (health_tx, health_rx) = tokio::sync::mpsc::unbounded_channel();
-        let inv = Arc::clone(&inventory);
-        let sink: gpu::HealthSink = Arc::new(move |ev| {
-            let _ = health_tx.send(ev);
-        });
-        let health_watch = match tokio::task::spawn_blocking(move || inv.watch_health(sink)).await {
-            Ok(Ok(w)) => Some(w),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %gpu::error_chain(&e), "no GPU health events; relying on polling");
-                None
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "GPU health watch task failed; relying on polling");
-                None
-            }
-        };
+        let (health_watch, health_rx) = watch_gpu_health(&inventory).await;
         tasks.push(node.spawn_timer());
         tasks.push(node.spawn_gpu_reconciler(inventory, health_rx));
 
         let registration = plugins.registration();
         let plugins = plugins.spawn();
 
-        let mut cluster_stats = None;
-        if cfg.cluster.publish == Publish::Auto {
-            if let Some(client) = cluster::client_from_env().await {
-                let stats = Arc::new(cluster::Stats::default());
-                let settings = cluster::Settings::from_config(&cfg);
-                tasks.push(cluster::spawn(
-                    Arc::clone(&node),
-                    client,
-                    settings,
-                    Arc::clone(&stats),
-                ));
-                cluster_stats = Some(stats);
-                tracing::info!(node = %cfg.node_name, "publishing node labels, residency annotations and Events");
+        let cluster_stats = match cfg.cluster.publish {
+            Publish::Auto => publish_to_cluster(&node, &cfg, &mut tasks).await,
+            Publish::Off => {
+                tracing::info!("cluster publishing is off (cluster.publish: off)");
+                None
             }
-        } else {
-            tracing::info!("cluster publishing is off (cluster.publish: off)");
-        }
+        };
 
-        let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
-        if let Some(listener) = http {
+        let http_addr = http.as_ref().map(|(_, addr)| *addr);
+        if let Some((listener, addr)) = http {
             let sources = Arc::new(Sources {
                 node: Arc::clone(&node),
                 registration: registration.clone(),
@@ -330,9 +310,7 @@ impl Built {
                 ready,
                 node.shutdown_signal(),
             ));
-            if let Some(addr) = http_addr {
-                tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
-            }
+            tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
         }
         tracing::info!(
             node = %cfg.node_name,
@@ -354,6 +332,53 @@ impl Built {
             http: http_addr,
         }
     }
+}
+
+/// Starts the inventory's health events (NVML Xids, simulated faults);
+/// without them the GPU reconciler's polling still sees health.
+async fn watch_gpu_health(
+    inventory: &Arc<dyn Inventory>,
+) -> (
+    Option<HealthWatch>,
+    tokio::sync::mpsc::UnboundedReceiver<gpu::HealthEvent>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let sink: gpu::HealthSink = Arc::new(move |ev| {
+        let _ = tx.send(ev);
+    });
+    let inv = Arc::clone(inventory);
+    let watch = match tokio::task::spawn_blocking(move || inv.watch_health(sink)).await {
+        Ok(Ok(w)) => Some(w),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %gpu::error_chain(&e), "no GPU health events; relying on polling");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "GPU health watch task failed; relying on polling");
+            None
+        }
+    };
+    (watch, rx)
+}
+
+/// Starts the cluster publisher when a Kubernetes API is configured; its
+/// figures, for `/metrics`.
+async fn publish_to_cluster(
+    node: &Arc<Node>,
+    cfg: &Config,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Option<Arc<cluster::Stats>> {
+    let client = cluster::client_from_env().await?;
+    let stats = Arc::new(cluster::Stats::default());
+    let settings = cluster::Settings::from_config(cfg);
+    tasks.push(cluster::spawn(
+        Arc::clone(node),
+        client,
+        settings,
+        Arc::clone(&stats),
+    ));
+    tracing::info!(node = %cfg.node_name, "publishing node labels, residency annotations and Events");
+    Some(stats)
 }
 
 /// Serves the admission API on one socket until the node shuts down; the
