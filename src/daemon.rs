@@ -200,11 +200,15 @@ impl Built {
                 total_mib: g.total_mib,
             })
             .collect();
+        let runtime_gpus = runtime::Gpus {
+            backend: inventory.backend(),
+            uuids: specs.iter().map(|g| g.uuid.clone()).collect(),
+        };
         let engine = Engine::new(specs, cfg.models.clone(), Settings::from_config(&cfg))?;
         warn_unfittable_models(&engine);
 
         let runtime: Arc<dyn runtime::ModelRuntime> =
-            Arc::from(runtime::from_config(&cfg.runtime).context("model runtime")?);
+            Arc::from(runtime::from_config(&cfg, &runtime_gpus).context("model runtime")?);
         let paths = Paths::under(&opts.state_dir);
         let info = NodeInfo {
             node_name: cfg.node_name.clone(),

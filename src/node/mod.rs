@@ -178,11 +178,13 @@ impl Node {
     }
 
     /// Begins shutdown: every waiting admission is answered UNAVAILABLE,
-    /// every copy is unloaded through the runtime, Watch streams end, and the
-    /// runtime workers stop after their queued jobs.
+    /// every copy is unloaded through the runtime (unless the runtime's
+    /// copies outlive the daemon), Watch streams end, and the runtime
+    /// workers stop after their queued jobs.
     pub fn begin_shutdown(&self) {
         if self.shutdown.fire() {
-            self.with_state(&Span::current(), |s, now| s.shutdown(now));
+            let keep_copies = !self.runtime.unload_on_shutdown();
+            self.with_state(&Span::current(), |s, now| s.shutdown(keep_copies, now));
         }
     }
 
@@ -335,9 +337,8 @@ impl Node {
             }
         };
         for copy in listed {
-            let restored = self.with_state(&Span::current(), |s, now| {
-                s.restore_resident(&copy.model, &copy.gpu_uuid, now)
-            });
+            let restored =
+                self.with_state(&Span::current(), |s, now| s.restore_resident(&copy, now));
             if restored {
                 tracing::info!(model = %copy.model, gpu = %copy.gpu_uuid, "restored resident model");
             } else {

@@ -25,7 +25,7 @@ use crate::engine::{
     LeaseError, LeaseId, LoadId, ModelId, Rejection, TicketId, Time, UnloadReason,
 };
 use crate::gpu::{Backend, Health};
-use crate::runtime::Loaded;
+use crate::runtime::{Loaded, LoadedCopy};
 use crate::telemetry::Metrics;
 
 mod effects;
@@ -335,16 +335,23 @@ impl State {
         Ok(gpus.into_iter().map(|g| self.gpu_ref(g)).collect())
     }
 
-    /// A copy the model runtime already holds; false when this node does not
-    /// know its model or GPU (or already has it).
-    pub(super) fn restore_resident(&mut self, model: &str, gpu_uuid: &str, now: Time) -> bool {
+    /// A copy the model runtime already holds, idle, with the endpoint
+    /// leases on it name; false when this node does not know its model or
+    /// GPU (or already has it).
+    pub(super) fn restore_resident(&mut self, copy: &LoadedCopy, now: Time) -> bool {
         let (Some(gpu), Some(model)) = (
-            self.engine.gpu_by_uuid(gpu_uuid),
-            self.engine.model_id(model),
+            self.engine.gpu_by_uuid(&copy.gpu_uuid),
+            self.engine.model_id(&copy.model),
         ) else {
             return false;
         };
-        self.engine.restore_resident(gpu, model, now).is_ok()
+        if self.engine.restore_resident(gpu, model, now).is_err() {
+            return false;
+        }
+        if !copy.endpoint.is_empty() {
+            self.endpoints.insert((gpu, model), copy.endpoint.clone());
+        }
+        true
     }
 
     // ---- allocations -----------------------------------------------------
@@ -446,13 +453,23 @@ impl State {
         self.emit(now, None, EventKind::Kubelet(registration));
     }
 
-    /// Shutdown: every waiting admission is answered, every copy unloaded,
-    /// and the runtime workers stop once the unloads queued before are done.
-    pub(super) fn shutdown(&mut self, now: Time) {
+    /// Shutdown: every waiting admission is answered and every copy
+    /// unloaded — through the runtime, unless its copies outlive the daemon
+    /// (`keep_copies`: the workers stop before the unloads reach them; the
+    /// next daemon adopts the copies through ListLoaded).
+    pub(super) fn shutdown(&mut self, keep_copies: bool, now: Time) {
+        let stop = |jobs: &[mpsc::UnboundedSender<Job>]| {
+            for tx in jobs {
+                let _ = tx.send(Job::Stop);
+            }
+        };
+        if keep_copies {
+            stop(&self.jobs);
+        }
         self.engine.shutdown(now);
         self.carry_out(now, &Span::none());
-        for tx in &self.jobs {
-            let _ = tx.send(Job::Stop);
+        if !keep_copies {
+            stop(&self.jobs);
         }
     }
 }
