@@ -7,7 +7,8 @@
 //!
 //! Run: `cargo bench --bench deviceplugin`. Figures: benches/README.md.
 
-#[path = "../tests/kubelet_support/mod.rs"]
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/it/kubelet_support/mod.rs"]
 mod kubelet_support;
 
 use std::process::{Command, Stdio};

@@ -4,7 +4,12 @@
 //! of the admission or preload that caused it — also when another call
 //! started it. One test: it installs the process's global tracing subscriber.
 
+// The tests' shared helpers, of which this test uses a part.
+#[allow(dead_code, unused_imports)]
+#[path = "it/common/mod.rs"]
 mod common;
+#[allow(dead_code, unused_imports)]
+#[path = "it/kubelet_support/mod.rs"]
 mod kubelet_support;
 
 use std::sync::{Arc, Mutex};
