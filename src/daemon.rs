@@ -278,7 +278,9 @@ impl Built {
         let workers = workers.spawn(&node);
         let mut tasks = Vec::new();
         for (listener, access) in [(task, Access::Task), (admin, Access::Admin)] {
-            tasks.push(serve_admission(&node, listener, access));
+            // Fault injection (simulated GPUs) is an operator call: admin socket only.
+            let faults = (access == Access::Admin).then(|| faults.clone()).flatten();
+            tasks.push(serve_admission(&node, listener, access, faults));
         }
 
         let (health_watch, health_rx) = watch_gpu_health(&inventory).await;
@@ -387,8 +389,15 @@ async fn publish_to_cluster(
 
 /// Serves the admission API on one socket until the node shuts down; the
 /// socket file goes with the server.
-fn serve_admission(node: &Arc<Node>, listener: UdsListener, access: Access) -> JoinHandle<()> {
-    let svc = AdmissionService::new(Arc::clone(node), access).into_server();
+fn serve_admission(
+    node: &Arc<Node>,
+    listener: UdsListener,
+    access: Access,
+    faults: Option<FaultHandle>,
+) -> JoinHandle<()> {
+    let svc = AdmissionService::new(Arc::clone(node), access)
+        .with_faults(faults)
+        .into_server();
     let mut stop = node.shutdown_signal();
     let path = listener.path().display().to_string();
     tokio::spawn(async move {

@@ -13,11 +13,15 @@ use tracing::Instrument;
 
 use super::{AdmissionService, convert};
 use crate::engine::{AdmitRequest, LeaseId, Wait};
+use crate::gpu::Health;
 use crate::node::{AdmitFailure, EventKind, PreloadFailure};
 use crate::proto::vision::v1 as pb;
 use pb::admission_server::Admission as AdmissionApi;
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
+
+/// The longest `SetGpuFault` reason accepted (it is echoed in events and logs).
+const MAX_FAULT_REASON: usize = 256;
 
 /// The caller's trace context (W3C `traceparent` in the metadata): our
 /// server spans join the caller's trace.
@@ -261,5 +265,101 @@ impl AdmissionApi for AdmissionService {
         _request: Request<pb::ListModelsRequest>,
     ) -> Result<Response<pb::ListModelsResponse>, Status> {
         Ok(Response::new(convert::list_models(&self.node.models())))
+    }
+
+    async fn set_gpu_fault(
+        &self,
+        request: Request<pb::SetGpuFaultRequest>,
+    ) -> Result<Response<pb::SetGpuFaultResponse>, Status> {
+        self.admin_only("SetGpuFault")?;
+        let req = request.into_inner();
+        let Some(faults) = &self.faults else {
+            return Err(Status::failed_precondition(format!(
+                "SetGpuFault injects faults into simulated GPUs only, and this node's GPUs are {}: \
+                 use a config with gpus.backend: simulated (or --dev) to test fault handling",
+                self.node.info().gpu_backend
+            )));
+        };
+        if req.reason.len() > MAX_FAULT_REASON {
+            return Err(Status::invalid_argument(format!(
+                "reason is {} bytes; at most {MAX_FAULT_REASON} are accepted",
+                req.reason.len()
+            )));
+        }
+        let Some(gpu) = self.gpu_arg(&req.gpu)? else {
+            return Err(Status::invalid_argument(
+                "gpu is required: give a GPU UUID or an index",
+            ));
+        };
+        let uuid = self
+            .node
+            .gpus()
+            .get(gpu.0 as usize)
+            .map(|g| g.uuid.clone())
+            .unwrap_or_default();
+        let health = if req.faulted {
+            let reason = if req.reason.is_empty() {
+                "injected fault".to_owned()
+            } else {
+                req.reason
+            };
+            Health::Unhealthy(reason)
+        } else {
+            Health::Healthy
+        };
+        // The simulated inventory pushes the change to the daemon's health
+        // watcher, which applies it exactly as it would an NVML Xid event.
+        faults
+            .set_health(gpu.0, health)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok(Response::new(pb::SetGpuFaultResponse {
+            gpu_index: gpu.0,
+            gpu_uuid: uuid,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::engine::{Engine, GpuSpec, Settings};
+    use crate::node::{Node, NodeInfo};
+    use crate::service::Access;
+
+    #[tokio::test]
+    async fn set_gpu_fault_without_simulated_gpus_is_a_failed_precondition() {
+        let config = crate::config::Config::dev();
+        let gpus = vec![GpuSpec {
+            uuid: "GPU-0".into(),
+            name: "NVIDIA L4".into(),
+            total_mib: 24_576,
+        }];
+        let engine = Engine::new(gpus, config.models.clone(), Settings::from_config(&config))
+            .expect("an engine");
+        let info = NodeInfo {
+            node_name: "n".into(),
+            gpu_backend: "nvml".into(),
+            load_timeout: Duration::from_secs(10),
+            admin_socket: "/run/admin.sock".into(),
+        };
+        let (node, _workers) = Node::new(
+            engine,
+            info,
+            Arc::new(crate::runtime::Bookkeeping::default()),
+        );
+        // The admin service as a daemon on NVML GPUs builds it: no fault handle.
+        let svc = AdmissionService::new(node, Access::Admin);
+        let e = svc
+            .set_gpu_fault(Request::new(pb::SetGpuFaultRequest {
+                gpu: "0".into(),
+                faulted: true,
+                reason: String::new(),
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+        assert!(e.message().contains("simulated GPUs only"), "{e:?}");
     }
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use tonic::Status;
 
 use crate::engine::GpuId;
+use crate::gpu::FaultHandle;
 use crate::node::Node;
 use crate::proto::vision::v1 as pb;
 
@@ -34,11 +35,25 @@ pub(crate) enum Access {
 pub(crate) struct AdmissionService {
     node: Arc<Node>,
     access: Access,
+    /// Fault injection for `SetGpuFault`: present only on the admin socket
+    /// of a daemon whose GPUs are simulated.
+    faults: Option<FaultHandle>,
 }
 
 impl AdmissionService {
     pub(crate) fn new(node: Arc<Node>, access: Access) -> AdmissionService {
-        AdmissionService { node, access }
+        AdmissionService {
+            node,
+            access,
+            faults: None,
+        }
+    }
+
+    /// Serves `SetGpuFault` through `faults` (simulated GPUs); without it the
+    /// call answers FAILED_PRECONDITION.
+    pub(crate) fn with_faults(mut self, faults: Option<FaultHandle>) -> AdmissionService {
+        self.faults = faults;
+        self
     }
 
     pub(crate) fn into_server(self) -> pb::admission_server::AdmissionServer<AdmissionService> {
