@@ -1,14 +1,18 @@
 //! The kubelet device plugins: `<domain>/slot` and `<domain>/vram`.
 //!
-//! Each resource is its own plugin on its own socket in the kubelet
-//! device-plugin directory; each serves first, then registers, and does it
-//! again when kubelet restarts ([`registration`]). Device lists are pure
-//! functions of the GPUs ([`devices`]); health goes Unhealthy at once and
-//! Healthy after a recovery period ([`health`], [`publisher`]); vram is
-//! packed onto one GPU ([`preferred`]); Allocate records the allocation in
-//! the engine under a fresh token and persists it ([`allocate`], [`store`]);
-//! allocations of gone pods are released through PodResources
-//! ([`podresources`]).
+//! Each resource is one [`Plugin`] value — name, socket, registration state,
+//! device list, socket-gone counter — served on its own socket in the
+//! kubelet device-plugin directory; each serves first, then registers, and
+//! does it again when kubelet restarts (`registration`). Device lists are
+//! pure functions of the GPUs (`devices`); health goes Unhealthy at once and
+//! Healthy after a recovery period (`health`, `publisher`); vram is packed
+//! onto one GPU (`preferred`); Allocate records the allocation in the node,
+//! which mints its token, and persists it (`allocate`, `allocations`,
+//! `store`); allocations of gone pods are released through PodResources
+//! (`podresources`).
+//!
+//! Set up in two steps, like the daemon: [`Built::new`] restores saved
+//! allocations and spawns nothing; [`Built::spawn`] starts serving.
 
 mod allocate;
 mod allocations;
