@@ -140,7 +140,7 @@ fn timeout_arg(s: &str) -> Result<Duration, String> {
     if s == "0" {
         return Ok(Duration::ZERO);
     }
-    duration::parse(s)
+    duration::parse(s).map_err(|e| e.to_string())
 }
 
 const DEFAULT_STATE_DIR: &str = "/var/lib/vision-node-daemon";

@@ -73,10 +73,11 @@ impl Engine {
         let changed = self.advance(now);
         let evictions = self.counters.evictions;
         let result = self.admit_inner(req, now);
+        let model = self.model_id(&req.model);
         match &result {
-            Ok(Admission::Granted(_)) => self.counters.count(Outcome::GrantedWarm),
+            Ok(Admission::Granted(_)) => self.counters.count(model, Outcome::GrantedWarm),
             Ok(Admission::Pending(_)) => {}
-            Err(e) => self.counters.count(Outcome::from(e)),
+            Err(e) => self.counters.count(model, Outcome::from(e)),
         }
         let evicted = self.counters.evictions != evictions;
         if changed || evicted || matches!(result, Ok(Admission::Pending(_))) {
@@ -174,7 +175,8 @@ impl Engine {
         if let Some(i) = own_grant
             && let Effect::Grant { lease, .. } = self.effects.remove(i)
         {
-            self.counters.outcomes[Outcome::GrantedWarm as usize] -= 1;
+            // Counted once, by `admit`, as it answers.
+            self.counters.uncount(lease.model, Outcome::GrantedWarm);
             return Ok(Admission::Granted(lease));
         }
         Ok(Admission::Pending(ticket))
@@ -377,6 +379,7 @@ impl Engine {
                 pool.note_victim(r.gds_h, policy);
                 self.counters.evictions += 1;
                 self.counters.evicted_mib += r.weights_mib;
+                self.counters.model(victim).evictions += 1;
                 self.emit(Effect::Unload {
                     gpu,
                     model: victim,
@@ -403,6 +406,9 @@ impl Engine {
         self.loading.insert(load, (gpu, model));
         self.counters.loads_started += 1;
         self.counters.loaded_mib += weights;
+        let m = self.counters.model(model);
+        m.loads_started += 1;
+        m.loaded_mib += weights;
         self.emit(Effect::Load { load, gpu, model });
         load
     }
@@ -489,7 +495,7 @@ impl Engine {
             match self.place(model, &reserved, when) {
                 Ok(p) => {
                     if let Admission::Granted(lease) = self.apply(ticket, p, now) {
-                        self.counters.count(Outcome::GrantedWarm);
+                        self.counters.count(Some(lease.model), Outcome::GrantedWarm);
                         self.emit(Effect::Grant { ticket, lease });
                     }
                     continue;
@@ -616,11 +622,12 @@ impl Engine {
     /// Returns false when the ticket is unknown (already answered).
     pub fn cancel(&mut self, ticket: TicketId, now: Time) -> bool {
         self.advance(now);
-        let known = self.tickets.contains_key(&ticket);
-        if known {
+        let model = self.tickets.get(&ticket).map(|t| t.model);
+        if let Some(model) = model {
             self.drop_ticket(ticket);
-            self.counters.count(Outcome::Cancelled);
+            self.counters.count(Some(model), Outcome::Cancelled);
         }
+        let known = model.is_some();
         self.settle(now);
         known
     }
@@ -662,8 +669,9 @@ impl Engine {
 
     /// Answers a pending ticket with a rejection.
     pub(super) fn finish_ticket(&mut self, ticket: TicketId, reason: Rejection, _now: Time) {
+        let model = self.tickets.get(&ticket).map(|t| t.model);
         if self.drop_ticket(ticket) {
-            self.counters.count(Outcome::from(&reason));
+            self.counters.count(model, Outcome::from(&reason));
             self.emit(Effect::Reject { ticket, reason });
         }
     }

@@ -122,12 +122,13 @@ impl Engine {
                         continue;
                     };
                     let lease = self.new_lease(t.token, gpu, model, false, t.requested_at, now);
-                    self.counters.count(Outcome::GrantedCold);
+                    self.counters.count(Some(model), Outcome::GrantedCold);
                     self.emit(Effect::Grant { ticket, lease });
                 }
             }
             Err(message) => {
                 self.counters.loads_failed += 1;
+                self.counters.model(model).loads_failed += 1;
                 let waiters = self
                     .pool(gpu)
                     .residents
@@ -367,6 +368,7 @@ impl Engine {
                 self.pool_mut(g).remove_resident(id);
                 self.counters.evictions += 1;
                 self.counters.evicted_mib += r.weights_mib;
+                self.counters.model(id).evictions += 1;
                 self.emit(Effect::Unload {
                     gpu: g,
                     model: id,

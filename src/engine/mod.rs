@@ -174,6 +174,7 @@ impl Engine {
                 return Err(BuildError::DuplicateModel(m.name.clone()));
             }
         }
+        let counters = Counters::for_catalog(models.len());
         let pools = gpus
             .into_iter()
             .map(|spec| Pool::new(spec, settings.reserve_mib))
@@ -195,7 +196,7 @@ impl Engine {
             next_seq: 0,
             next_load: 1,
             shutting_down: false,
-            counters: Counters::default(),
+            counters,
         })
     }
 

@@ -107,6 +107,11 @@ impl From<&Rejection> for Outcome {
 /// Monotonic counters since the engine was built.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
+    /// The same counts per catalog model, indexed by [`ModelId`].
+    pub models: Vec<ModelCounters>,
+    /// Admissions by outcome for names outside the catalog, like
+    /// `outcomes`.
+    pub outside_catalog: [u64; Outcome::ALL.len()],
     /// Admissions by final outcome, indexed like [`Outcome::ALL`].
     pub outcomes: [u64; Outcome::ALL.len()],
     pub released: u64,
@@ -121,9 +126,54 @@ pub struct Counters {
     pub evicted_mib: u64,
 }
 
+/// One catalog model's share of [`Counters`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModelCounters {
+    /// Admissions by final outcome, indexed like [`Outcome::ALL`].
+    pub outcomes: [u64; Outcome::ALL.len()],
+    pub loads_started: u64,
+    pub loads_failed: u64,
+    /// Weights of every load started.
+    pub loaded_mib: u64,
+    pub evictions: u64,
+}
+
+impl ModelCounters {
+    pub fn outcome(&self, o: Outcome) -> u64 {
+        self.outcomes[o as usize]
+    }
+}
+
 impl Counters {
-    pub(super) fn count(&mut self, o: Outcome) {
+    /// Zeroes for a catalog of `models` models.
+    pub(super) fn for_catalog(models: usize) -> Counters {
+        Counters {
+            models: vec![ModelCounters::default(); models],
+            ..Counters::default()
+        }
+    }
+
+    /// An admission for `model` (`None`: a name outside the catalog) ended.
+    pub(super) fn count(&mut self, model: Option<ModelId>, o: Outcome) {
         self.outcomes[o as usize] += 1;
+        match model.and_then(|m| self.models.get_mut(m.0 as usize)) {
+            Some(m) => m.outcomes[o as usize] += 1,
+            None => self.outside_catalog[o as usize] += 1,
+        }
+    }
+
+    /// Takes back a count of `o` for `model` (an answer given another way).
+    pub(super) fn uncount(&mut self, model: ModelId, o: Outcome) {
+        self.outcomes[o as usize] -= 1;
+        self.model(model).outcomes[o as usize] -= 1;
+    }
+
+    pub(super) fn model(&mut self, model: ModelId) -> &mut ModelCounters {
+        let i = model.0 as usize;
+        if self.models.len() <= i {
+            self.models.resize(i + 1, ModelCounters::default());
+        }
+        &mut self.models[i]
     }
 
     pub fn outcome(&self, o: Outcome) -> u64 {
@@ -232,6 +282,7 @@ impl Engine {
     /// compares with the running totals. Cheap enough for tests and debug
     /// builds; returns the first discrepancy found.
     pub fn audit(&self) -> Result<(), String> {
+        self.audit_counters()?;
         let mut working = vec![0u64; self.pools.len()];
         let mut pins = vec![std::collections::HashMap::new(); self.pools.len()];
         let mut in_use: std::collections::HashMap<&str, u32> = Default::default();
@@ -328,6 +379,36 @@ impl Engine {
                     p.usable_mib(),
                     p.overcommit_since
                 ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// The per-model counters add up to the node's.
+    fn audit_counters(&self) -> Result<(), String> {
+        let c = &self.counters;
+        for o in Outcome::ALL {
+            let parts: u64 = c.models.iter().map(|m| m.outcome(o)).sum::<u64>()
+                + c.outside_catalog[o as usize];
+            if parts != c.outcome(o) {
+                return Err(format!(
+                    "{} admissions {}, but {parts} counted per model",
+                    c.outcome(o),
+                    o.as_str()
+                ));
+            }
+        }
+        let sum = |f: fn(&ModelCounters) -> u64| c.models.iter().map(f).sum::<u64>();
+        for (what, node, per_model) in [
+            ("loads started", c.loads_started, sum(|m| m.loads_started)),
+            ("loads failed", c.loads_failed, sum(|m| m.loads_failed)),
+            ("MiB loaded", c.loaded_mib, sum(|m| m.loaded_mib)),
+            ("evictions", c.evictions, sum(|m| m.evictions)),
+        ] {
+            if node != per_model {
+                return Err(format!("{node} {what}, but {per_model} counted per model"));
             }
         }
         Ok(())
