@@ -10,6 +10,7 @@
 //! cargo builds the crate.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    commit();
     let protos = [
         "proto/vision/v1/admission.proto",
         "proto/vision/v1/runtime.proto",
@@ -37,4 +38,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .compile_with_config(cfg, &protos, &["proto"])?;
     Ok(())
+}
+
+/// `VISION_GIT_COMMIT` for `vision_build_info{commit}`: the variable when the
+/// build sets it (an image built without `.git`), else `git rev-parse`,
+/// else `unknown`. Reruns when HEAD or the branch it names moves.
+fn commit() {
+    println!("cargo:rerun-if-env-changed=VISION_GIT_COMMIT");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let commit = std::env::var("VISION_GIT_COMMIT")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
+        .unwrap_or_else(|| "unknown".to_owned());
+    println!("cargo:rustc-env=VISION_GIT_COMMIT={commit}");
+    if let Some(head) = git(&["rev-parse", "--path-format=absolute", "--git-path", "HEAD"]) {
+        println!("cargo:rerun-if-changed={head}");
+    }
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"])
+        && let Some(file) = git(&["rev-parse", "--path-format=absolute", "--git-path", &branch])
+        && std::path::Path::new(&file).exists()
+    {
+        println!("cargo:rerun-if-changed={file}");
+    }
 }

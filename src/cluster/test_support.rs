@@ -45,6 +45,8 @@ pub fn status(mut gpus: Vec<GpuStatus>) -> Status {
         waiting_on_load: 0,
         leases: 0,
         allocations: 0,
+        queue_limit: 256,
+        models: Vec::new(),
         counters: Counters::default(),
     }
 }

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use pool::GpuSpec;
-pub use status::{Counters, GpuStatus, Outcome, ResidentStatus, Status};
+pub use status::{Counters, GpuStatus, ModelCounters, Outcome, ResidentStatus, Status};
 pub use types::*;
 
 use crate::config::{self, EvictionPolicy, ModelSpec};

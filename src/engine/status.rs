@@ -228,6 +228,10 @@ pub struct Status {
     pub waiting_on_load: usize,
     pub leases: usize,
     pub allocations: usize,
+    /// The queue's bound (`Settings::queue_limit`).
+    pub queue_limit: usize,
+    /// The catalog's names, indexed by [`ModelId`] (as `counters.models`).
+    pub models: Vec<String>,
     pub counters: Counters,
 }
 
@@ -242,6 +246,8 @@ impl Engine {
             waiting_on_load: self.tickets.len() - self.queue.len(),
             leases: self.leases.len(),
             allocations: self.allocations.len(),
+            queue_limit: self.settings.queue_limit,
+            models: self.models.iter().map(|m| m.name.clone()).collect(),
             counters: self.counters.clone(),
         }
     }
@@ -390,8 +396,8 @@ impl Engine {
     fn audit_counters(&self) -> Result<(), String> {
         let c = &self.counters;
         for o in Outcome::ALL {
-            let parts: u64 = c.models.iter().map(|m| m.outcome(o)).sum::<u64>()
-                + c.outside_catalog[o as usize];
+            let parts: u64 =
+                c.models.iter().map(|m| m.outcome(o)).sum::<u64>() + c.outside_catalog[o as usize];
             if parts != c.outcome(o) {
                 return Err(format!(
                     "{} admissions {}, but {parts} counted per model",

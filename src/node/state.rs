@@ -212,9 +212,9 @@ impl State {
     /// waiter) come through here.
     fn lease_granted(&mut self, lease: &Lease, token: Arc<str>, now: Time) -> LeaseInfo {
         self.owners.insert(lease.id, Arc::clone(&token));
-        self.metrics
-            .observe_wait(lease.warm, lease.waited().as_secs_f64());
         let info = self.lease_info(lease, now);
+        self.metrics
+            .observe_wait(&info.model, lease.warm, lease.waited().as_secs_f64());
         self.emit(now, Some(token), EventKind::LeaseGranted(info.clone()));
         info
     }
@@ -427,7 +427,7 @@ impl State {
         let copy = self.model_copy(gpu, model);
         let kind = match result {
             Ok(loaded) => {
-                self.metrics.observe_load(took.as_secs_f64());
+                self.metrics.observe_load(&copy.model, took.as_secs_f64());
                 if !loaded.endpoint.is_empty() {
                     self.endpoints.insert((gpu, model), loaded.endpoint.clone());
                 }
