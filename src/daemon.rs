@@ -31,6 +31,8 @@ use crate::telemetry::metrics::{self, Scrape, Snapshot};
 use crate::uds::{self, UdsListener};
 use crate::{cluster, runtime};
 
+mod status_page;
+
 pub use crate::deviceplugin::Options as KubeletOptions;
 
 /// Where the daemon keeps its sockets and state.
@@ -288,6 +290,7 @@ impl Built {
         tasks.push(node.spawn_gpu_reconciler(inventory, health_rx));
 
         let registration = plugins.registration();
+        let holders = plugins.holders();
         let plugins = plugins.spawn();
 
         let cluster_stats = match cfg.cluster.publish {
@@ -310,13 +313,16 @@ impl Built {
                 needed: ready_needs_kubelet,
             });
             let registry = metrics::registry(node.metrics(), sources);
+            let (page, follower) = status_page::StatusPage::spawn(&node, holders);
+            tasks.push(follower);
             tasks.push(http_server::serve(
                 listener,
                 registry,
                 ready,
+                page,
                 node.shutdown_signal(),
             ));
-            tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+            tracing::info!(%addr, "serving the status page (/), /metrics, /healthz, /readyz");
         }
         tracing::info!(
             node = %cfg.node_name,

@@ -1,6 +1,7 @@
 //! Pods' allocations: recorded in the node (which mints their tokens) and
 //! persisted in the state dir, so that tokens survive a daemon restart.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
@@ -41,6 +42,9 @@ pub(crate) struct Allocations {
     store: Store,
     /// The persisted allocations; the lock also serialises writes of the file.
     records: Mutex<Vec<Record>>,
+    /// The pod (`namespace/name`) holding each allocation, by token, as
+    /// kubelet's PodResources last listed them. Display only.
+    pods: Mutex<HashMap<String, String>>,
 }
 
 impl Allocations {
@@ -56,7 +60,34 @@ impl Allocations {
             mounts,
             store,
             records: Mutex::new(Vec::new()),
+            pods: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Which pod holds each allocation (by token), from PodResources.
+    pub(crate) fn set_pods(&self, pods: HashMap<String, String>) {
+        *self.pods.lock().unwrap_or_else(PoisonError::into_inner) = pods;
+    }
+
+    /// How a person names the holder of `token`'s allocation: its pod when
+    /// kubelet said, else its resource and first device; `None` for a token
+    /// no allocation has (the dev token).
+    pub(crate) fn holder(&self, token: &str) -> Option<String> {
+        if let Some(pod) = self
+            .pods
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(token)
+        {
+            return Some(pod.clone());
+        }
+        let records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        let rec = records.iter().find(|r| r.token == token)?;
+        Some(format!(
+            "{} {}",
+            rec.resource.name(&self.mounts.domain),
+            rec.device_ids.first().map_or("", String::as_str)
+        ))
     }
 
     pub(crate) fn layout(&self) -> &Layout {

@@ -88,6 +88,18 @@ impl Registration {
     }
 }
 
+/// Names the holders of allocations: their pod (`namespace/name`) as
+/// kubelet's PodResources lists it, else their resource and first device.
+#[derive(Clone)]
+pub(crate) struct Holders(Arc<Allocations>);
+
+impl Holders {
+    /// `None` for a token no allocation has (the dev token).
+    pub(crate) fn holder(&self, token: &str) -> Option<String> {
+        self.0.holder(token)
+    }
+}
+
 /// The plugins, set up (saved allocations restored into the node) but not
 /// yet serving: dropping this leaves nothing behind.
 pub(crate) struct Built {
@@ -171,6 +183,11 @@ impl Built {
         Registration {
             plugins: self.plugins.clone(),
         }
+    }
+
+    /// Who holds an allocation, for the status page.
+    pub(crate) fn holders(&self) -> Holders {
+        Holders(Arc::clone(&self.allocations))
     }
 
     /// Serves and registers every plugin, watches kubelet's directory,

@@ -5,7 +5,7 @@
 //! pod holds for `grace` is released: its token stops working, its leases
 //! are revoked and its vram returns to the pool.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,13 +60,17 @@ pub(super) fn spawn_reconciler(
             let now = Instant::now();
             let mut gone = Vec::new();
             let records = allocations.records();
+            let mut pods = HashMap::new();
             for rec in &records {
                 let resource_name = rec.resource.name(allocations.domain());
-                let present = rec
+                let holder = rec
                     .device_ids
                     .iter()
-                    .any(|id| held.contains(&(resource_name.clone(), id.clone())));
-                if present {
+                    .find_map(|id| held.get(&(resource_name.clone(), id.clone())));
+                if let Some(pod) = holder {
+                    pods.insert(rec.token.clone(), pod.clone());
+                }
+                if holder.is_some() {
                     missing_since.remove(&rec.token);
                 } else if now.duration_since(*missing_since.entry(rec.token.clone()).or_insert(now))
                     >= grace
@@ -75,6 +79,7 @@ pub(super) fn spawn_reconciler(
                 }
             }
             missing_since.retain(|t, _| records.iter().any(|r| &r.token == t));
+            allocations.set_pods(pods);
             if gone.is_empty() {
                 continue;
             }
@@ -110,20 +115,22 @@ enum ListError {
     TimedOut,
 }
 
-/// `(resource name, device id)` of every device a pod holds.
-async fn list(socket: &PathBuf) -> Result<HashSet<(String, String)>, ListError> {
+/// `(resource name, device id)` of every device a pod holds, and the pod
+/// (`namespace/name`) that holds it.
+async fn list(socket: &PathBuf) -> Result<HashMap<(String, String), String>, ListError> {
     let call = async {
         let channel = uds::client::connect(socket).await?;
         let reply = pb::pod_resources_lister_client::PodResourcesListerClient::new(channel)
             .list(pb::ListPodResourcesRequest {})
             .await?
             .into_inner();
-        let mut held = HashSet::new();
+        let mut held = HashMap::new();
         for pod in reply.pod_resources {
+            let name = format!("{}/{}", pod.namespace, pod.name);
             for c in pod.containers {
                 for d in c.devices {
                     for id in d.device_ids {
-                        held.insert((d.resource_name.clone(), id));
+                        held.insert((d.resource_name.clone(), id), name.clone());
                     }
                 }
             }

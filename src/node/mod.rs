@@ -195,6 +195,12 @@ impl Node {
         self.read(|s, now| s.status(token, now))
     }
 
+    /// Every live lease with the token that holds it (for views that
+    /// group leases by pod; tokens must not leave the daemon).
+    pub(crate) fn owned_leases(&self) -> Vec<(Arc<str>, LeaseInfo)> {
+        self.read(|s, now| s.owned_leases(now))
+    }
+
     /// The engine's status: GPUs, pools, residents, queue, counters.
     pub fn engine_status(&self) -> Status {
         self.read(|s, _| s.engine().status())

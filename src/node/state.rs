@@ -166,6 +166,22 @@ impl State {
         }
     }
 
+    /// Every live lease with the token that holds it.
+    pub(super) fn owned_leases(&self, now: Time) -> Vec<(Arc<str>, LeaseInfo)> {
+        self.engine
+            .leases()
+            .iter()
+            .map(|l| {
+                let owner = self
+                    .owners
+                    .get(&l.id)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::from(""));
+                (owner, self.lease_info(l, now))
+            })
+            .collect()
+    }
+
     /// The catalog and where each model is resident or loading.
     pub(super) fn models(&self) -> Vec<ModelResidency> {
         let status = self.engine.status();

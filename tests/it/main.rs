@@ -11,9 +11,11 @@
 //! # Layout
 //! - helpers: [`common`] (an in-process daemon and clients over its
 //!   sockets), [`cluster_support`], [`kubelet_support`], [`uds_support`],
-//!   [`pyenv`], [`triton_support`], `fake_driver` (the NVML stub);
+//!   [`pyenv`], [`triton_support`], [`browser_support`] (headless
+//!   Chromium), `fake_driver` (the NVML stub);
 //! - one module per subject, test names reading as sentences.
 
+mod browser_support;
 mod cluster_support;
 mod common;
 #[path = "nvml_stub/fake_driver.rs"]
@@ -37,6 +39,7 @@ mod kubelet_wire;
 mod metrics;
 mod model_runtime;
 mod python_client;
+mod status_page;
 mod triton;
 mod uds_authority;
 mod uds_listener;

@@ -229,7 +229,7 @@ fn pods(o: &mut String, pods: &[PodView]) {
     }
     let _ = writeln!(
         o,
-        "<table><thead><tr><th>Pod</th><th>Lease</th><th>Model</th><th>GPU</th><th>Warm</th><th class=num>Held</th><th class=num>Expires in</th></tr></thead><tbody>"
+        "<table><thead><tr><th>Pod</th><th>Lease</th><th>Model</th><th>GPU</th><th>Warm</th><th class=num>Waited</th><th class=num>Expires in</th></tr></thead><tbody>"
     );
     for p in pods {
         for (i, l) in p.leases.iter().enumerate() {
@@ -249,7 +249,7 @@ fn pods(o: &mut String, pods: &[PodView]) {
                 model = esc(&l.model),
                 gpu = l.gpu_index,
                 warm = if l.warm { "warm" } else { "cold" },
-                held = duration(l.held_ms),
+                held = duration(l.waited_ms),
                 exp = duration(l.expires_in_ms),
             );
         }
@@ -379,7 +379,7 @@ pub(crate) mod tests {
                     model: "sd3b".into(),
                     gpu_index: 0,
                     warm: false,
-                    held_ms: 2_500,
+                    waited_ms: 2_500,
                     expires_in_ms: 57_500,
                 }],
             }],

@@ -105,8 +105,8 @@ pub struct LeaseView {
     pub model: String,
     pub gpu_index: u32,
     pub warm: bool,
-    /// Milliseconds since it was granted.
-    pub held_ms: u64,
+    /// Milliseconds it waited for the grant (queue plus load).
+    pub waited_ms: u64,
     pub expires_in_ms: u64,
 }
 

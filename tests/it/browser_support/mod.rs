@@ -3,7 +3,6 @@
 //! the browser's file descriptors 3 and 4), so no WebSocket client and no
 //! debugging port are needed. Debian's `chromium`, installed by
 //! `.ci/browser-setup` on first use; it loads only loopback pages.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};

@@ -1,0 +1,331 @@
+//! The status page's source: the node's state as a [`PageView`], the
+//! recent events, and a counter of changes for live updates. Domain events
+//! become the page's lines here (the HTTP edge), as they become protobuf at
+//! the gRPC edge; allocation tokens never leave: leases are grouped by the
+//! pod that holds them.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use k8s_openapi::jiff::Timestamp;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use crate::deviceplugin::Holders;
+use crate::engine::{Outcome, RevokeReason};
+use crate::node::{Clock, Event, EventKind, LeaseInfo, Node};
+use crate::telemetry::http::PageSource;
+use crate::telemetry::metrics;
+use crate::telemetry::page::PageView;
+use crate::telemetry::page::view::{
+    CountersView, EventView, GpuView, LeaseView, Level, PodView, QueueView, ResidentState,
+    ResidentView,
+};
+
+/// Events the page lists.
+const RECENT: usize = 50;
+
+pub(crate) struct StatusPage {
+    node: Arc<Node>,
+    holders: Holders,
+    /// Newest first.
+    recent: Arc<Mutex<VecDeque<EventView>>>,
+    changes: watch::Receiver<u64>,
+}
+
+impl StatusPage {
+    /// The page's source, and the task that follows the node's events for
+    /// it (it ends with the node).
+    pub(crate) fn spawn(node: &Arc<Node>, holders: Holders) -> (Arc<StatusPage>, JoinHandle<()>) {
+        let (tx, rx) = watch::channel(0u64);
+        let recent = Arc::new(Mutex::new(VecDeque::with_capacity(RECENT)));
+        let page = Arc::new(StatusPage {
+            node: Arc::clone(node),
+            holders,
+            recent: Arc::clone(&recent),
+            changes: rx,
+        });
+        let mut events = node.subscribe();
+        let mut shutdown = node.shutdown_signal();
+        let clock = node.clock();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    received = events.recv() => match received {
+                        Ok(ev) => {
+                            if let Some(line) = line(&ev, clock) {
+                                let mut r = recent.lock().unwrap_or_else(PoisonError::into_inner);
+                                if r.len() == RECENT {
+                                    r.pop_back();
+                                }
+                                r.push_front(line);
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = shutdown.fired() => return,
+                }
+                tx.send_modify(|n| *n += 1);
+            }
+        });
+        (page, task)
+    }
+}
+
+impl PageSource for StatusPage {
+    fn view(&self) -> PageView {
+        let status = self.node.status(None);
+        let info = self.node.info();
+        let clock = self.node.clock();
+        let now = status.at;
+        let e = &status.engine;
+        let gpus = e
+            .gpus
+            .iter()
+            .map(|g| GpuView {
+                index: g.id.0,
+                uuid: g.uuid.clone(),
+                name: g.name.clone(),
+                healthy: g.healthy,
+                overcommitted: g.overcommitted_since.is_some(),
+                total_mib: g.total_mib,
+                reserve_mib: g.reserve_mib,
+                external_mib: g.external_mib,
+                usable_mib: g.usable_mib,
+                carved_mib: g.carved_mib,
+                weights_mib: g.weights_mib,
+                working_mib: g.working_mib,
+                free_mib: g.free_mib,
+                residents: g
+                    .residents
+                    .iter()
+                    .map(|r| ResidentView {
+                        model: r.name.clone(),
+                        weights_mib: r.weights_mib,
+                        state: match (r.loading, r.pins) {
+                            (true, _) => ResidentState::Loading,
+                            (false, 0) => ResidentState::Warm,
+                            (false, _) => ResidentState::Pinned,
+                        },
+                        pins: r.pins,
+                        idle_ms: r
+                            .idle_since
+                            .filter(|_| r.pins == 0 && !r.loading)
+                            .map(|t| now.saturating_since(t).as_millis() as u64),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let c = &e.counters;
+        let counters = CountersView {
+            granted_warm: c.outcome(Outcome::GrantedWarm),
+            granted_cold: c.outcome(Outcome::GrantedCold),
+            rejected: Outcome::ALL
+                .iter()
+                .filter(|o| !o.is_grant() && **o != Outcome::Cancelled)
+                .map(|o| c.outcome(*o))
+                .sum(),
+            loads_started: c.loads_started,
+            loads_failed: c.loads_failed,
+            evictions: c.evictions,
+            expired: c.expired,
+            revoked: c.revoked,
+        };
+        let (version, commit) = metrics::build_info();
+        PageView {
+            node: info.node_name.clone(),
+            version: format!("{version} ({commit})"),
+            gpu_backend: info.gpu_backend.clone(),
+            taken_at: rfc3339(clock.unix_ms(now)),
+            gpus,
+            queue: QueueView {
+                queued: e.queued as u64,
+                waiting_on_load: e.waiting_on_load as u64,
+                capacity: e.queue_limit as u64,
+            },
+            pods: self.pods(),
+            counters,
+            events: self
+                .recent
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .cloned()
+                .collect(),
+        }
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
+}
+
+impl StatusPage {
+    /// Live leases grouped by the pod holding them, pods in name order.
+    fn pods(&self) -> Vec<PodView> {
+        let mut pods: BTreeMap<String, Vec<LeaseView>> = BTreeMap::new();
+        for (token, l) in self.node.owned_leases() {
+            let pod = self
+                .holders
+                .holder(&token)
+                .unwrap_or_else(|| "dev token (no pod)".to_owned());
+            pods.entry(pod).or_default().push(LeaseView {
+                lease_id: l.id.0,
+                model: l.model.clone(),
+                gpu_index: l.gpu.id.0,
+                warm: l.warm,
+                waited_ms: l.waited.as_millis() as u64,
+                expires_in_ms: l.expires_in.as_millis() as u64,
+            });
+        }
+        pods.into_iter()
+            .map(|(pod, mut leases)| {
+                leases.sort_by_key(|l| l.lease_id);
+                PodView { pod, leases }
+            })
+            .collect()
+    }
+}
+
+fn rfc3339(unix_ms: u64) -> String {
+    i64::try_from(unix_ms)
+        .ok()
+        .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+        .map_or_else(|| unix_ms.to_string(), |t| t.to_string())
+}
+
+/// One line of the page's event list; `None` for queue-depth changes (the
+/// page shows the queue itself).
+fn line(ev: &Event, clock: Clock) -> Option<EventView> {
+    let lease = |what: &str, l: &LeaseInfo, why: &str| {
+        format!(
+            "lease {} {what}: {} on GPU {}{}{}",
+            l.id.0,
+            l.model,
+            l.gpu.id.0,
+            if l.warm { " (warm)" } else { "" },
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(", {why}")
+            }
+        )
+    };
+    let (level, kind, text) = match &ev.kind {
+        EventKind::Queue(_) => return None,
+        EventKind::LeaseGranted(l) => (Level::Info, "lease_granted", lease("granted", l, "")),
+        EventKind::LeaseReleased(l) => (Level::Info, "lease_released", lease("released", l, "")),
+        EventKind::LeaseExpired(l) => (
+            Level::Warning,
+            "lease_expired",
+            lease("expired", l, "no KeepAlive within its TTL"),
+        ),
+        EventKind::LeaseRevoked { lease: l, reason } => (
+            Level::Warning,
+            "lease_revoked",
+            lease(
+                "revoked",
+                l,
+                match reason {
+                    RevokeReason::GpuUnhealthy => "its GPU turned unhealthy",
+                    RevokeReason::AllocationReleased => "its pod is gone",
+                },
+            ),
+        ),
+        EventKind::ModelLoading(c) => (
+            Level::Info,
+            "model_loading",
+            format!(
+                "model {} loading on GPU {} ({} MiB)",
+                c.model, c.gpu.id.0, c.weights_mib
+            ),
+        ),
+        EventKind::ModelLoaded { copy: c, took } => (
+            Level::Info,
+            "model_loaded",
+            format!(
+                "model {} loaded on GPU {} in {} ms",
+                c.model,
+                c.gpu.id.0,
+                took.as_millis()
+            ),
+        ),
+        EventKind::ModelLoadFailed { copy: c, error, .. } => (
+            Level::Warning,
+            "model_load_failed",
+            format!(
+                "model {} failed to load on GPU {}: {error}",
+                c.model, c.gpu.id.0
+            ),
+        ),
+        EventKind::ModelUnloaded { copy: c, reason } => (
+            Level::Info,
+            "model_unloaded",
+            format!(
+                "model {} unloaded from GPU {}: {reason}",
+                c.model, c.gpu.id.0
+            ),
+        ),
+        EventKind::GpuHealth { gpu, health } => match health {
+            crate::gpu::Health::Healthy => (
+                Level::Info,
+                "gpu_health",
+                format!("GPU {} healthy again", gpu.id.0),
+            ),
+            crate::gpu::Health::Unhealthy(why) => (
+                Level::Warning,
+                "gpu_health",
+                format!("GPU {} UNHEALTHY: {why}", gpu.id.0),
+            ),
+        },
+        EventKind::AdmissionRejected { model, outcome } => (
+            Level::Warning,
+            "admission_rejected",
+            format!(
+                "admission for {model} ended without a lease: {}",
+                outcome.as_str()
+            ),
+        ),
+        EventKind::PoolOvercommitted {
+            gpu,
+            committed_mib,
+            usable_mib,
+        } => (
+            Level::Warning,
+            "pool",
+            format!(
+                "GPU {} pool over-committed ({committed_mib} of {usable_mib} MiB): admissions there wait",
+                gpu.id.0
+            ),
+        ),
+        EventKind::PoolDrained { gpu } => (
+            Level::Info,
+            "pool",
+            format!("GPU {} pool drained", gpu.id.0),
+        ),
+        EventKind::Kubelet(r) => (
+            if r.registered {
+                Level::Info
+            } else {
+                Level::Warning
+            },
+            "kubelet",
+            format!(
+                "{} {} with kubelet",
+                r.resource,
+                if r.registered {
+                    "registered"
+                } else {
+                    "not registered"
+                }
+            ),
+        ),
+    };
+    Some(EventView {
+        at: rfc3339(clock.unix_ms(ev.at)),
+        level,
+        kind: kind.to_owned(),
+        text,
+    })
+}
