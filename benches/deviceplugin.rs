@@ -50,6 +50,7 @@ async fn health_to_kubelet() -> (Vec<Duration>, Vec<Duration>) {
             dir: dir.path().join("device-plugins"),
             pod_resources_socket: dir.path().join("pod-resources.sock"),
             reconcile_interval: Duration::from_secs(3600),
+            kubelet: vision_node_daemon::daemon::KubeletPresence::Expected,
         },
         http_addr: None,
         ready_needs_kubelet: false,

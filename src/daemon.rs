@@ -33,7 +33,7 @@ use crate::{cluster, runtime};
 
 mod status_page;
 
-pub use crate::deviceplugin::Options as KubeletOptions;
+pub use crate::deviceplugin::{Options as KubeletOptions, Presence as KubeletPresence};
 
 /// Where the daemon keeps its sockets and state.
 #[derive(Debug, Clone)]
@@ -81,7 +81,7 @@ pub struct Daemon {
     node: Arc<Node>,
     paths: Paths,
     faults: Option<FaultHandle>,
-    dev_token: Option<String>,
+    dev_token: Option<DevToken>,
     /// One per GPU; they finish the unloads that shutdown queues.
     workers: Vec<JoinHandle<()>>,
     /// The gRPC and HTTP servers, the timer, the GPU reconciler, the
@@ -126,7 +126,7 @@ impl Daemon {
 
     /// The token written in dev mode.
     pub fn dev_token(&self) -> Option<&str> {
-        self.dev_token.as_deref()
+        self.dev_token.as_ref().map(|t| t.token.as_str())
     }
 
     /// Stops accepting, answers every queued admission UNAVAILABLE, unloads
@@ -169,7 +169,7 @@ pub(crate) struct Built {
     /// The bound HTTP port and its address (port 0 resolved).
     http: Option<(TcpListener, SocketAddr)>,
     ready_needs_kubelet: bool,
-    dev_token: Option<String>,
+    dev_token: Option<DevToken>,
 }
 
 impl Built {
@@ -241,7 +241,10 @@ impl Built {
             None => None,
         };
         let dev_token = if opts.dev_token {
-            Some(write_dev_token(&node, &cfg, &paths.dev_token)?)
+            Some(DevToken {
+                token: write_dev_token(&node, &cfg, &paths.dev_token)?,
+                path: paths.dev_token.clone(),
+            })
         } else {
             None
         };
@@ -467,6 +470,27 @@ fn warn_unfittable_models(engine: &Engine) {
         if need > largest {
             tracing::warn!(model = %m.name, need_mib = need, largest_usable_mib = largest,
                 "model fits on no GPU of this node; admissions for it will be refused");
+        }
+    }
+}
+
+/// The dev token, and its file, which goes with it: removed when the
+/// daemon stops (or a start fails after writing it), so that a stale token
+/// is never left for visionctl to read.
+#[derive(Debug)]
+struct DevToken {
+    token: String,
+    path: PathBuf,
+}
+
+impl Drop for DevToken {
+    fn drop(&mut self) {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => tracing::info!(path = %self.path.display(), "dev token removed"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot remove the dev token")
+            }
         }
     }
 }

@@ -176,6 +176,7 @@ fn run(args: RunArgs) -> ExitCode {
     let http_addr = args.http_addr();
     let mut kubelet = daemon::KubeletOptions::standard();
     if args.dev {
+        kubelet.kubelet = daemon::KubeletPresence::AbsentInDev;
         kubelet.dir = state_dir.join("device-plugins");
         kubelet.pod_resources_socket = state_dir.join("pod-resources").join("kubelet.sock");
     }

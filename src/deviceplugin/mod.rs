@@ -48,6 +48,27 @@ pub struct Options {
     pub pod_resources_socket: PathBuf,
     /// How often PodResources is listed (akri uses 10 s).
     pub reconcile_interval: Duration,
+    /// Whether a kubelet is there to register with (`--dev`: none).
+    pub kubelet: Presence,
+}
+
+/// Whether a kubelet is expected: without one (`--dev`), waiting for it is
+/// normal and the logs say so instead of warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    Expected,
+    /// Development mode: no kubelet; the plugins wait for one quietly.
+    AbsentInDev,
+}
+
+impl Presence {
+    /// What to add to a log line about kubelet not answering.
+    pub(crate) fn note(self) -> &'static str {
+        match self {
+            Presence::Expected => "",
+            Presence::AbsentInDev => " (expected in --dev: there is no kubelet)",
+        }
+    }
 }
 
 impl Options {
@@ -57,6 +78,7 @@ impl Options {
             dir: PathBuf::from(kubelet::DEVICE_PLUGIN_PATH),
             pod_resources_socket: PathBuf::from(kubelet::POD_RESOURCES_SOCKET),
             reconcile_interval: Duration::from_secs(10),
+            kubelet: Presence::Expected,
         }
     }
 }
@@ -213,6 +235,7 @@ impl Built {
                 self.opts.pod_resources_socket.clone(),
                 self.opts.reconcile_interval,
                 self.release_grace,
+                self.opts.kubelet,
             ),
         ];
         for plugin in &self.plugins {
@@ -221,6 +244,7 @@ impl Built {
                 Arc::clone(&self.allocations),
                 self.opts.dir.clone(),
                 kubelet_starts.clone(),
+                self.opts.kubelet,
             ));
         }
         DevicePlugins { handles }

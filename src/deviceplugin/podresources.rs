@@ -27,6 +27,7 @@ pub(super) fn spawn_reconciler(
     socket: PathBuf,
     interval: Duration,
     grace: Duration,
+    kubelet: super::Presence,
 ) -> JoinHandle<()> {
     let mut shutdown = allocations.node().shutdown_signal();
     tokio::spawn(async move {
@@ -50,8 +51,17 @@ pub(super) fn spawn_reconciler(
                 Err(e) => {
                     // Reported once, not every interval.
                     if !unreachable_reported {
-                        tracing::warn!(socket = %socket.display(), error = %e,
-                            "cannot list pod resources; allocations of gone pods are kept until it answers");
+                        match kubelet {
+                            super::Presence::Expected => {
+                                tracing::warn!(socket = %socket.display(), error = %e,
+                                "cannot list pod resources; allocations of gone pods are kept until it answers")
+                            }
+                            super::Presence::AbsentInDev => {
+                                tracing::info!(socket = %socket.display(), error = %e,
+                                "cannot list pod resources; allocations of gone pods are kept until it answers{}",
+                                kubelet.note())
+                            }
+                        }
                         unreachable_reported = true;
                     }
                     continue;

@@ -156,6 +156,7 @@ struct Runner {
     shutdown: shutdown::Signal,
     /// "Waiting for kubelet" is logged once per wait, then at debug.
     waiting_logged: bool,
+    kubelet: super::Presence,
 }
 
 /// Serves one plugin and keeps it registered until shutdown.
@@ -164,6 +165,7 @@ pub(super) fn spawn_plugin(
     allocations: Arc<Allocations>,
     dir: PathBuf,
     kubelet_starts: watch::Receiver<u64>,
+    kubelet: super::Presence,
 ) -> JoinHandle<()> {
     let node = Arc::clone(allocations.node());
     let runner = Runner {
@@ -177,6 +179,7 @@ pub(super) fn spawn_plugin(
         node,
         dir,
         waiting_logged: false,
+        kubelet,
     };
     tokio::spawn(runner.run())
 }
@@ -231,7 +234,8 @@ impl Runner {
                         tracing::debug!(%resource, error = %e, "kubelet registration failed; retrying");
                     } else {
                         tracing::info!(%resource, dir = %self.dir.display(), error = %e,
-                            "waiting for kubelet to accept registration; admissions are served meanwhile");
+                            "waiting for kubelet to accept registration; admissions are served meanwhile{}",
+                            self.kubelet.note());
                         self.waiting_logged = true;
                     }
                     tokio::select! {

@@ -55,7 +55,7 @@ fn wait_for(rx: &mpsc::Receiver<String>, needle: &str) -> Vec<String> {
 }
 
 #[test]
-fn dev_mode_serves_until_sigterm_then_exits_zero_and_removes_its_sockets() {
+fn dev_mode_serves_until_sigterm_then_exits_zero_and_removes_its_sockets_and_token() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let mut child = Reap(
@@ -77,6 +77,26 @@ fn dev_mode_serves_until_sigterm_then_exits_zero_and_removes_its_sockets() {
     assert!(task.exists() && admin.exists());
     let token = std::fs::read_to_string(state.join("dev-token")).unwrap();
     assert_eq!(token.trim().len(), 32, "128-bit hex token");
+    // Without a kubelet, the lines about it say that this is expected in
+    // dev mode, and none of them is a warning.
+    let mut said = Vec::new();
+    for needle in ["waiting for kubelet", "cannot list pod resources"] {
+        if !said.iter().any(|l: &String| l.contains(needle)) {
+            said.extend(wait_for(&rx, needle));
+        }
+    }
+    let about_kubelet: Vec<&String> = said
+        .iter()
+        .filter(|l| l.contains("kubelet") || l.contains("pod resources"))
+        .collect();
+    assert!(about_kubelet.len() >= 2, "{said:?}");
+    for l in &about_kubelet {
+        assert!(!l.contains("WARN"), "a warning in dev mode: {l}");
+    }
+    for needle in ["waiting for kubelet", "cannot list pod resources"] {
+        let line = about_kubelet.iter().find(|l| l.contains(needle)).unwrap();
+        assert!(line.contains("expected in --dev"), "{line}");
+    }
 
     let kill = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
@@ -88,6 +108,7 @@ fn dev_mode_serves_until_sigterm_then_exits_zero_and_removes_its_sockets() {
     let rest: Vec<String> = rx.try_iter().collect();
     assert!(rest.iter().any(|l| l.contains("SIGTERM")), "{rest:?}");
     assert!(!task.exists() && !admin.exists(), "sockets removed");
+    assert!(!state.join("dev-token").exists(), "dev token removed");
 }
 
 #[test]

@@ -60,6 +60,7 @@ pub fn kubelet_options(dir: &std::path::Path) -> vision_node_daemon::daemon::Kub
         dir: dir.join("device-plugins"),
         pod_resources_socket: dir.join("pod-resources").join("kubelet.sock"),
         reconcile_interval: Duration::from_millis(50),
+        kubelet: vision_node_daemon::daemon::KubeletPresence::Expected,
     }
 }
 
