@@ -118,9 +118,20 @@ struct SimulateArgs {
     /// Eviction policy: `lru` or `greedy-dual-size` (default: the config's).
     #[arg(long, value_parser = sim::parse_policy)]
     policy: Option<EvictionPolicy>,
-    /// Print the report as JSON.
-    #[arg(long)]
-    json: bool,
+    /// Also draw queue depth, hit rate and pool use per GPU over time, and
+    /// how each model's requests ended, into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// Output format: a text report for people, or JSON for scripts (as
+    /// visionctl's -o).
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    Table,
+    Json,
 }
 
 fn duration_arg(s: &str) -> Result<Duration, config::duration::DurationError> {
@@ -273,15 +284,98 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
+/// A progress bar on stderr while a simulation runs, only when stderr is a
+/// terminal and the run is long enough to wait for.
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn start(options: &sim::Options) -> Progress {
+        use std::io::IsTerminal;
+        // Arrivals simulated in total; a short run finishes before a bar
+        // could say anything.
+        let arrivals = options.rate_per_s * options.duration.as_secs_f64();
+        if !std::io::stderr().is_terminal() || arrivals < 100_000.0 {
+            return Progress(None);
+        }
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(1000),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "simulating {wide_bar} {percent:>3}% of the arrivals, {elapsed} (about {eta} left)",
+        ) {
+            bar.set_style(style);
+        }
+        Progress(Some(bar))
+    }
+
+    fn set(&self, done: f64) {
+        if let Some(bar) = &self.0 {
+            bar.set_position((done * 1000.0) as u64);
+        }
+    }
+
+    fn finish(self) {
+        if let Some(bar) = self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Writes the run's plot to `path`, titled with the run's flags.
+fn write_plot(
+    path: &std::path::Path,
+    args: &SimulateArgs,
+    report: &sim::Report,
+) -> Result<(), String> {
+    let by_model: Vec<sim::plot::ModelOutcomes> = report
+        .by_model
+        .iter()
+        .map(|m| sim::plot::ModelOutcomes {
+            model: m.name.clone(),
+            granted_warm: m.warm,
+            granted_cold: m.granted - m.warm,
+            refused: m.requests - m.granted,
+        })
+        .collect();
+    let title = format!(
+        "simulate --seed {} --duration {} --rate {} (policy {})",
+        args.seed,
+        config::duration::format(args.duration),
+        args.rate,
+        match report.policy {
+            EvictionPolicy::Lru => "lru",
+            EvictionPolicy::GreedyDualSize => "greedy-dual-size",
+        }
+    );
+    let svg = sim::plot::svg(&title, &report.timeline, &by_model).map_err(|e| e.to_string())?;
+    std::fs::write(path, svg)
+        .map_err(|e| format!("cannot write the plot to {}: {e}", path.display()))?;
+    eprintln!("plot written to {}", path.display());
+    Ok(())
+}
+
+/// A failed `simulate`: the message on stderr, or under `-o json` one JSON
+/// object on stdout, as visionctl prints failures.
+fn simulate_failed(output: Output, message: &str) -> ExitCode {
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({
+                "error": { "code": "INVALID_ARGUMENT", "message": message.trim_end() }
+            })
+        ),
+        Output::Table => eprintln!("simulate: {}", message.trim_end()),
+    }
+    ExitCode::FAILURE
+}
+
 fn simulate(args: SimulateArgs) -> ExitCode {
     let cfg = match &args.config {
         None => config::Config::dev(),
         Some(file) => match config::load_file(file) {
             Ok(cfg) => cfg,
-            Err(errors) => {
-                eprint!("{errors}");
-                return ExitCode::FAILURE;
-            }
+            Err(errors) => return simulate_failed(args.output, &errors.to_string()),
         },
     };
     let options = sim::Options {
@@ -297,8 +391,16 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         fault_duration: args.fault_duration,
         policy: args.policy,
     };
-    match sim::run(&cfg, &options) {
-        Ok(report) if args.json => {
+    let progress = Progress::start(&options);
+    let result = sim::run_with_progress(&cfg, &options, &mut |done| progress.set(done));
+    progress.finish();
+    if let (Ok(report), Some(path)) = (&result, &args.plot)
+        && let Err(e) = write_plot(path, &args, report)
+    {
+        return simulate_failed(args.output, &e);
+    }
+    match result {
+        Ok(report) if args.output == Output::Json => {
             print!("{}", report.json());
             ExitCode::SUCCESS
         }
@@ -306,10 +408,7 @@ fn simulate(args: SimulateArgs) -> ExitCode {
             print!("{}", report.text());
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("simulate: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => simulate_failed(args.output, &e.to_string()),
     }
 }
 

@@ -61,7 +61,7 @@ fn another_seed_prints_another_report() {
 
 #[test]
 fn json_output_parses_and_holds_the_headline_keys() {
-    let out = stdout_of(&["--seed", "7", "--duration", "2m", "--json"]);
+    let out = stdout_of(&["--seed", "7", "--duration", "2m", "-o", "json"]);
     let value = json::parse(&out).unwrap_or_else(|e| panic!("{e} in:\n{out}"));
     let json::Value::Object(fields) = &value else {
         panic!("not an object: {out}");
@@ -276,4 +276,56 @@ mod json {
             }
         }
     }
+}
+
+#[test]
+fn plot_draws_the_run_into_an_svg() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("run.svg");
+    let report = stdout_of(&[
+        "--seed",
+        "3",
+        "--duration",
+        "5m",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(report.contains("hit rate"), "the report is still printed");
+    let svg = std::fs::read_to_string(&svg).expect("the plot was written");
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    for title in [
+        "simulate --seed 3 --duration 5m",
+        "Queue depth",
+        "Warm hit rate",
+        "Pool use per GPU",
+        "Requests per model",
+        "GPU 1",
+        "sd3b",
+    ] {
+        assert!(svg.contains(title), "{title} missing from the plot");
+    }
+    // The series are sampled over the run: lines of many points (queue,
+    // waiting on a load, hit rate, a pool line per GPU).
+    let long_lines = svg
+        .split("<polyline")
+        .skip(1)
+        .filter_map(|l| l.split("points=\"").nth(1)?.split('"').next())
+        .filter(|points| points.split(' ').count() > 50)
+        .count();
+    assert_eq!(long_lines, 5, "{svg}");
+}
+
+#[test]
+fn under_o_json_a_failure_is_a_json_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "node_name: n\nmodels: []\n").unwrap();
+    let out = simulate(&["--config", bad.to_str().unwrap(), "-o", "json"]);
+    assert!(!out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(v["error"]["code"], "INVALID_ARGUMENT");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("models"),
+        "{v}"
+    );
 }

@@ -60,7 +60,7 @@ macro_rules! id_type {
 id_type!(
     /// Index of a GPU in the engine (the inventory's order).
     GpuId(u32),
-    "gpu"
+    "GPU "
 );
 id_type!(
     /// Index of a model in the catalog.
@@ -70,18 +70,18 @@ id_type!(
 id_type!(
     /// A granted lease. Never reused within one engine.
     LeaseId(u64),
-    "lease-"
+    "lease "
 );
 id_type!(
     /// An admission that has not been answered yet. Never reused.
     TicketId(u64),
-    "ticket-"
+    "ticket "
 );
 id_type!(
     /// One load of one model copy; lets a late load result be told apart
     /// from a newer load of the same model on the same GPU.
     LoadId(u64),
-    "load-"
+    "load "
 );
 
 /// What a caller asks for.
@@ -252,7 +252,7 @@ pub enum AdmitError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LeaseError {
     /// Unknown, already released, expired, or held by another token.
-    #[error("unknown lease {0} (released, expired, or not yours)")]
+    #[error("unknown {0} (released, expired, or not yours)")]
     UnknownLease(LeaseId),
 }
 
@@ -263,7 +263,7 @@ pub enum AllocError {
     DuplicateToken,
     #[error("unknown allocation token")]
     UnknownToken,
-    #[error("unknown GPU {0}")]
+    #[error("unknown {0}")]
     UnknownGpu(GpuId),
     #[error("an allocation needs at least one slot or one MiB")]
     Empty,
@@ -274,9 +274,9 @@ pub enum AllocError {
 pub enum AdminError {
     #[error("unknown model {0:?}")]
     UnknownModel(String),
-    #[error("unknown GPU {0}")]
+    #[error("unknown {0}")]
     UnknownGpu(GpuId),
-    #[error("GPU {0} is unhealthy")]
+    #[error("{0} is unhealthy")]
     GpuUnhealthy(GpuId),
     #[error("model {model:?} is already resident on {gpu}")]
     AlreadyResident { model: String, gpu: GpuId },

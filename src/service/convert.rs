@@ -240,10 +240,10 @@ pub(super) fn admit_error(e: &AdmitError) -> Status {
             "{msg} on this node; retry later or on another node"
         )),
         AdmitError::NoFreeSlot { .. } => Status::resource_exhausted(format!(
-            "{msg}; release a lease, or set timeout_ms > 0 to wait for one"
+            "{msg}; release a lease, or admit with a timeout above 0 to wait for one"
         )),
         AdmitError::NoCapacityNow => Status::resource_exhausted(format!(
-            "{msg} (timeout_ms = 0); set timeout_ms > 0 to wait for GPU memory"
+            "{msg} (the timeout is 0); admit with a timeout above 0 to wait for GPU memory"
         )),
         AdmitError::QueueFull { .. } => {
             Status::resource_exhausted(format!("{msg}; retry with backoff or use another node"))
@@ -258,7 +258,7 @@ pub(super) fn rejection(r: &Rejection, model: &str) -> Status {
     match r {
         Rejection::DeadlineExceeded { waited } => Status::deadline_exceeded(format!(
             "waited {} ms for GPU memory for {model:?} without getting a lease; \
-             retry with a longer timeout_ms, a higher priority, or on another node",
+             retry with a longer timeout, a higher priority, or on another node",
             waited.as_millis()
         )),
         Rejection::LoadFailed { gpu, message } => Status::unavailable(format!(

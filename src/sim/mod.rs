@@ -30,6 +30,7 @@ mod run;
 #[cfg(test)]
 mod tests;
 mod text;
+mod timeline;
 mod workload;
 
 use std::time::Duration;
@@ -156,6 +157,16 @@ pub fn policy_name(p: EvictionPolicy) -> &'static str {
 
 /// Runs one simulation of `options` against `config`'s GPUs and catalog.
 pub fn run(config: &Config, options: &Options) -> Result<Report, Error> {
+    run_with_progress(config, options, &mut |_| {})
+}
+
+/// [`run`], reporting the share (0..=1) of the arrival period simulated as
+/// it goes (a few hundred times per run).
+pub fn run_with_progress(
+    config: &Config,
+    options: &Options,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Report, Error> {
     options.validate()?;
-    run::simulate(config, options)
+    run::simulate(config, options, progress)
 }

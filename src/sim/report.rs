@@ -152,6 +152,8 @@ pub(super) struct RunFacts {
 /// One simulation's results. See [`Report::text`] for the readable form.
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// Queue, hit rate and pool use over simulated time (`--plot`).
+    pub timeline: super::plot::Timeline,
     pub options: Options,
     /// The policy that ran (the option's, else the config's).
     pub policy: EvictionPolicy,
@@ -235,6 +237,7 @@ impl Report {
         });
         let by_model = ModelStats::collect(models, facts.options.variants as usize, &tally);
         Report {
+            timeline: super::plot::Timeline::default(),
             by_model,
             options: facts.options,
             policy: facts.policy,

@@ -19,6 +19,7 @@ use crate::engine::{
 };
 
 use super::report::{Report, RunFacts};
+use super::timeline::Sampler;
 use super::workload::{self, Arrival, Arrivals, Fault, Faults};
 use super::{Error, Options};
 
@@ -190,10 +191,16 @@ struct Sim {
     keep_alive_every_ms: u64,
     fault_ms: u64,
     tally: Tally,
+    /// Samples over simulated time (`--plot`), and the progress they report.
+    sampler: Sampler,
 }
 
 /// Runs the whole simulation and builds the report.
-pub(super) fn simulate(config: &Config, options: &Options) -> Result<Report, Error> {
+pub(super) fn simulate(
+    config: &Config,
+    options: &Options,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Report, Error> {
     let wall = Instant::now();
     let gpus = workload::gpus(config);
     if gpus.is_empty() {
@@ -220,6 +227,7 @@ pub(super) fn simulate(config: &Config, options: &Options) -> Result<Report, Err
     let keep_alive_every_ms = (settings.lease_ttl.as_millis() as u64 / 2).max(1);
     let gpu_count = gpus.len();
     let engine = Engine::new(gpus, models.clone(), settings)?;
+    let sampler = Sampler::new(options.duration.as_millis() as u64, &engine);
     let (mut catalog_rng, arrival_rng, fault_rng) = workload::streams(options.seed);
     let mut sim = Sim {
         timed: Timed {
@@ -252,6 +260,7 @@ pub(super) fn simulate(config: &Config, options: &Options) -> Result<Report, Err
             warm_by_model: vec![0; models.len()],
             ..Tally::default()
         },
+        sampler,
     };
     for p in 0..sim.tokens.len() {
         let token = &sim.tokens[p];
@@ -259,12 +268,14 @@ pub(super) fn simulate(config: &Config, options: &Options) -> Result<Report, Err
             .call(|e| e.allocate_slots(token, options.slots, Time::ZERO))?;
     }
     sim.apply_effects();
-    sim.run();
+    sim.run(progress);
     let counters = sim.timed.engine.counters().clone();
     let mut tally = sim.tally;
     tally.engine_calls = sim.timed.calls;
     tally.engine_time = sim.timed.time;
-    Ok(Report::build(facts, &models, tally, counters, wall))
+    let mut report = Report::build(facts, &models, tally, counters, wall);
+    report.timeline = sim.sampler.timeline;
+    Ok(report)
 }
 
 impl Sim {
@@ -281,7 +292,7 @@ impl Sim {
         Time::from_millis(self.now_ms)
     }
 
-    fn run(&mut self) {
+    fn run(&mut self, progress: &mut dyn FnMut(f64)) {
         if let Some(a) = self.arrivals.next() {
             self.schedule(a.at_ms, Event::Arrival(a));
         }
@@ -294,6 +305,8 @@ impl Sim {
             if let Some(d) = deadline.map(Time::as_millis)
                 && next.is_none_or(|n| d < n)
             {
+                self.sampler
+                    .before(self.now_ms.max(d), &self.timed.engine, progress);
                 self.now_ms = self.now_ms.max(d);
                 let now = self.now();
                 self.timed.call(|e| e.tick(now));
@@ -301,6 +314,7 @@ impl Sim {
                 continue;
             }
             let Some(s) = self.heap.pop() else { break };
+            self.sampler.before(s.at_ms, &self.timed.engine, progress);
             self.now_ms = s.at_ms;
             self.handle(s.event);
         }

@@ -46,6 +46,8 @@ pub struct Browser {
     child: Child,
     commands: Mutex<ChildStdin>,
     pending: Pending,
+    /// The protocol's events (messages without an id), in order.
+    events: Mutex<mpsc::Receiver<Value>>,
     next_id: Mutex<u64>,
     _profile: tempfile::TempDir,
 }
@@ -88,6 +90,7 @@ impl Browser {
         let answers = child.stdout.take().unwrap();
         let pending: Pending = Arc::default();
         let waiting = Arc::clone(&pending);
+        let (events_tx, events) = mpsc::channel();
         std::thread::spawn(move || {
             let mut reader = BufReader::new(answers);
             let mut buf = Vec::new();
@@ -103,11 +106,16 @@ impl Browser {
                 let Ok(msg) = serde_json::from_slice::<Value>(&buf) else {
                     continue;
                 };
-                // Answers carry the command's id; events (no id) are not used.
-                if let Some(id) = msg.get("id").and_then(Value::as_u64)
-                    && let Some(tx) = waiting.lock().unwrap().remove(&id)
-                {
-                    let _ = tx.send(msg);
+                // Answers carry the command's id; events have none.
+                match msg.get("id").and_then(Value::as_u64) {
+                    Some(id) => {
+                        if let Some(tx) = waiting.lock().unwrap().remove(&id) {
+                            let _ = tx.send(msg);
+                        }
+                    }
+                    None => {
+                        let _ = events_tx.send(msg);
+                    }
                 }
             }
         });
@@ -115,6 +123,7 @@ impl Browser {
             child,
             commands: Mutex::new(commands),
             pending,
+            events: Mutex::new(events),
             next_id: Mutex::new(1),
             _profile: profile,
         }
@@ -168,6 +177,7 @@ impl Browser {
             "Emulation.setDeviceMetricsOverride",
             json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false }),
         );
+        page.call("Page.enable", json!({}));
         if !javascript {
             page.call(
                 "Emulation.setScriptExecutionDisabled",
@@ -196,18 +206,25 @@ impl Page<'_> {
         self.browser.call(Some(&self.session), method, params)
     }
 
-    /// Navigates to `url` and waits until the document has loaded.
+    /// Navigates to `url` and waits for the new document's load event.
     pub fn goto(&self, url: &str) {
+        let events = self.browser.events.lock().unwrap();
+        // Events of earlier pages or navigations do not count.
+        while events.try_recv().is_ok() {}
         let nav = self.call("Page.navigate", json!({ "url": url }));
         assert!(
             nav.get("errorText").is_none(),
             "navigating to {url}: {}",
             nav["errorText"]
         );
-        self.eval(
-            "document.readyState === 'complete' ? true : \
-             new Promise(r => addEventListener('load', () => r(true)))",
-        );
+        loop {
+            let ev = events
+                .recv_timeout(CALL_TIMEOUT)
+                .unwrap_or_else(|_| panic!("{url} did not load within {CALL_TIMEOUT:?}"));
+            if ev["method"] == "Page.loadEventFired" && ev["sessionId"] == self.session.as_str() {
+                return;
+            }
+        }
     }
 
     /// Evaluates `expression` in the page (awaiting a promise) and returns
