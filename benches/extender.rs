@@ -53,7 +53,7 @@ fn annotations(i: usize, models: &[ModelSpec], at: SystemTime) -> ObjectMeta {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
             let m = &models[(x >> 33) as usize % models.len()].name;
             if let Ok((_, load)) = e.preload(m, Some(GpuId(g)), Time::ZERO)
-                && (x >> 20) % 4 != 0
+                && !(x >> 20).is_multiple_of(4)
             {
                 e.load_finished(load, Ok(()), Time::ZERO);
             }
