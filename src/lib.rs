@@ -12,6 +12,8 @@
 //! - [`extender`]: `vision-scheduler-extender`, the kube-scheduler HTTP
 //!   extender that scores nodes by the residency the daemons publish; its
 //!   pure scoring is shared with the fleet simulator.
+//! - [`fleet`]: the fleet simulator — many nodes' engines, pods placed by
+//!   kube-scheduler's scoring with or without the extender's.
 //! - [`sim`]: the workload simulator that replays synthetic traffic through the
 //!   real engine and compares its load cost with an offline lower bound.
 //! - [`kubelet`]: the kubelet API constants (version, health strings,
@@ -31,6 +33,7 @@ pub mod daemon;
 pub mod deviceplugin;
 pub mod engine;
 pub mod extender;
+pub mod fleet;
 pub mod gpu;
 pub mod kubelet;
 pub mod proto;

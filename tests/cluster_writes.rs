@@ -49,9 +49,9 @@ async fn labels_and_annotations_are_applied_at_start_under_their_own_managers() 
             (
                 "vision.ai/residency",
                 concat!(
-                    r#"[{"uuid":"GPU-00000000-aaaa-bbbb-cccc-ddddeeeeffff","healthy":true,"free_mib":81920,"models":[],"loading":[],"total_mib":81920,"idle_mib":0},"#,
-                    r#"{"uuid":"GPU-00000001-aaaa-bbbb-cccc-ddddeeeeffff","healthy":true,"free_mib":81920,"models":[],"loading":[],"total_mib":81920,"idle_mib":0},"#,
-                    r#"{"uuid":"GPU-00000002-aaaa-bbbb-cccc-ddddeeeeffff","healthy":true,"free_mib":40960,"models":[],"loading":[],"total_mib":40960,"idle_mib":0}]"#
+                    r#"[{"uuid":"GPU-00000000-aaaa-bbbb-cccc-ddddeeeeffff","healthy":true,"free_mib":81920,"models":[],"loading":[],"total_mib":81920,"idle_mib":0,"pins":{}},"#,
+                    r#"{"uuid":"GPU-00000001-aaaa-bbbb-cccc-ddddeeeeffff","healthy":true,"free_mib":81920,"models":[],"loading":[],"total_mib":81920,"idle_mib":0,"pins":{}},"#,
+                    r#"{"uuid":"GPU-00000002-aaaa-bbbb-cccc-ddddeeeeffff","healthy":true,"free_mib":40960,"models":[],"loading":[],"total_mib":40960,"idle_mib":0,"pins":{}}]"#
                 ),
             ),
             ("vision.ai/queue-depth", "0"),
@@ -139,9 +139,9 @@ async fn annotation_changes_within_the_interval_coalesce_into_one_write_of_the_l
             (
                 "vision.ai/residency",
                 concat!(
-                    r#"[{"uuid":"GPU-00000000-aaaa-bbbb-cccc-ddddeeeeffff","healthy":true,"free_mib":81320,"models":["yolo"],"loading":[],"total_mib":81920,"idle_mib":0},"#,
-                    r#"{"uuid":"GPU-00000001-aaaa-bbbb-cccc-ddddeeeeffff","healthy":true,"free_mib":81220,"models":["yolo","clip"],"loading":[],"total_mib":81920,"idle_mib":700},"#,
-                    r#"{"uuid":"GPU-00000002-aaaa-bbbb-cccc-ddddeeeeffff","healthy":true,"free_mib":40960,"models":[],"loading":[],"total_mib":40960,"idle_mib":0}]"#
+                    r#"[{"uuid":"GPU-00000000-aaaa-bbbb-cccc-ddddeeeeffff","healthy":true,"free_mib":81320,"models":["yolo"],"loading":[],"total_mib":81920,"idle_mib":0,"pins":{"yolo":1}},"#,
+                    r#"{"uuid":"GPU-00000001-aaaa-bbbb-cccc-ddddeeeeffff","healthy":true,"free_mib":81220,"models":["yolo","clip"],"loading":[],"total_mib":81920,"idle_mib":700,"pins":{}},"#,
+                    r#"{"uuid":"GPU-00000002-aaaa-bbbb-cccc-ddddeeeeffff","healthy":true,"free_mib":40960,"models":[],"loading":[],"total_mib":40960,"idle_mib":0,"pins":{}}]"#
                 ),
             ),
             ("vision.ai/queue-depth", "0"),

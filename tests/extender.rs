@@ -50,12 +50,16 @@ async fn post(addr: SocketAddr, verb: &str, args: &Value) -> (u16, Value) {
     (status, body)
 }
 
-/// The six kinds of node the score tells apart, each a real engine's
-/// annotations stamped now, for a pod that runs sd3b (11 700 MiB cold).
+/// The kinds of node the score tells apart, each a real engine's
+/// annotations stamped now, for a pod that runs sd3b (11 700 MiB cold,
+/// two tasks per copy).
 fn fleet() -> Vec<Node> {
     let now = SystemTime::now();
     let mut warm = engine(&[L4]);
     preload(&mut warm, "sd3b", 0, true);
+    let mut one_task = engine(&[L4]);
+    preload(&mut one_task, "sd3b", 0, true);
+    assert_eq!(admit(&mut one_task, "sd3b", 1), 1);
     let mut loading = engine(&[L4]);
     preload(&mut loading, "sd3b", 0, false);
     let roomy = engine(&[L4, L4]);
@@ -66,13 +70,14 @@ fn fleet() -> Vec<Node> {
     crowded.set_external_mib(GpuId(0), 8000, vision_node_daemon::engine::Time::ZERO);
     let mut full = engine(&[L4]);
     full.set_external_mib(GpuId(0), 20_000, vision_node_daemon::engine::Time::ZERO);
-    // Warm, but two tasks hold both of the copy's slots and four wait.
+    // The copy is saturated (two tasks) and four more wait.
     let mut busy = engine(&[L4]);
     preload(&mut busy, "sd3b", 0, true);
     assert_eq!(admit(&mut busy, "sd3b", 6), 2);
     assert_eq!(busy.queued(), 4);
     [
         ("warm", &warm),
+        ("one-task", &one_task),
         ("loading", &loading),
         ("roomy", &roomy),
         ("crowded", &crowded),
@@ -110,7 +115,7 @@ fn owned(pairs: &[(&str, i64)]) -> Vec<(String, i64)> {
 }
 
 #[tokio::test]
-async fn prioritize_ranks_ready_over_loading_over_free_over_evictable_over_cold_and_discounts_queues()
+async fn prioritize_ranks_idle_over_ready_over_loading_over_saturated_over_free_over_evictable_over_cold()
  {
     let (addr, _) = serve(&settings(NodeCacheMode::Off)).await;
     let (status, answer) = post(
@@ -124,11 +129,13 @@ async fn prioritize_ranks_ready_over_loading_over_free_over_evictable_over_cold_
         scores(&answer),
         owned(&[
             ("warm", 10),
+            ("one-task", 9),
             ("loading", 8),
             ("roomy", 5),
             ("crowded", 3),
             ("full", 0),
-            ("busy", 5)
+            // Saturated (6), halved and floored by a queue of four.
+            ("busy", 3)
         ])
     );
 }
@@ -332,7 +339,7 @@ async fn bad_requests_get_a_400_or_413_with_an_error_and_the_server_carries_on()
         r#"vision_extender_requests_total{verb="filter",result="bad_request"} 4"#,
         r#"vision_extender_requests_total{verb="filter",result="too_large"} 1"#,
         r#"vision_extender_requests_total{verb="prioritize",result="ok"} 1"#,
-        r#"vision_extender_nodes_total{verb="prioritize",view="fresh"} 6"#,
+        r#"vision_extender_nodes_total{verb="prioritize",view="fresh"} 7"#,
     ] {
         assert!(
             metrics.lines().any(|l| l == line),
@@ -501,4 +508,105 @@ async fn health_and_readiness_without_a_cache() {
         (200, b"ok\n".to_vec())
     );
     assert_eq!(http(addr, "GET", "/readyz", b"").await.0, 200);
+}
+
+fn run(bin: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(bin)
+        .args(args)
+        .env("NODE_NAME", "ci-node")
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn the_extender_binary_checks_its_config_and_refuses_a_watch_without_an_api() {
+    let bin = env!("CARGO_BIN_EXE_vision-scheduler-extender");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.yaml");
+    let out = run(bin, &["check-config", example]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "domain: vision.ai",
+        "pod annotation: vision.ai/models",
+        "  - sd3b: needs 11700 MiB on one GPU (5700 weights + 6000 working)",
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "{line:?} in:\n{stdout}");
+    }
+    let out = run(bin, &["check-config", "/nonexistent.yaml"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the config file"));
+
+    let out = run(bin, &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--listen ADDR is required"));
+    let out = run(bin, &["--listen", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("--node-cache watch needs the Kubernetes API"),
+        "{text}"
+    );
+}
+
+#[test]
+fn simulate_fleet_prints_both_routings_as_json_and_its_flags_need_fleet() {
+    let bin = env!("CARGO_BIN_EXE_vision-node-daemon");
+    let mut cold = Vec::new();
+    for routing in ["spread", "warm"] {
+        let out = run(
+            bin,
+            &[
+                "simulate",
+                "--fleet",
+                "--nodes",
+                "6",
+                "--gpus-per-node",
+                "2",
+                "--duration",
+                "3m",
+                "--warmup",
+                "1m",
+                "--rate",
+                "1",
+                "--variants",
+                "4",
+                "--routing",
+                routing,
+                "--json",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(v["routing"], routing);
+        assert_eq!(
+            (v["nodes"].as_u64(), v["models"].as_u64()),
+            (Some(6), Some(16))
+        );
+        assert!(v["first_task_wait_ms"]["p99"].is_u64());
+        cold.push(
+            v["including_warmup"]["cold_loads"]
+                .as_u64()
+                .expect("cold_loads"),
+        );
+    }
+    assert!(cold[1] < cold[0], "{cold:?}");
+    let out = run(bin, &["simulate", "--nodes", "5"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--fleet"));
+    let out = run(bin, &["simulate", "--fleet", "--pods", "5"]);
+    assert!(
+        !out.status.success(),
+        "--pods is the single-node simulator's"
+    );
 }

@@ -7,14 +7,14 @@
 //!
 //! # Schema (version [`SCHEMA_VERSION`])
 //! - `<domain>/residency` — compact JSON, one object per GPU in index order:
-//!   `{"uuid","healthy","free_mib","models":[MRU first],"loading":[..],"total_mib","idle_mib"}`;
+//!   `{"uuid","healthy","free_mib","models":[MRU first],"loading":[..],"total_mib","idle_mib","pins":{..}}`;
 //! - `<domain>/queue-depth` — admissions waiting (for a slot, for memory or
 //!   on a load);
 //! - `<domain>/residency-version` — the schema version, a decimal integer;
 //! - `<domain>/residency-time` — when the state was read, RFC 3339 UTC to
 //!   the second.
 //!
-//! Version 1 (no version key, no time, no `total_mib`/`idle_mib`) is what
+//! Version 1 (no version key, no time, no `total_mib`/`idle_mib`/`pins`) is what
 //! daemons before the timestamp wrote; version 2 only adds, so a reader of
 //! version 1 reads version 2 unchanged. A reader must reject versions it
 //! does not know rather than guess.
@@ -68,6 +68,11 @@ struct GpuResidency<'a> {
     /// Weights of ready copies no task uses (version 2): what evicting idle
     /// copies could add to `free_mib`.
     idle_mib: u64,
+    /// Tasks running on each ready copy that has any (version 2), so a
+    /// reader that knows the models' `max_concurrency` can tell a copy with
+    /// room for another task from a saturated one; a ready copy not listed
+    /// is idle.
+    pins: BTreeMap<&'a str, u32>,
 }
 
 /// The annotations this node should carry, stamped `at` (see the module
@@ -99,6 +104,12 @@ pub fn node_annotations(status: &Status, domain: &str, at: SystemTime) -> Annota
                 .filter(|r| !r.loading && r.pins == 0)
                 .map(|r| r.weights_mib)
                 .sum(),
+            pins: g
+                .residents
+                .iter()
+                .filter(|r| !r.loading && r.pins > 0)
+                .map(|r| (r.name.as_str(), r.pins))
+                .collect(),
         })
         .collect();
     // Strings, integers and booleans cannot fail to serialise; the fallback
@@ -168,8 +179,8 @@ mod tests {
         assert_eq!(
             a["vision.ai/residency"],
             concat!(
-                r#"[{"uuid":"GPU-0","healthy":true,"free_mib":1000,"models":["clip","yolo"],"loading":["sam"],"total_mib":24576,"idle_mib":100},"#,
-                r#"{"uuid":"GPU-1","healthy":false,"free_mib":0,"models":[],"loading":[],"total_mib":24576,"idle_mib":0}]"#
+                r#"[{"uuid":"GPU-0","healthy":true,"free_mib":1000,"models":["clip","yolo"],"loading":["sam"],"total_mib":24576,"idle_mib":100,"pins":{"clip":1}},"#,
+                r#"{"uuid":"GPU-1","healthy":false,"free_mib":0,"models":[],"loading":[],"total_mib":24576,"idle_mib":0,"pins":{}}]"#
             )
         );
         assert_eq!(a["vision.ai/queue-depth"], "5");

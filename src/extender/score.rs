@@ -13,8 +13,10 @@
 //!
 //! | tier | condition on one healthy GPU | points |
 //! |---|---|---|
-//! | `Ready` | `m` is a ready copy | 10 |
+//! | `ReadyIdle` | `m` is a ready copy no task uses | 10 |
+//! | `Ready` | a ready copy with room for another task (`pins < max_concurrency`) | 9 |
 //! | `Loading` | `m` is being loaded | 8 |
+//! | `Saturated` | a ready copy at `max_concurrency` (a task frees it soon, or the node loads another copy) | 6 |
 //! | `FitsFree` | `free_mib ≥ need(m)` | 5 |
 //! | `FitsAfterEviction` | `free_mib + idle_mib ≥ need(m)` | 3 |
 //! | `Cold` | none of the above, or `m` not in the catalog | 0 |
@@ -67,6 +69,7 @@ struct CatalogModel {
     name: Box<str>,
     weights_mib: u64,
     working_mib: u64,
+    max_concurrency: u32,
 }
 
 impl Catalog {
@@ -82,6 +85,7 @@ impl Catalog {
                     name: m.name.as_str().into(),
                     weights_mib: m.weights_mib,
                     working_mib: m.working_mib,
+                    max_concurrency: m.max_concurrency,
                 });
             }
         }
@@ -103,6 +107,11 @@ impl Catalog {
     pub fn need_mib(&self, m: ModelRef) -> u64 {
         let spec = &self.models[m.0 as usize];
         spec.weights_mib + spec.working_mib
+    }
+
+    /// Most tasks one copy of `m` serves at once.
+    pub fn max_concurrency(&self, m: ModelRef) -> u32 {
+        self.models[m.0 as usize].max_concurrency
     }
 
     pub fn len(&self) -> usize {
@@ -163,21 +172,30 @@ impl PodModels {
     }
 }
 
-/// How ready a node is for one model, best first.
+/// How ready a node is for one model, worst first.
+///
+/// A ready copy with room starts a task at once; an idle one has room for
+/// more than one. A saturated copy (at `max_concurrency`) does not: the
+/// node loads another copy or the task waits for one to free up, so it
+/// ranks below a copy being loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Tier {
     Cold,
     FitsAfterEviction,
     FitsFree,
+    Saturated,
     Loading,
     Ready,
+    ReadyIdle,
 }
 
 impl Tier {
     pub fn points(self) -> i64 {
         match self {
-            Tier::Ready => 10,
+            Tier::ReadyIdle => 10,
+            Tier::Ready => 9,
             Tier::Loading => 8,
+            Tier::Saturated => 6,
             Tier::FitsFree => 5,
             Tier::FitsAfterEviction => 3,
             Tier::Cold => 0,
@@ -191,7 +209,11 @@ pub fn tier(m: ModelRef, catalog: &Catalog, gpus: &[GpuView]) -> Tier {
     let mut best = Tier::Cold;
     for g in gpus.iter().filter(|g| g.healthy) {
         let t = if g.ready.contains(&m) {
-            return Tier::Ready;
+            match g.pins(m) {
+                0 => return Tier::ReadyIdle,
+                p if p < catalog.max_concurrency(m) => Tier::Ready,
+                _ => Tier::Saturated,
+            }
         } else if g.loading.contains(&m) {
             Tier::Loading
         } else if g.free_mib >= need {
@@ -299,7 +321,22 @@ mod tests {
             idle_mib,
             ready: vec![],
             loading: vec![],
+            pins: vec![],
         }
+    }
+
+    /// A GPU with a ready copy of `m` running `pins` tasks.
+    fn ready(m: ModelRef, pins: u32) -> GpuView {
+        let mut g = gpu(0, if pins == 0 { 6000 } else { 0 });
+        g.ready = vec![m];
+        if pins > 0 {
+            g.pins = vec![(m, pins)];
+        }
+        g
+    }
+
+    fn warm(m: ModelRef) -> GpuView {
+        ready(m, 0)
     }
 
     fn node(queue_depth: u32, gpus: Vec<GpuView>) -> NodeView {
@@ -324,13 +361,13 @@ mod tests {
     fn each_tier_beats_the_next_and_the_points_map_to_0_through_10() {
         let c = catalog();
         let big = m("big");
-        let mut ready = gpu(0, 0);
-        ready.ready = vec![big];
         let mut loading = gpu(0, 0);
         loading.loading = vec![big];
         let cases = [
-            (ready, Tier::Ready, 10),
+            (warm(big), Tier::ReadyIdle, 10),
+            (ready(big, 1), Tier::Ready, 9),
             (loading, Tier::Loading, 8),
+            (ready(big, 2), Tier::Saturated, 6),
             (gpu(12000, 0), Tier::FitsFree, 5),
             (gpu(6000, 6000), Tier::FitsAfterEviction, 3),
             (gpu(6000, 5999), Tier::Cold, 0),
@@ -344,8 +381,7 @@ mod tests {
     #[test]
     fn the_best_healthy_gpu_counts_and_an_unhealthy_one_does_not() {
         let c = catalog();
-        let mut sick = gpu(0, 0);
-        sick.ready = vec![m("big")];
+        let mut sick = warm(m("big"));
         sick.healthy = false;
         let gpus = vec![sick, gpu(20000, 0), gpu(0, 0)];
         assert_eq!(tier(m("big"), &c, &gpus), Tier::FitsFree);
@@ -353,8 +389,7 @@ mod tests {
 
     #[test]
     fn queue_depth_discounts_a_warm_node_by_half_at_four() {
-        let mut g = gpu(0, 0);
-        g.ready = vec![m("big")];
+        let g = warm(m("big"));
         let p = pod("big");
         let scores: Vec<i64> = [0, 1, 2, 4, 12, 36, u32::MAX]
             .into_iter()
@@ -365,19 +400,16 @@ mod tests {
 
     #[test]
     fn several_models_score_their_mean() {
-        let mut g = gpu(0, 0);
-        g.ready = vec![m("big")];
-        // big ready (10) + small cold (0, no memory): 5.
-        assert_eq!(score_of(&pod("big, small"), &node(0, vec![g.clone()])), 5);
+        let g = warm(m("big"));
+        // big idle and ready (10) + small fits once the idle big copy goes (3).
+        assert_eq!(score_of(&pod("big, small"), &node(0, vec![g.clone()])), 6);
         // An unknown model counts as cold: (10 + 0) / 2.
         assert_eq!(score_of(&pod("big,mystery"), &node(0, vec![g])), 5);
     }
 
     #[test]
     fn stale_unknown_or_modelless_means_zero_for_every_node() {
-        let mut g = gpu(0, 0);
-        g.ready = vec![m("big")];
-        let n = node(0, vec![g]);
+        let n = node(0, vec![warm(m("big"))]);
         let c = catalog();
         assert_eq!(score(&pod("big"), &n, &c, 1000 + 120, 120), 10);
         assert_eq!(score(&pod("big"), &n, &c, 1000 + 121, 120), 0);

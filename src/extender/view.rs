@@ -70,6 +70,18 @@ pub struct GpuView {
     /// Ready copies of catalog models (names the catalog lacks are dropped).
     pub ready: Vec<ModelRef>,
     pub loading: Vec<ModelRef>,
+    /// Tasks running on ready copies that have any (absent: idle).
+    pub pins: Vec<(ModelRef, u32)>,
+}
+
+impl GpuView {
+    /// Tasks on the ready copy of `m` (0 when idle or absent).
+    pub fn pins(&self, m: ModelRef) -> u32 {
+        self.pins
+            .iter()
+            .find(|(p, _)| *p == m)
+            .map_or(0, |(_, n)| *n)
+    }
 }
 
 /// Why a node's annotations give no usable state.
@@ -132,6 +144,8 @@ struct WireGpu {
     loading: Vec<String>,
     total_mib: u64,
     idle_mib: u64,
+    #[serde(default)]
+    pins: std::collections::BTreeMap<String, u32>,
 }
 
 impl NodeView {
@@ -210,6 +224,11 @@ fn parse_state<'a>(
             idle_mib: g.idle_mib,
             ready: refs(&g.models),
             loading: refs(&g.loading),
+            pins: g
+                .pins
+                .iter()
+                .filter_map(|(n, &p)| Some((catalog.find(n)?, p)))
+                .collect(),
         })
         .collect();
     Ok(Residency {
