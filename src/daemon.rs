@@ -103,8 +103,12 @@ impl Daemon {
         let engine = Engine::new(specs, cfg.models.clone(), Settings::from_config(&cfg))?;
         warn_unfittable_models(&engine);
 
+        let runtime_gpus = crate::runtime::Gpus {
+            backend: inventory.backend(),
+            uuids: snapshot.iter().map(|g| g.uuid.clone()).collect(),
+        };
         let runtime: Arc<dyn crate::runtime::ModelRuntime> =
-            Arc::from(crate::runtime::from_config(&cfg.runtime).context("model runtime")?);
+            Arc::from(crate::runtime::from_config(&cfg, &runtime_gpus).context("model runtime")?);
         let clock = Clock::start();
         let paths = Paths::under(&opts.state_dir);
         let info = NodeInfo {
@@ -129,7 +133,13 @@ impl Daemon {
 
         let mut servers = Vec::new();
         for (listener, access) in [(task, Access::Task), (admin, Access::Admin)] {
-            let svc = AdmissionService::new(Arc::clone(&node), access).into_server();
+            // Fault injection (simulated GPUs) is an operator call: admin socket only.
+            let faults = (access == Access::Admin)
+                .then(|| opened.faults.clone())
+                .flatten();
+            let svc = AdmissionService::new(Arc::clone(&node), access)
+                .with_faults(faults)
+                .into_server();
             let mut stop = node.shutdown_signal();
             let path = listener.path().display().to_string();
             servers.push(tokio::spawn(async move {
@@ -325,12 +335,7 @@ async fn restore_residency(node: &Node) {
         }
     };
     for copy in listed {
-        let restored = node.with_engine(|e, now| {
-            let gpu = e.gpu_by_uuid(&copy.gpu_uuid)?;
-            let model = e.model_id(&copy.model)?;
-            e.restore_resident(gpu, model, now).ok()
-        });
-        match restored {
+        match node.restore_resident(&copy) {
             Some(()) => {
                 tracing::info!(model = %copy.model, gpu = %copy.gpu_uuid, "restored resident model")
             }

@@ -519,3 +519,129 @@ async fn a_caller_that_gives_up_leaves_the_queue() {
     assert_eq!(status.counters.unwrap().outcomes["cancelled"], 1);
     d.daemon.shutdown().await;
 }
+
+fn fault(gpu: &str, faulted: bool, reason: &str) -> pb::SetGpuFaultRequest {
+    pb::SetGpuFaultRequest {
+        gpu: gpu.into(),
+        faulted,
+        reason: reason.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn set_gpu_fault_on_the_admin_socket_revokes_that_gpus_leases_like_a_real_fault() {
+    let d = start(fast_dev_config()).await;
+    let mut c = d.task().await;
+    let lease = lease_of(&mut c, admit(&d.token, "yolo-v8n")).await;
+    let mut watch = c
+        .watch(pb::WatchRequest {
+            token: d.token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut admin = d.admin().await;
+    let r = admin
+        .set_gpu_fault(fault(&lease.gpu_uuid, true, "Xid 79: from a test"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (r.gpu_index, r.gpu_uuid.as_str()),
+        (lease.gpu_index, lease.gpu_uuid.as_str())
+    );
+    let Body::GpuHealth(h) = next_matching(&mut watch, |b| matches!(b, Body::GpuHealth(_))).await
+    else {
+        unreachable!()
+    };
+    assert_eq!((h.gpu_index, h.healthy), (lease.gpu_index, false));
+    assert_eq!(h.reason, "Xid 79: from a test");
+    let Body::LeaseRevoked(e) =
+        next_matching(&mut watch, |b| matches!(b, Body::LeaseRevoked(_))).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(e.lease.unwrap().lease_id, lease.lease_id);
+    assert_eq!(e.reason, "gpu_unhealthy");
+    // The holder's next KeepAlive says the lease is gone.
+    let gone = c
+        .keep_alive(pb::KeepAliveRequest {
+            token: d.token.clone(),
+            lease_id: lease.lease_id,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound, "{gone:?}");
+
+    // By index, and back to healthy; a default reason when none is given.
+    let index = lease.gpu_index.to_string();
+    admin.set_gpu_fault(fault(&index, false, "")).await.unwrap();
+    let Body::GpuHealth(h) =
+        next_matching(&mut watch, |b| matches!(b, Body::GpuHealth(h) if h.healthy)).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(h.gpu_index, lease.gpu_index);
+    admin.set_gpu_fault(fault(&index, true, "")).await.unwrap();
+    let Body::GpuHealth(h) = next_matching(
+        &mut watch,
+        |b| matches!(b, Body::GpuHealth(h) if !h.healthy),
+    )
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(h.reason, "injected fault");
+    d.daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn set_gpu_fault_refuses_pods_unknown_gpus_and_oversized_reasons() {
+    let d = start(fast_dev_config()).await;
+    let refused = d
+        .task()
+        .await
+        .set_gpu_fault(fault("0", true, ""))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("admin socket"), "{refused:?}");
+    let mut admin = d.admin().await;
+    for (gpu, reason, what) in [
+        ("7", "", "unknown GPU"),
+        ("GPU-nope", "", "unknown GPU"),
+        ("", "", "gpu is required"),
+        ("0", &"x".repeat(257) as &str, "at most 256"),
+    ] {
+        let e = admin
+            .set_gpu_fault(fault(gpu, true, reason))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{gpu:?}: {e:?}");
+        assert!(e.message().contains(what), "{gpu:?}: {e:?}");
+    }
+    // Nothing was faulted along the way.
+    let status = admin
+        .status(pb::StatusRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(status.gpus.iter().all(|g| g.healthy), "{status:?}");
+    d.daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn set_gpu_fault_without_simulated_gpus_is_a_failed_precondition() {
+    use pb::admission_server::Admission as _;
+    use vision_node_daemon::service::{Access, AdmissionService};
+    let d = start(fast_dev_config()).await;
+    // The admin service as a daemon on NVML GPUs builds it: no fault handle.
+    let svc = AdmissionService::new(std::sync::Arc::clone(d.daemon.node()), Access::Admin);
+    let e = svc
+        .set_gpu_fault(tonic::Request::new(fault("0", true, "")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("simulated GPUs only"), "{e:?}");
+    d.daemon.shutdown().await;
+}

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 
 use common::*;
 use serde_json::Value;
+use vision_node_daemon::proto::vision::v1 as pb;
 
 /// Runs visionctl with `args` (off the async threads) and returns (exit ok, stdout, stderr).
 async fn visionctl(state: &std::path::Path, args: &[&str]) -> (bool, String, String) {
@@ -170,4 +171,44 @@ async fn a_missing_daemon_is_reported_with_where_it_looked() {
         err.contains("admin.sock") && err.contains("is the daemon running"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fault_and_clear_a_simulated_gpu_from_the_command_line() {
+    let d = start(fast_dev_config()).await;
+    let state = state_dir(&d);
+    let (ok, out, err) = visionctl(&state, &["fault", "1", "--reason", "Xid 48"]).await;
+    assert!(ok, "{err}");
+    let uuid = d.daemon.node().read(|e| {
+        e.gpu(vision_node_daemon::engine::GpuId(1))
+            .unwrap()
+            .uuid
+            .clone()
+    });
+    assert_eq!(out, format!("GPU 1 ({uuid}) faulted\n"));
+    let healthy = |d: &Running| d.daemon.node().read(|e| e.status().gpus[1].healthy);
+    // The fault reaches the engine through the health watcher (asynchronously).
+    let mut watch = d
+        .admin()
+        .await
+        .watch(pb::WatchRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    if healthy(&d) {
+        next_matching(
+            &mut watch,
+            |b| matches!(b, pb::watch_event::Event::GpuHealth(h) if !h.healthy),
+        )
+        .await;
+    }
+    assert!(!healthy(&d));
+    let (ok, out, err) = visionctl(&state, &["fault", &uuid, "--clear", "-o", "json"]).await;
+    assert!(ok, "{err}");
+    let r: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(
+        (r["gpu_index"].as_u64(), r["gpu_uuid"].as_str()),
+        (Some(1), Some(uuid.as_str()))
+    );
+    d.daemon.shutdown().await;
 }

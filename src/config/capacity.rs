@@ -48,7 +48,7 @@ pub(crate) fn unfit_model_problem(
 ) -> Option<String> {
     let largest = simulated
         .iter()
-        .filter(|g| g.count > 0)
+        .filter(|g| g.count > 0 && g.memory_mib > 0)
         .max_by_key(|g| g.memory_mib)?;
     let usable = largest.memory_mib.saturating_sub(reserve_mib);
     let needed = weights_mib.saturating_add(working_mib);
@@ -62,34 +62,35 @@ pub(crate) fn unfit_model_problem(
     })
 }
 
-/// The GPUs the node is assumed to have, as (memory MiB, count) lines, and a
-/// phrase naming that assumption for messages.
-fn node_gpus(gpus: &GpuConfig) -> (Vec<(u64, u64)>, String) {
+/// The GPU sets the node may run with, each as (memory MiB, count) lines
+/// and a phrase naming that assumption for messages: the simulated list for
+/// `simulated`; a worst-case node for `nvml`; both for `auto`, which falls
+/// back to the simulated list when NVML is absent.
+fn node_gpus(gpus: &GpuConfig) -> Vec<(Vec<(u64, u64)>, String)> {
+    let simulated = || {
+        let lines: Vec<(u64, u64)> = gpus
+            .simulated
+            .iter()
+            .filter(|g| g.memory_mib > 0)
+            .map(|g| (g.memory_mib, u64::from(g.count)))
+            .collect();
+        let total: u64 = lines.iter().map(|(_, n)| n).sum();
+        (lines, format!("on the {total} simulated GPUs"))
+    };
+    let worst_case = |backend: &str| {
+        (
+            vec![(WORST_CASE_GPU_MEMORY_MIB, WORST_CASE_GPUS)],
+            format!(
+                "assuming a worst-case node of {WORST_CASE_GPUS} GPUs × {WORST_CASE_GPU_MEMORY_MIB} MiB \
+                 (backend `{backend}` finds its GPUs only at runtime)"
+            ),
+        )
+    };
     match gpus.backend {
-        GpuBackend::Simulated => {
-            let lines: Vec<(u64, u64)> = gpus
-                .simulated
-                .iter()
-                .filter(|g| g.memory_mib > 0)
-                .map(|g| (g.memory_mib, u64::from(g.count)))
-                .collect();
-            let total: u64 = lines.iter().map(|(_, n)| n).sum();
-            (lines, format!("on the {total} simulated GPUs"))
-        }
-        GpuBackend::Auto | GpuBackend::Nvml => {
-            let backend = if gpus.backend == GpuBackend::Auto {
-                "auto"
-            } else {
-                "nvml"
-            };
-            (
-                vec![(WORST_CASE_GPU_MEMORY_MIB, WORST_CASE_GPUS)],
-                format!(
-                    "assuming a worst-case node of {WORST_CASE_GPUS} GPUs × {WORST_CASE_GPU_MEMORY_MIB} MiB \
-                     (backend `{backend}` finds its GPUs only at runtime)"
-                ),
-            )
-        }
+        GpuBackend::Simulated => vec![simulated()],
+        GpuBackend::Nvml => vec![worst_case("nvml")],
+        GpuBackend::Auto if gpus.simulated.is_empty() => vec![worst_case("auto")],
+        GpuBackend::Auto => vec![worst_case("auto"), simulated()],
     }
 }
 
@@ -122,9 +123,19 @@ pub(crate) fn vram_listandwatch_problem(
     gpus: &GpuConfig,
     devices: &DevicesConfig,
 ) -> Option<String> {
-    let (lines, assumption) = node_gpus(gpus);
+    node_gpus(gpus)
+        .into_iter()
+        .find_map(|(lines, assumption)| vram_problem(&lines, &assumption, gpus, devices))
+}
+
+fn vram_problem(
+    lines: &[(u64, u64)],
+    assumption: &str,
+    gpus: &GpuConfig,
+    devices: &DevicesConfig,
+) -> Option<String> {
     let (reserve, fraction) = (gpus.reserve_mib, devices.vram_shareable_fraction);
-    let count = vram_devices(&lines, reserve, fraction, devices.vram_unit_mib);
+    let count = vram_devices(lines, reserve, fraction, devices.vram_unit_mib);
     if !over_limit(count) {
         return None;
     }
@@ -146,7 +157,7 @@ pub(crate) fn vram_listandwatch_problem(
     let (mut lo, mut hi) = (devices.vram_unit_mib, largest.saturating_add(1));
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        if over_limit(vram_devices(&lines, reserve, fraction, mid)) {
+        if over_limit(vram_devices(lines, reserve, fraction, mid)) {
             lo = mid + 1;
         } else {
             hi = mid;
@@ -166,19 +177,21 @@ pub(crate) fn slot_listandwatch_problem(
     gpus: &GpuConfig,
     devices: &DevicesConfig,
 ) -> Option<String> {
-    let (lines, assumption) = node_gpus(gpus);
-    let gpu_count: u64 = lines.iter().map(|(_, n)| n).sum();
-    let count = u128::from(devices.slots_per_gpu) * u128::from(gpu_count);
-    if !over_limit(count) {
-        return None;
-    }
+    node_gpus(gpus).into_iter().find_map(|(lines, assumption)| {
+        let gpu_count: u64 = lines.iter().map(|(_, n)| n).sum();
+        let count = u128::from(devices.slots_per_gpu) * u128::from(gpu_count);
+        over_limit(count)
+            .then(|| slot_message(devices.slots_per_gpu, count, gpu_count, &assumption))
+    })
+}
+
+fn slot_message(slots_per_gpu: u32, count: u128, gpu_count: u64, assumption: &str) -> String {
     let most = LISTANDWATCH_LIMIT_BYTES / VRAM_DEVICE_WIRE_BYTES / gpu_count.max(1);
-    Some(format!(
-        "{} slots per GPU gives {count} slot devices {assumption}, over kubelet's \
+    format!(
+        "{slots_per_gpu} slots per GPU gives {count} slot devices {assumption}, over kubelet's \
          {LISTANDWATCH_LIMIT_BYTES}-byte ListAndWatch limit (at ~{VRAM_DEVICE_WIRE_BYTES} bytes \
-         per device); use at most {most}",
-        devices.slots_per_gpu
-    ))
+         per device); use at most {most}"
+    )
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ pub(crate) struct Pos {
 impl Pos {
     /// yaml-rust2 0.10 markers: the line is 1-based, the column 0-based
     /// (despite its doc comment); checked by a test below.
-    fn from_marker(mark: Marker) -> Self {
+    pub(crate) fn from_marker(mark: Marker) -> Self {
         Pos {
             line: mark.line(),
             column: mark.col() + 1,

@@ -3,13 +3,36 @@
 use super::validate::Sources;
 use super::{Config, Error, Errors};
 
-/// Loads `text` with no environment and no host name, so that a missing
-/// `node_name` is an error rather than whatever machine runs the test.
+/// The catalog [`load`] appends to a text that has none: most tests are about
+/// other sections, and an empty catalog is an error of its own (tested with
+/// [`load_exactly`]). Appended last, it moves no line of the text.
+pub(crate) const ONE_MODEL: &str =
+    "models: [{name: m, weights_mib: 1, working_mib: 1, load_ms: 0}]\n";
+
+/// Loads `text` (with [`ONE_MODEL`] when it has no `models` key) with no
+/// environment and no host name, so that a missing `node_name` is an error
+/// rather than whatever machine runs the test.
 pub(crate) fn load(text: &str) -> Result<Config, Errors> {
     load_with_env(text, &|_| None, &|| None)
 }
 
 pub(crate) fn load_with_env(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    hostname: &dyn Fn() -> Option<String>,
+) -> Result<Config, Errors> {
+    let text = if text.lines().any(|l| l.starts_with("models:")) {
+        text.to_owned()
+    } else if text.is_empty() || text.ends_with('\n') {
+        format!("{text}{ONE_MODEL}")
+    } else {
+        format!("{text}\n{ONE_MODEL}")
+    };
+    load_exactly(&text, env, hostname)
+}
+
+/// Loads `text` as it is.
+pub(crate) fn load_exactly(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
     hostname: &dyn Fn() -> Option<String>,

@@ -21,7 +21,7 @@ use super::wire::{
 };
 use super::{
     AdmissionConfig, ClusterConfig, Config, DevicesConfig, EvictionPolicy, GpuBackend, GpuConfig,
-    ModelSpec, Publish, RuntimeConfig, RuntimeKind, SimulatedGpu, TelemetryConfig,
+    ModelSpec, Publish, RuntimeConfig, RuntimeKind, SimulatedGpu, TelemetryConfig, TritonConfig,
 };
 
 pub(crate) const DEFAULT_DOMAIN: &str = "vision.ai";
@@ -40,6 +40,16 @@ pub(crate) const DEFAULT_ANNOTATION_INTERVAL: Duration = Duration::from_secs(10)
 pub(crate) const DEFAULT_HEALTH_RECOVERY: Duration = Duration::from_secs(60);
 pub(crate) const DEFAULT_RELEASE_GRACE: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_CONTAINER_SOCKET_DIR: &str = "/var/run/vision";
+
+/// Bounds on the simulated inventory: real nodes have at most 16 GPUs of at
+/// most a few hundred GiB. Beyond these, a typo (`count: 4294967295`) would
+/// make the daemon allocate without limit, build a status larger than a
+/// gRPC message and take minutes to shut down.
+pub(crate) const MAX_SIMULATED_GPUS: u64 = 64;
+pub(crate) const MIN_GPU_MEMORY_MIB: u64 = 1024;
+pub(crate) const MAX_GPU_MEMORY_MIB: u64 = 1 << 20;
+/// The most models one catalog may list.
+pub(crate) const MAX_MODELS: usize = 1024;
 
 /// Where values not in the file come from; injected so tests do not depend on
 /// the machine they run on.
@@ -66,10 +76,26 @@ pub(crate) fn validate(
     let gpus = gpus(&mut c, wire.gpus.unwrap_or_default());
     let devices = devices(&mut c, wire.devices.unwrap_or_default());
     let admission = admission(&mut c, wire.admission.unwrap_or_default());
-    let runtime = runtime(&mut c, wire.runtime.unwrap_or_default());
+    let mut runtime = runtime(&mut c, wire.runtime.unwrap_or_default());
     let cluster = cluster(&mut c, wire.cluster.unwrap_or_default());
     let telemetry = telemetry(&mut c, wire.telemetry.unwrap_or_default());
-    let models = models(&mut c, wire.models.unwrap_or_default());
+    let (models, runtime_names) = models(&mut c, wire.models.unwrap_or_default());
+    runtime_model_names(&mut c, &mut runtime.kind, &models, runtime_names);
+    if models.is_empty() {
+        c.fail(
+            "models",
+            "the model catalog is empty; list at least one model with its name, weights_mib, \
+             working_mib and load_ms (see config/example.yaml)",
+        );
+    } else if models.len() > MAX_MODELS {
+        c.fail(
+            "models",
+            format!(
+                "lists {} models; a catalog holds at most {MAX_MODELS}",
+                models.len()
+            ),
+        );
+    }
     cross_checks(&mut c, &gpus, &devices, &models);
     if c.errors.is_empty() {
         Ok(Config {
@@ -194,6 +220,16 @@ fn gpus(c: &mut Check<'_>, wire: WireGpus) -> GpuConfig {
             "must list at least one GPU when gpus.backend is `simulated`",
         );
     }
+    let total: u64 = simulated.iter().map(|g| u64::from(g.count)).sum();
+    if total > MAX_SIMULATED_GPUS {
+        c.fail(
+            "gpus.simulated",
+            format!(
+                "lists {total} GPUs in all; a node has at most {MAX_SIMULATED_GPUS} \
+                 (lower the `count` of its entries)"
+            ),
+        );
+    }
     GpuConfig {
         backend,
         reserve_mib: wire.reserve_mib.unwrap_or(DEFAULT_RESERVE_MIB),
@@ -210,7 +246,17 @@ fn simulated_gpu(c: &mut Check<'_>, i: usize, wire: WireSimulatedGpu) -> Simulat
     if present && name.trim().is_empty() {
         c.fail(&name_path, "must not be empty");
     }
-    let memory_mib = required_positive(c, &join(&base, "memory_mib"), wire.memory_mib);
+    let memory_path = join(&base, "memory_mib");
+    let memory_mib = required_positive(c, &memory_path, wire.memory_mib);
+    if memory_mib > 0 && !(MIN_GPU_MEMORY_MIB..=MAX_GPU_MEMORY_MIB).contains(&memory_mib) {
+        c.fail(
+            &memory_path,
+            format!(
+                "{memory_mib} MiB is not a GPU's memory; give a size from {MIN_GPU_MEMORY_MIB} \
+                 to {MAX_GPU_MEMORY_MIB} MiB (24 GiB = 24576)"
+            ),
+        );
+    }
     let count = wire.count.unwrap_or(DEFAULT_SIMULATED_COUNT);
     c.positive(&join(&base, "count"), count);
     SimulatedGpu {
@@ -343,10 +389,24 @@ fn runtime(c: &mut Check<'_>, wire: WireRuntime) -> RuntimeConfig {
     if load_timeout.is_zero() {
         c.fail("runtime.load_timeout", "must be > 0");
     }
-    let kind = match wire.kind.unwrap_or(WireRuntimeKind::Bookkeeping) {
+    let kind = wire.kind.unwrap_or(WireRuntimeKind::Bookkeeping);
+    if kind != WireRuntimeKind::Triton {
+        for (key, present) in [
+            ("runtime.client_endpoint", wire.client_endpoint.is_some()),
+            ("runtime.model_repository", wire.model_repository.is_some()),
+        ] {
+            if present {
+                c.fail(key, "is only used with `kind: triton`");
+            }
+        }
+    }
+    let kind = match kind {
         WireRuntimeKind::Bookkeeping => {
             if wire.endpoint.is_some() {
-                c.fail("runtime.endpoint", "is only used with `kind: grpc`");
+                c.fail(
+                    "runtime.endpoint",
+                    "is only used with `kind: grpc` or `kind: triton`",
+                );
             }
             RuntimeKind::Bookkeeping {
                 simulate_load_time: wire.simulate_load_time.unwrap_or(false),
@@ -365,8 +425,136 @@ fn runtime(c: &mut Check<'_>, wire: WireRuntime) -> RuntimeConfig {
             }
             RuntimeKind::Grpc { endpoint }
         }
+        WireRuntimeKind::Triton => {
+            if wire.simulate_load_time.is_some() {
+                c.fail(
+                    "runtime.simulate_load_time",
+                    "is only used with `kind: bookkeeping`",
+                );
+            }
+            RuntimeKind::Triton(triton(
+                c,
+                wire.endpoint,
+                wire.client_endpoint,
+                wire.model_repository,
+            ))
+        }
     };
     RuntimeConfig { kind, load_timeout }
+}
+
+/// `runtime` with `kind: triton`; `model_names` is filled in from the catalog.
+fn triton(
+    c: &mut Check<'_>,
+    endpoint: Option<String>,
+    client_endpoint: Option<String>,
+    model_repository: Option<String>,
+) -> TritonConfig {
+    let endpoint = endpoint.unwrap_or_default();
+    if endpoint.is_empty() {
+        c.fail(
+            "runtime.endpoint",
+            "is required with `kind: triton`: Triton's gRPC address, e.g. 127.0.0.1:8001",
+        );
+    } else if let Some(problem) = tcp_address_problem(&endpoint) {
+        c.fail("runtime.endpoint", problem);
+    }
+    let client_endpoint = match client_endpoint.filter(|e| !e.is_empty()) {
+        Some(e) => {
+            if let Some(problem) = tcp_address_problem(&e) {
+                c.fail("runtime.client_endpoint", problem);
+            }
+            e
+        }
+        None => endpoint.clone(),
+    };
+    let model_repository = model_repository.map(|path| {
+        if !path.starts_with('/') {
+            c.fail(
+                "runtime.model_repository",
+                format!("{path:?}: must be an absolute path (Triton's model repository as the daemon sees it)"),
+            );
+        }
+        PathBuf::from(path)
+    });
+    TritonConfig {
+        endpoint,
+        client_endpoint,
+        model_repository,
+        model_names: Default::default(),
+    }
+}
+
+/// Triton's gRPC address: `host:port` or `http://host:port` (Triton serves
+/// gRPC on TCP only).
+fn tcp_address_problem(address: &str) -> Option<String> {
+    let rest = address.strip_prefix("http://").unwrap_or(address);
+    match rest.rsplit_once(':') {
+        Some((host, port))
+            if !host.is_empty()
+                && !host.contains(['/', ' ', '\t'])
+                && port.parse::<u16>().is_ok_and(|p| p > 0) =>
+        {
+            None
+        }
+        _ => Some(format!(
+            "{address:?}: expected host:port or http://host:port, e.g. 127.0.0.1:8001"
+        )),
+    }
+}
+
+/// Puts `models[].runtime_name` into the Triton config, or reports it where
+/// no runtime uses it. Two catalog models may not share one Triton model:
+/// the runtime tracks each Triton model's copies as one set.
+fn runtime_model_names(
+    c: &mut Check<'_>,
+    kind: &mut RuntimeKind,
+    models: &[ModelSpec],
+    runtime_names: Vec<(usize, String)>,
+) {
+    let RuntimeKind::Triton(triton) = kind else {
+        for (i, _) in runtime_names {
+            c.fail(
+                &format!("models[{i}].runtime_name"),
+                "is only used with `runtime.kind: triton`",
+            );
+        }
+        return;
+    };
+    let mut given: HashMap<usize, String> = HashMap::new();
+    for (i, name) in runtime_names {
+        if let Some(problem) = names::triton_model_name_problem(&name) {
+            c.fail(&format!("models[{i}].runtime_name"), problem);
+        }
+        given.insert(i, name);
+    }
+    let mut first_use: HashMap<String, usize> = HashMap::new();
+    for (i, model) in models.iter().enumerate() {
+        let triton_name = given.get(&i).unwrap_or(&model.name).clone();
+        if triton_name.is_empty() {
+            continue;
+        }
+        let path = if given.contains_key(&i) {
+            format!("models[{i}].runtime_name")
+        } else {
+            format!("models[{i}].name")
+        };
+        match first_use.get(&triton_name) {
+            Some(first) => c.fail(
+                &path,
+                format!(
+                    "Triton model `{triton_name}` is already served for models[{first}]; \
+                     each catalog model needs its own Triton model"
+                ),
+            ),
+            None => {
+                first_use.insert(triton_name.clone(), i);
+            }
+        }
+        if given.contains_key(&i) && triton_name != model.name {
+            triton.model_names.insert(model.name.clone(), triton_name);
+        }
+    }
 }
 
 /// A model runtime is reached over a Unix socket (`unix:///abs/path`) or TCP
@@ -388,11 +576,17 @@ fn endpoint_problem(endpoint: &str) -> Option<String> {
     ))
 }
 
-fn models(c: &mut Check<'_>, wire: Vec<WireModel>) -> Vec<ModelSpec> {
+/// The catalog, and each `runtime_name` given (by index), checked later
+/// against the runtime.
+fn models(c: &mut Check<'_>, wire: Vec<WireModel>) -> (Vec<ModelSpec>, Vec<(usize, String)>) {
     let mut first_use: HashMap<String, usize> = HashMap::new();
     let mut models = Vec::with_capacity(wire.len());
+    let mut runtime_names = Vec::new();
     for (i, model) in wire.into_iter().enumerate() {
         let base = format!("models[{i}]");
+        if let Some(runtime_name) = model.runtime_name {
+            runtime_names.push((i, runtime_name));
+        }
         let name_path = join(&base, "name");
         let present = model.name.is_some();
         let name = c.required(&name_path, model.name);
@@ -434,7 +628,7 @@ fn models(c: &mut Check<'_>, wire: Vec<WireModel>) -> Vec<ModelSpec> {
             task_types,
         });
     }
-    models
+    (models, runtime_names)
 }
 
 /// A required size: missing is reported as required, zero as `> 0`.
@@ -445,6 +639,16 @@ fn required_positive(c: &mut Check<'_>, path: &str, value: Option<u64>) -> u64 {
     }
 }
 
+/// Whether the simulated list is within the bounds `gpus` checks (count and
+/// sizes), so that capacity can be judged on it.
+fn within_bounds(simulated: &[SimulatedGpu]) -> bool {
+    let total: u64 = simulated.iter().map(|g| u64::from(g.count)).sum();
+    total <= MAX_SIMULATED_GPUS
+        && simulated.iter().all(|g| {
+            g.memory_mib == 0 || (MIN_GPU_MEMORY_MIB..=MAX_GPU_MEMORY_MIB).contains(&g.memory_mib)
+        })
+}
+
 /// Checks across sections; each runs only on inputs valid enough to judge.
 fn cross_checks(
     c: &mut Check<'_>,
@@ -452,18 +656,31 @@ fn cross_checks(
     devices: &DevicesConfig,
     models: &[ModelSpec],
 ) {
+    // A simulated list out of bounds has its own errors; judging capacity on
+    // it would only add noise (billions of devices).
+    let list_ok = within_bounds(&gpus.simulated);
     let reserve_ok = match capacity::reserve_problem(gpus.reserve_mib, &gpus.simulated) {
+        _ if !list_ok => false,
         Some(problem) => {
             c.fail("gpus.reserve_mib", problem);
             false
         }
         None => true,
     };
-    // Model fit is only judged against simulated GPUs: with `auto` or `nvml`
-    // the GPUs are unknown until runtime, where admission refuses a model
-    // that fits no GPU (FAILED_PRECONDITION with the numbers).
+    // Model fit is only judged against simulated GPUs, whenever they may be
+    // used: with `simulated`, and with `auto`, which falls back to them when
+    // NVML is absent. With `nvml` the GPUs are unknown until runtime, where
+    // admission refuses a model that fits no GPU (FAILED_PRECONDITION with
+    // the numbers).
     let simulated = gpus.backend == GpuBackend::Simulated;
-    if simulated && reserve_ok {
+    let may_simulate =
+        simulated || (gpus.backend == GpuBackend::Auto && !gpus.simulated.is_empty());
+    let node_known = if may_simulate {
+        reserve_ok && !gpus.simulated.is_empty()
+    } else {
+        true
+    };
+    if may_simulate && reserve_ok {
         for (i, model) in models.iter().enumerate() {
             if let Some(problem) = capacity::unfit_model_problem(
                 model.weights_mib,
@@ -476,7 +693,6 @@ fn cross_checks(
         }
     }
     let fraction_ok = (0.0..=1.0).contains(&devices.vram_shareable_fraction);
-    let node_known = !simulated || (reserve_ok && !gpus.simulated.is_empty());
     if node_known
         && fraction_ok
         && devices.vram_unit_mib > 0

@@ -14,6 +14,7 @@ use tracing::Instrument;
 use super::core::Waiter;
 use super::{Access, Node, convert};
 use crate::engine::{Admission, AdmitRequest, GpuId, Lease, LeaseId, Rejection, TicketId, Wait};
+use crate::gpu::{FaultHandle, Health};
 use crate::proto::vision::v1 as pb;
 use pb::admission_server::Admission as AdmissionApi;
 use pb::watch_event::Event as Body;
@@ -23,11 +24,28 @@ use pb::watch_event::Event as Body;
 pub struct AdmissionService {
     node: Arc<Node>,
     access: Access,
+    /// Fault injection for `SetGpuFault`: present only on the admin socket
+    /// of a daemon whose GPUs are simulated.
+    faults: Option<FaultHandle>,
 }
+
+/// The longest `SetGpuFault` reason accepted (it is echoed in events and logs).
+const MAX_FAULT_REASON: usize = 256;
 
 impl AdmissionService {
     pub fn new(node: Arc<Node>, access: Access) -> AdmissionService {
-        AdmissionService { node, access }
+        AdmissionService {
+            node,
+            access,
+            faults: None,
+        }
+    }
+
+    /// Serves `SetGpuFault` through `faults` (simulated GPUs); without it the
+    /// call answers FAILED_PRECONDITION.
+    pub fn with_faults(mut self, faults: Option<FaultHandle>) -> AdmissionService {
+        self.faults = faults;
+        self
     }
 
     pub fn into_server(self) -> pb::admission_server::AdmissionServer<AdmissionService> {
@@ -442,5 +460,54 @@ impl AdmissionApi for AdmissionService {
         Ok(Response::new(
             self.node.with_core(|core, _| convert::list_models(core)),
         ))
+    }
+
+    async fn set_gpu_fault(
+        &self,
+        request: Request<pb::SetGpuFaultRequest>,
+    ) -> Result<Response<pb::SetGpuFaultResponse>, Status> {
+        self.admin_only("SetGpuFault")?;
+        let req = request.into_inner();
+        let Some(faults) = &self.faults else {
+            return Err(Status::failed_precondition(format!(
+                "SetGpuFault injects faults into simulated GPUs only, and this node's GPUs are {}: \
+                 use a config with gpus.backend: simulated (or --dev) to test fault handling",
+                self.node.info().gpu_backend
+            )));
+        };
+        if req.reason.len() > MAX_FAULT_REASON {
+            return Err(Status::invalid_argument(format!(
+                "reason is {} bytes; at most {MAX_FAULT_REASON} are accepted",
+                req.reason.len()
+            )));
+        }
+        let Some(gpu) = self.gpu_arg(&req.gpu)? else {
+            return Err(Status::invalid_argument(
+                "gpu is required: give a GPU UUID or an index",
+            ));
+        };
+        let uuid = self
+            .node
+            .read(|e| e.gpu(gpu).map(|g| g.uuid.clone()))
+            .unwrap_or_default();
+        let health = if req.faulted {
+            let reason = if req.reason.is_empty() {
+                "injected fault".to_owned()
+            } else {
+                req.reason
+            };
+            Health::Unhealthy(reason)
+        } else {
+            Health::Healthy
+        };
+        // The simulated inventory pushes the change to the daemon's health
+        // watcher, which applies it exactly as it would an NVML Xid event.
+        faults
+            .set_health(gpu.0, health)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok(Response::new(pb::SetGpuFaultResponse {
+            gpu_index: gpu.0,
+            gpu_uuid: uuid,
+        }))
     }
 }

@@ -222,10 +222,35 @@ impl Node {
         if self.shutdown.send_replace(true) {
             return;
         }
-        self.with_engine(|engine, now| engine.shutdown(now));
-        for tx in &self.jobs {
-            let _ = tx.send(Job::Stop);
+        // A runtime whose copies outlive the daemon: the workers stop before
+        // the engine's shutdown unloads reach them.
+        let keep = !self.runtime.unload_on_shutdown();
+        if keep {
+            for tx in &self.jobs {
+                let _ = tx.send(Job::Stop);
+            }
         }
+        self.with_engine(|engine, now| engine.shutdown(now));
+        if !keep {
+            for tx in &self.jobs {
+                let _ = tx.send(Job::Stop);
+            }
+        }
+    }
+
+    /// Records a copy the runtime already holds (its ListLoaded at start) as
+    /// an idle resident, with the endpoint leases on it name. `None` when
+    /// the model or GPU is not this daemon's, or the copy is already known.
+    pub fn restore_resident(&self, copy: &crate::runtime::LoadedCopy) -> Option<()> {
+        self.with_core(|core, now| {
+            let gpu = core.engine.gpu_by_uuid(&copy.gpu_uuid)?;
+            let model = core.engine.model_id(&copy.model)?;
+            core.engine.restore_resident(gpu, model, now).ok()?;
+            if !copy.endpoint.is_empty() {
+                core.endpoints.insert((gpu, model), copy.endpoint.clone());
+            }
+            Some(())
+        })
     }
 
     /// A status snapshot in wire form, scoped to `token` when given.

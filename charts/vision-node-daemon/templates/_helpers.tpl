@@ -72,6 +72,17 @@ out: the daemon takes it from $NODE_NAME (the downward API).
 {{- end }}
 {{- $_ := set $cfg "gpus" $gpus }}
 {{- end }}
+{{- if .Values.runtime.triton.enabled }}
+{{- $t := .Values.runtime.triton }}
+{{- $runtime := dict "kind" "triton" "endpoint" (printf "127.0.0.1:%v" $t.grpcPort) "model_repository" $t.modelRepository.mountPath }}
+{{- with (default dict $cfg.runtime).load_timeout }}
+{{- $_ := set $runtime "load_timeout" . }}
+{{- end }}
+{{- with $t.clientEndpoint }}
+{{- $_ := set $runtime "client_endpoint" . }}
+{{- end }}
+{{- $_ := set $cfg "runtime" $runtime }}
+{{- end }}
 {{- toYaml $cfg }}
 {{- end }}
 
@@ -152,4 +163,22 @@ extenders:
     managedResources:
       - name: {{ .Values.domain }}/slot
         ignoredByScheduler: false
+{{- end }}
+
+{{/* The model repository volume of the Triton container (runtime.triton). */}}
+{{- define "vision-node-daemon.tritonRepositoryVolume" -}}
+{{- $r := .Values.runtime.triton.modelRepository -}}
+- name: triton-models
+{{- if eq $r.type "hostPath" }}
+  hostPath:
+    path: {{ required "runtime.triton.modelRepository.hostPath is required with type hostPath" $r.hostPath }}
+    type: Directory
+{{- else if eq $r.type "pvc" }}
+  persistentVolumeClaim:
+    claimName: {{ required "runtime.triton.modelRepository.claimName is required with type pvc" $r.claimName }}
+    readOnly: true
+{{- else }}
+{{- if not $r.volume }}{{ fail "runtime.triton.modelRepository.volume is required with type volume" }}{{ end }}
+  {{- toYaml $r.volume | nindent 2 }}
+{{- end }}
 {{- end }}

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::super::test_support::{err, errors, load, load_with_env};
+use super::super::test_support::{ONE_MODEL, err, errors, load, load_exactly, load_with_env};
 use super::super::wire::MODEL_KEYS;
 use super::super::{
     AdmissionConfig, Config, DevicesConfig, EvictionPolicy, GpuBackend, GpuConfig, ModelSpec,
@@ -125,7 +125,10 @@ fn unknown_keys_before_a_type_error_are_reported_with_it() {
 
 #[test]
 fn a_document_that_is_not_a_mapping_is_a_type_error_at_the_top() {
-    let found = errors("- 1\n");
+    let found = load_exactly("- 1\n", &|_| None, &|| None)
+        .expect_err("a sequence")
+        .errors()
+        .to_vec();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].path, "");
     assert!(
@@ -179,7 +182,8 @@ fn node_name_falls_back_to_the_lower_cased_host_name() {
 #[test]
 fn load_str_takes_node_name_from_the_injected_environment() {
     let env = |k: &str| (k == "NODE_NAME").then(|| "injected".to_owned());
-    let config = load_str("domain: vision.ai\n", "t.yaml", &env).expect("loads");
+    let text = format!("domain: vision.ai\n{ONE_MODEL}");
+    let config = load_str(&text, "t.yaml", &env).expect("loads");
     assert_eq!(config.node_name, "injected");
 }
 
@@ -241,7 +245,16 @@ fn every_default_is_filled_in() {
             annotation_interval: Duration::from_secs(10),
         },
         telemetry: crate::config::TelemetryConfig::default(),
-        models: vec![],
+        // test_support's ONE_MODEL, with the model defaults filled in.
+        models: vec![ModelSpec {
+            name: "m".into(),
+            weights_mib: 1,
+            working_mib: 1,
+            max_concurrency: 4,
+            load_ms: 0,
+            task_ms: 100,
+            task_types: vec![],
+        }],
     };
     assert_eq!(config, expected);
 }
@@ -310,7 +323,8 @@ fn the_example_config_file_loads_with_backend_auto() {
 fn load_file_reads_a_file_and_names_it_in_errors() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("bad.yaml");
-    std::fs::write(&path, "node_name: n\ndevices: { slots_per_gpu: 0 }\n").expect("write");
+    let text = format!("node_name: n\ndevices: {{ slots_per_gpu: 0 }}\n{ONE_MODEL}");
+    std::fs::write(&path, text).expect("write");
     let errors = load_file(&path).expect_err("invalid");
     let shown = errors.to_string();
     let header = format!("{}: 1 error\n", path.display());
@@ -358,4 +372,144 @@ proptest! {
     fn loading_never_panics_on_yaml_like_text(text in "[a-z_:{}\\[\\],\"' \n#&*!|>.0-9-]{0,80}") {
         let _ = load(&text);
     }
+}
+
+#[test]
+fn every_type_error_is_reported_with_every_unknown_key_in_one_run() {
+    // serde stops at the first wrong type; the loader sets each aside and
+    // looks again, so an operator fixes the whole file in one round.
+    let text = "\
+node_name: n
+colour: blue
+gpus:
+  reserve_mib: lots
+  simulated: [{ name: g, memory_mib: 24576, count: two }]
+admission: { queue_limit: -1, lease_tll: 5s }
+models:
+  - name: a
+    weights_mib: [1]
+    working_mib: 1
+    load_ms: 0
+";
+    let found: Vec<(String, Option<usize>)> =
+        errors(text).into_iter().map(|e| (e.path, e.line)).collect();
+    assert_eq!(
+        found,
+        vec![
+            ("colour".to_owned(), Some(2)),
+            ("gpus.reserve_mib".to_owned(), Some(4)),
+            ("gpus.simulated[0].count".to_owned(), Some(5)),
+            ("admission.queue_limit".to_owned(), Some(6)),
+            ("admission.lease_tll".to_owned(), Some(6)),
+            ("models[0].weights_mib".to_owned(), Some(9)),
+        ]
+    );
+    let messages: Vec<String> = errors(text).into_iter().map(|e| e.message).collect();
+    assert!(
+        messages[1].starts_with("invalid type: string \"lots\""),
+        "{messages:?}"
+    );
+    assert!(
+        messages[5].starts_with("invalid type: sequence"),
+        "{messages:?}"
+    );
+}
+
+#[test]
+fn an_empty_file_is_refused_with_a_clear_message() {
+    for text in ["", "# only a comment\n", "---\n"] {
+        let errors = load_exactly(text, &|_| None, &|| None).expect_err("empty");
+        let found = errors.errors();
+        assert_eq!(found.len(), 1, "{text:?}: {found:?}");
+        assert!(
+            found[0].message.starts_with("the config is empty"),
+            "{found:?}"
+        );
+    }
+}
+
+#[test]
+fn an_empty_catalog_is_refused_at_its_key() {
+    let found = load_exactly("node_name: n\nmodels: []\n", &|_| None, &|| None)
+        .expect_err("no models")
+        .errors()
+        .to_vec();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!((found[0].path.as_str(), found[0].line), ("models", Some(2)));
+    assert!(found[0].message.contains("catalog is empty"), "{found:?}");
+}
+
+#[test]
+fn deep_nesting_fails_fast_at_the_line_where_it_goes_too_deep() {
+    // unsafe-libyaml takes minutes on 100 000 levels; the shape check stops
+    // at the limit without handing the text to it. Flow, block and compact
+    // sequence nesting are all caught.
+    let flow = format!(
+        "node_name: n\nx: {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let compact = format!("node_name: n\nx:\n{}1\n", "- ".repeat(100_000));
+    let mut block = "node_name: n\n".to_owned();
+    for depth in 0..100 {
+        block.push_str(&format!("{}k{depth}:\n", "  ".repeat(depth)));
+    }
+    for (name, text) in [("flow", flow), ("compact", compact), ("block", block)] {
+        let found = load_exactly(&text, &|_| None, &|| None)
+            .expect_err(name)
+            .errors()
+            .to_vec();
+        assert_eq!(found.len(), 1, "{name}: {found:?}");
+        assert!(
+            found[0].message.contains("nested more than"),
+            "{name}: {found:?}"
+        );
+        assert!(found[0].line.is_some(), "{name}: {found:?}");
+    }
+}
+
+#[test]
+fn a_file_over_the_size_limit_is_refused_before_parsing() {
+    let text = format!("node_name: n\n# {}\n", "x".repeat(super::MAX_CONFIG_BYTES));
+    let found = load_exactly(&text, &|_| None, &|| None)
+        .expect_err("too large")
+        .errors()
+        .to_vec();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].message.contains("bytes, more than the"),
+        "{found:?}"
+    );
+    // The same from a file, without reading it whole.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("big.yaml");
+    std::fs::write(&path, &text).expect("write");
+    let shown = load_file(&path).expect_err("too large").to_string();
+    assert!(shown.contains("bytes, more than the"), "{shown}");
+}
+
+#[test]
+fn a_second_document_is_reported_at_its_start() {
+    let text = format!("node_name: n\n{ONE_MODEL}---\nnode_name: m\n");
+    let found = load_exactly(&text, &|_| None, &|| None)
+        .expect_err("two documents")
+        .errors()
+        .to_vec();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].line, Some(3), "{found:?}");
+    assert!(
+        found[0].message.contains("second YAML document"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_utf8_is_reported_at_the_bad_byte() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("latin1.yaml");
+    std::fs::write(&path, b"node_name: n\ndomain: caf\xe9\n").expect("write");
+    let errors = load_file(&path).expect_err("not UTF-8");
+    let found = &errors.errors()[0];
+    assert_eq!((found.line, found.column), (Some(2), Some(12)), "{found:?}");
+    assert!(found.message.contains("not UTF-8"), "{found:?}");
 }

@@ -200,9 +200,22 @@ fn a_model_that_fits_no_simulated_gpu_is_rejected_with_the_numbers() {
 
 #[test]
 fn model_fit_is_not_checked_when_the_gpus_are_known_only_at_runtime() {
+    let text = TOO_BIG_MODEL.replace("backend: simulated", "backend: nvml");
+    let config = load(&text).expect("nvml GPUs are unknown until runtime");
+    assert_eq!(config.gpus.backend, GpuBackend::Nvml);
+}
+
+#[test]
+fn model_fit_is_checked_against_the_list_auto_falls_back_to() {
+    // Without NVML, `auto` runs on the simulated list: check-config must say
+    // what the daemon would then refuse.
     let text = TOO_BIG_MODEL.replace("backend: simulated", "backend: auto");
-    let config = load(&text).expect("auto GPUs are unknown until runtime");
-    assert_eq!(config.gpus.backend, GpuBackend::Auto);
+    let found = errors(&text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (found[0].path.as_str(), found[0].line),
+        ("models[0]", Some(6))
+    );
 }
 
 #[test]
@@ -417,10 +430,104 @@ fn a_bookkeeping_runtime_refuses_an_endpoint() {
         errors(text),
         vec![err(
             "runtime.endpoint",
-            "is only used with `kind: grpc`",
+            "is only used with `kind: grpc` or `kind: triton`",
             3,
             13
         )]
+    );
+}
+
+#[test]
+fn a_triton_runtime_takes_an_endpoint_a_client_endpoint_and_runtime_names() {
+    let text = "\
+node_name: n
+runtime:
+  kind: triton
+  endpoint: 127.0.0.1:8001
+  model_repository: /models
+  load_timeout: 90s
+models:
+  - { name: yolo-v8n, runtime_name: yolov8n_onnx, weights_mib: 1, working_mib: 1, load_ms: 0 }
+  - { name: clip, weights_mib: 1, working_mib: 1, load_ms: 0 }
+";
+    let config = load(text).expect("loads");
+    let super::super::RuntimeKind::Triton(t) = &config.runtime.kind else {
+        panic!("{:?}", config.runtime.kind)
+    };
+    assert_eq!(t.endpoint, "127.0.0.1:8001");
+    assert_eq!(t.client_endpoint, "127.0.0.1:8001", "defaults to endpoint");
+    assert_eq!(
+        t.model_repository.as_deref(),
+        Some(std::path::Path::new("/models"))
+    );
+    assert_eq!(t.triton_name("yolo-v8n"), "yolov8n_onnx");
+    assert_eq!(t.triton_name("clip"), "clip");
+    assert_eq!(
+        config.runtime.load_timeout,
+        std::time::Duration::from_secs(90)
+    );
+}
+
+#[test]
+fn triton_settings_are_checked_with_their_lines() {
+    let text = "\
+node_name: n
+runtime:
+  kind: triton
+  endpoint: unix:///run/triton.sock
+  client_endpoint: triton
+  model_repository: models
+  simulate_load_time: true
+models:
+  - { name: a, runtime_name: shared, weights_mib: 1, working_mib: 1, load_ms: 0 }
+  - { name: b, runtime_name: shared, weights_mib: 1, working_mib: 1, load_ms: 0 }
+  - { name: c, runtime_name: x/y, weights_mib: 1, working_mib: 1, load_ms: 0 }
+";
+    let got = errors(text);
+    let paths: Vec<(&str, Option<usize>)> = got.iter().map(|e| (e.path.as_str(), e.line)).collect();
+    assert_eq!(
+        paths,
+        vec![
+            ("runtime.endpoint", Some(4)),
+            ("runtime.client_endpoint", Some(5)),
+            ("runtime.model_repository", Some(6)),
+            ("runtime.simulate_load_time", Some(7)),
+            ("models[1].runtime_name", Some(10)),
+            ("models[2].runtime_name", Some(11)),
+        ],
+        "{got:#?}"
+    );
+    assert!(got[0].message.contains("host:port"), "{}", got[0].message);
+    assert!(
+        got[4].message.contains("already served for models[0]"),
+        "{}",
+        got[4].message
+    );
+}
+
+#[test]
+fn triton_keys_are_refused_with_other_runtimes() {
+    let text = "\
+node_name: n
+runtime:
+  client_endpoint: 127.0.0.1:8001
+models:
+  - { name: a, runtime_name: a_onnx, weights_mib: 1, working_mib: 1, load_ms: 0 }
+";
+    let got = errors(text);
+    let paths: Vec<(&str, Option<usize>)> = got.iter().map(|e| (e.path.as_str(), e.line)).collect();
+    assert_eq!(
+        paths,
+        vec![
+            ("runtime.client_endpoint", Some(3)),
+            ("models[0].runtime_name", Some(5))
+        ],
+        "{got:#?}"
+    );
+    assert!(
+        got[1].message.contains("runtime.kind: triton"),
+        "{}",
+        got[1].message
     );
 }
 
@@ -472,4 +579,47 @@ fn cluster_and_telemetry_settings_are_checked_with_their_lines() {
             ),
         ]
     );
+}
+
+#[test]
+fn the_simulated_list_is_bounded_whichever_backend_may_use_it() {
+    // `auto` falls back to this list, so it is checked as strictly as under
+    // `simulated`: a count or a size no node has is refused up front.
+    for backend in ["auto", "simulated"] {
+        let text = format!(
+            "node_name: n\ngpus:\n  backend: {backend}\n  simulated:\n    - {{ name: a, memory_mib: 18446744073709551615 }}\n    - {{ name: b, memory_mib: 513 }}\n    - {{ name: c, memory_mib: 24576, count: 4294967295 }}\n"
+        );
+        let found: Vec<(String, Option<usize>)> = errors(&text)
+            .into_iter()
+            .map(|e| (e.path, e.line))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                ("gpus.simulated".to_owned(), Some(5)),
+                ("gpus.simulated[0].memory_mib".to_owned(), Some(5)),
+                ("gpus.simulated[1].memory_mib".to_owned(), Some(6)),
+            ],
+            "{backend}"
+        );
+    }
+    let found =
+        errors("node_name: n\ngpus:\n  simulated: [{ name: a, memory_mib: 24576, count: 65 }]\n");
+    assert!(found[0].message.contains("lists 65 GPUs"), "{found:?}");
+    let ok =
+        load("node_name: n\ngpus:\n  simulated: [{ name: a, memory_mib: 24576, count: 64 }]\n");
+    assert_eq!(ok.expect("64 GPUs is a node").gpus.simulated[0].count, 64);
+}
+
+#[test]
+fn a_catalog_larger_than_the_limit_is_refused() {
+    let mut text = "node_name: n\nmodels:\n".to_owned();
+    for i in 0..=crate::config::validate::MAX_MODELS {
+        text.push_str(&format!(
+            "  - {{ name: m{i}, weights_mib: 1, working_mib: 1, load_ms: 0 }}\n"
+        ));
+    }
+    let found = errors(&text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].path, "models");
 }
