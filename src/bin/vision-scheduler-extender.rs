@@ -70,7 +70,7 @@ enum CacheArg {
     Off,
 }
 
-fn duration_arg(s: &str) -> Result<Duration, String> {
+fn duration_arg(s: &str) -> Result<Duration, config::duration::DurationError> {
     config::duration::parse(s)
 }
 
