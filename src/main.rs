@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use vision_node_daemon::config::{self, EvictionPolicy};
-use vision_node_daemon::{daemon, sim, telemetry};
+use vision_node_daemon::{daemon, fleet, sim, telemetry};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -88,18 +88,18 @@ struct SimulateArgs {
     /// Seed of the workload: the same seed replays the same requests.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// How long arrivals continue (simulated time), e.g. `10m`.
-    #[arg(long, default_value = "10m", value_parser = duration_arg)]
-    duration: Duration,
-    /// Mean arrivals per second (Poisson).
-    #[arg(long, default_value_t = 20.0)]
-    rate: f64,
+    /// How long arrivals continue (simulated time), e.g. `10m` [default: 10m; --fleet: 1h].
+    #[arg(long, value_parser = duration_arg)]
+    duration: Option<Duration>,
+    /// Mean arrivals per second (Poisson) [default: 20; --fleet: 8 pods/s].
+    #[arg(long)]
+    rate: Option<f64>,
     /// Zipf exponent of model popularity (0 = uniform).
     #[arg(long, default_value_t = 1.0)]
     zipf: f64,
-    /// Fine-tuned variants per catalog model (same sizes and times).
-    #[arg(long, default_value_t = 8)]
-    variants: u32,
+    /// Fine-tuned variants per catalog model (same sizes and times) [default: 8; --fleet: 16].
+    #[arg(long)]
+    variants: Option<u32>,
     /// Pods sending tasks.
     #[arg(long, default_value_t = 16)]
     pods: u32,
@@ -120,18 +120,48 @@ struct SimulateArgs {
     policy: Option<EvictionPolicy>,
     /// Also draw queue depth, hit rate and pool use per GPU over time, and
     /// how each model's requests ended, into this SVG file.
-    #[arg(long, value_name = "FILE.svg")]
+    #[arg(long, value_name = "FILE.svg", conflicts_with = "fleet")]
     plot: Option<PathBuf>,
     /// Output format: a text report for people, or JSON for scripts (as
     /// visionctl's -o).
     #[arg(long, short, value_enum, default_value_t = Output::Table)]
     output: Output,
+    /// Simulate a fleet of nodes, pods placed by kube-scheduler with or
+    /// without the scheduler extender (--routing), instead of one node.
+    #[arg(long, conflicts_with_all = ["pods", "slots", "faults_per_hour", "fault_duration"])]
+    fleet: bool,
+    #[command(flatten)]
+    fleet_args: FleetArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Output {
     Table,
     Json,
+}
+
+/// `simulate --fleet` flags; defaults match `fleet::Options::default()`.
+#[derive(clap::Args, Debug)]
+struct FleetArgs {
+    /// Nodes in the fleet, each a real admission engine.
+    #[arg(long, default_value_t = 100, requires = "fleet")]
+    nodes: u32,
+    /// GPUs per node, each the size of the config's first simulated GPU.
+    #[arg(long, default_value_t = 4, requires = "fleet")]
+    gpus_per_node: u32,
+    /// How pods are placed: `spread` (kube-scheduler's default scoring) or
+    /// `warm` (plus the extender's, fed by the published annotations).
+    #[arg(long, default_value = "warm", value_parser = fleet::parse_routing, requires = "fleet")]
+    routing: fleet::Routing,
+    /// Mean tasks a pod runs before it leaves.
+    #[arg(long, default_value_t = 20.0, requires = "fleet")]
+    tasks_per_pod: f64,
+    /// The first stretch of simulated time, left out of the measured figures.
+    #[arg(long, default_value = "10m", value_parser = duration_arg, requires = "fleet")]
+    warmup: Duration,
+    /// The extender's weight in kube-scheduler's configuration.
+    #[arg(long, default_value_t = fleet::DEFAULT_EXTENDER_WEIGHT, requires = "fleet")]
+    extender_weight: i64,
 }
 
 fn duration_arg(s: &str) -> Result<Duration, config::duration::DurationError> {
@@ -341,8 +371,8 @@ fn write_plot(
     let title = format!(
         "simulate --seed {} --duration {} --rate {} (policy {})",
         args.seed,
-        config::duration::format(args.duration),
-        args.rate,
+        config::duration::format(report.options.duration),
+        report.options.rate_per_s,
         match report.policy {
             EvictionPolicy::Lru => "lru",
             EvictionPolicy::GreedyDualSize => "greedy-dual-size",
@@ -378,12 +408,15 @@ fn simulate(args: SimulateArgs) -> ExitCode {
             Err(errors) => return simulate_failed(args.output, &errors.to_string()),
         },
     };
+    if args.fleet {
+        return simulate_fleet(&cfg, &args);
+    }
     let options = sim::Options {
         seed: args.seed,
-        duration: args.duration,
-        rate_per_s: args.rate,
+        duration: args.duration.unwrap_or(Duration::from_secs(600)),
+        rate_per_s: args.rate.unwrap_or(20.0),
         zipf: args.zipf,
-        variants: args.variants,
+        variants: args.variants.unwrap_or(8),
         pods: args.pods,
         slots: args.slots,
         timeout: args.timeout,
@@ -429,5 +462,38 @@ mod tests {
             http_addr(&["d", "--dev", "--http-addr", "0.0.0.0:9000"]),
             "0.0.0.0:9000"
         );
+    }
+}
+
+fn simulate_fleet(cfg: &config::Config, args: &SimulateArgs) -> ExitCode {
+    let defaults = fleet::Options::default();
+    let f = &args.fleet_args;
+    let options = fleet::Options {
+        seed: args.seed,
+        duration: args.duration.unwrap_or(defaults.duration),
+        warmup: f.warmup,
+        rate_per_s: args.rate.unwrap_or(defaults.rate_per_s),
+        zipf: args.zipf,
+        variants: args.variants.unwrap_or(defaults.variants),
+        nodes: f.nodes,
+        gpus_per_node: f.gpus_per_node,
+        tasks_per_pod: f.tasks_per_pod,
+        routing: f.routing,
+        extender_weight: f.extender_weight,
+        timeout: args.timeout,
+        policy: args.policy,
+    };
+    let wall = std::time::Instant::now();
+    match fleet::run(cfg, &options) {
+        Ok(report) if args.output == Output::Json => {
+            print!("{}", report.json());
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            print!("{}", report.text());
+            println!("simulated in {:.2} s", wall.elapsed().as_secs_f64());
+            ExitCode::SUCCESS
+        }
+        Err(e) => simulate_failed(args.output, &format!("--fleet: {e}")),
     }
 }

@@ -25,13 +25,13 @@ pub mod bound;
 mod json;
 pub mod plot;
 mod report;
-mod rng;
+pub(crate) mod rng;
 mod run;
 #[cfg(test)]
 mod tests;
 mod text;
 mod timeline;
-mod workload;
+pub(crate) mod workload;
 
 use std::time::Duration;
 
