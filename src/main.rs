@@ -445,26 +445,6 @@ fn simulate(args: SimulateArgs) -> ExitCode {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use clap::Parser;
-
-    fn http_addr(args: &[&str]) -> String {
-        let cli = super::Cli::try_parse_from(args).unwrap();
-        cli.run.http_addr().to_string()
-    }
-
-    #[test]
-    fn dev_mode_serves_http_on_loopback_only_unless_told_otherwise() {
-        assert_eq!(http_addr(&["d", "--dev"]), "127.0.0.1:9464");
-        assert_eq!(http_addr(&["d", "--config", "c.yaml"]), "0.0.0.0:9464");
-        assert_eq!(
-            http_addr(&["d", "--dev", "--http-addr", "0.0.0.0:9000"]),
-            "0.0.0.0:9000"
-        );
-    }
-}
-
 fn simulate_fleet(cfg: &config::Config, args: &SimulateArgs) -> ExitCode {
     let defaults = fleet::Options::default();
     let f = &args.fleet_args;
@@ -495,5 +475,25 @@ fn simulate_fleet(cfg: &config::Config, args: &SimulateArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => simulate_failed(args.output, &format!("--fleet: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    fn http_addr(args: &[&str]) -> String {
+        let cli = super::Cli::try_parse_from(args).unwrap();
+        cli.run.http_addr().to_string()
+    }
+
+    #[test]
+    fn dev_mode_serves_http_on_loopback_only_unless_told_otherwise() {
+        assert_eq!(http_addr(&["d", "--dev"]), "127.0.0.1:9464");
+        assert_eq!(http_addr(&["d", "--config", "c.yaml"]), "0.0.0.0:9464");
+        assert_eq!(
+            http_addr(&["d", "--dev", "--http-addr", "0.0.0.0:9000"]),
+            "0.0.0.0:9000"
+        );
     }
 }
