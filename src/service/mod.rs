@@ -15,6 +15,7 @@ mod core;
 mod grpc;
 pub mod tasks;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -97,8 +98,14 @@ pub struct Node {
     runtime: Arc<dyn ModelRuntime>,
     /// Every state change, for Watch streams.
     events: broadcast::Sender<Event>,
-    /// Wakes the deadline timer after any engine call (the next deadline may have moved).
+    /// Wakes the deadline timer when an engine call moved the next deadline
+    /// before the one it sleeps until.
     timer: Notify,
+    /// The deadline the timer sleeps until, in ms (`u64::MAX`: none). Read
+    /// and written under the `core` lock, so a call either sees the value
+    /// or happened before the timer read the engine. Waking the timer on
+    /// every call cost a task wake-up per Admit and Release (issue 11).
+    timer_at: AtomicU64,
     /// One runtime job queue per GPU: loads and unloads of one GPU run in the
     /// engine's order.
     jobs: Vec<mpsc::UnboundedSender<Job>>,
@@ -134,6 +141,7 @@ impl Node {
             runtime,
             events,
             timer: Notify::new(),
+            timer_at: AtomicU64::new(u64::MAX),
             jobs,
             shutdown: watch::channel(false).0,
             metrics: Arc::new(Metrics::default()),
@@ -181,18 +189,26 @@ impl Node {
         let mut core = self.core.lock().unwrap_or_else(PoisonError::into_inner);
         let result = f(&mut core, now);
         core.carry_out(now, &self.events, &self.jobs, &self.metrics);
+        let next = core
+            .engine
+            .next_deadline()
+            .map_or(u64::MAX, Time::as_millis);
+        let earlier = next < self.timer_at.load(Ordering::Relaxed);
         drop(core);
-        self.timer.notify_one();
+        if earlier {
+            self.timer.notify_one();
+        }
         result
     }
 
-    /// The engine's next deadline, without waking the timer (it is the one asking).
+    /// The engine's next deadline, which the timer (the one asking) then
+    /// sleeps until; a later one is found when it wakes.
     fn next_deadline(&self) -> Option<Time> {
-        self.core
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .engine
-            .next_deadline()
+        let mut core = self.core.lock().unwrap_or_else(PoisonError::into_inner);
+        let next = core.engine.next_deadline();
+        self.timer_at
+            .store(next.map_or(u64::MAX, Time::as_millis), Ordering::Relaxed);
+        next
     }
 
     fn read_core<R>(&self, f: impl FnOnce(&Core, Time) -> R) -> R {

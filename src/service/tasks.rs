@@ -234,3 +234,118 @@ pub fn external_estimate(backend: Backend, used_mib: u64, committed_mib: u64) ->
         Backend::Simulated => used_mib,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{EvictionPolicy, ModelSpec};
+    use crate::engine::{Admission, AdmitRequest, Engine, GpuSpec, Settings, Wait};
+    use crate::runtime::{Bookkeeping, LoadedCopy};
+    use crate::service::{Clock, NodeInfo};
+
+    /// One GPU where one task of `m` fits and a second does not, `m`
+    /// resident, leases that live an hour, and the timer running.
+    fn node() -> Arc<Node> {
+        let model = ModelSpec {
+            name: "m".into(),
+            weights_mib: 100,
+            working_mib: 800,
+            max_concurrency: 4,
+            load_ms: 0,
+            task_ms: 0,
+            task_types: vec![],
+        };
+        let gpu = GpuSpec {
+            uuid: "GPU-0".into(),
+            name: "test".into(),
+            total_mib: 1000,
+        };
+        let settings = Settings {
+            reserve_mib: 0,
+            queue_limit: 8,
+            default_timeout: Duration::from_secs(30),
+            lease_ttl: Duration::from_secs(3600),
+            policy: EvictionPolicy::Lru,
+        };
+        let engine = Engine::new(vec![gpu], vec![model], settings).expect("engine");
+        let info = NodeInfo {
+            node_name: "n".into(),
+            gpu_backend: "simulated".into(),
+            load_timeout: Duration::from_secs(1),
+            admin_socket: "admin.sock".into(),
+        };
+        let (node, _queues) = Node::new(
+            engine,
+            info,
+            Arc::new(Bookkeeping::default()),
+            Clock::start(),
+        );
+        let copy = LoadedCopy {
+            model: "m".into(),
+            gpu_uuid: "GPU-0".into(),
+            size_mib: 100,
+            endpoint: String::new(),
+        };
+        node.restore_resident(&copy).expect("resident");
+        node.with_engine(|e, now| e.allocate_slots("pod", 4, now))
+            .expect("slots");
+        spawn_timer(Arc::clone(&node));
+        node
+    }
+
+    fn admit(wait: Wait) -> AdmitRequest {
+        AdmitRequest {
+            token: "pod".into(),
+            model: "m".into(),
+            task_type: None,
+            priority: 0,
+            wait,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_before_the_one_the_timer_sleeps_until_wakes_it() {
+        let node = node();
+        let held = node.with_engine(|e, now| e.admit(&admit(Wait::Default), now));
+        assert!(matches!(held, Ok(Admission::Granted(_))));
+        // Let the timer settle on the lease's expiry, an hour away.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let queued =
+            node.with_engine(|e, now| e.admit(&admit(Wait::For(Duration::from_millis(100))), now));
+        assert!(matches!(queued, Ok(Admission::Pending(_))));
+        assert_eq!(node.read(|e| e.queued()), 1);
+
+        // Paused time jumps to the next timer: the admission's deadline if
+        // the timer was woken, the lease's expiry otherwise.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+
+        assert_eq!(node.read(|e| e.queued()), 0, "the admission timed out");
+        assert_eq!(node.read(|e| e.leases().len()), 1, "the lease lives on");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_later_deadline_does_not_wake_the_timer_but_is_kept() {
+        let node = node();
+        let first = node.with_engine(|e, now| e.admit(&admit(Wait::Default), now));
+        let Ok(Admission::Granted(first)) = first else {
+            panic!("granted: {first:?}")
+        };
+        tokio::time::sleep(Duration::from_secs(1800)).await;
+        // Release and re-admit: the new lease expires half an hour after the
+        // deadline the timer sleeps until; it must still expire on time.
+        node.with_engine(|e, now| e.release(first.id, Some("pod"), now))
+            .expect("released");
+        let second = node.with_engine(|e, now| e.admit(&admit(Wait::Default), now));
+        assert!(matches!(second, Ok(Admission::Granted(_))));
+        tokio::time::sleep(Duration::from_secs(3600 - 1)).await;
+        assert_eq!(node.read(|e| e.leases().len()), 1);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            node.read(|e| e.leases().len()),
+            0,
+            "expired at its own time"
+        );
+    }
+}
