@@ -17,12 +17,17 @@
 //! - Besides pairs/s, each server's CPU time per pair (utime + stime of the
 //!   child, from /proc): other load on the machine disturbs it less.
 //! - **Watch fan-out** (daemon, 16 callers): no Watch stream vs 100 open
-//!   ones read as fast as events come (each sees every lease event: the
-//!   same token), and vs one Watch stream whose reader never reads, on a
-//!   connection with a 1 KiB window so that it is stuck from the start.
+//!   ones read as fast as events come, either of another pod (they see
+//!   node-level events only) or of the admitting pod itself (each sees every
+//!   lease event: 200 messages per pair); and vs one Watch stream whose
+//!   reader never reads, on a connection with a 1 KiB window so that it is
+//!   stuck from the start. The second pod's token comes from Allocate,
+//!   through the tests' fake kubelet.
 //!
 //! Run: `cargo bench --bench admission` (about a minute and a half).
 //! Figures and the machine: benches/README.md.
+
+mod support;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -31,21 +36,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hyper_util::rt::TokioIo;
-use tokio::net::UnixStream;
 use tokio_stream::StreamExt;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use vision_node_daemon::proto::vision::v1 as pb;
 
 use pb::admission_client::AdmissionClient;
+use support::{channel, cpu_secs, machine_line, median, memory, wait_for};
 
 /// Rounds per figure; each round measures both sides once.
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 9;
 /// Load before a measurement starts (connections warm, copies loaded).
-const WARMUP: Duration = Duration::from_millis(200);
-/// One measurement.
-const WINDOW: Duration = Duration::from_millis(1000);
+const WARMUP: Duration = Duration::from_millis(150);
+/// One measurement: short, so that bursts of other work on a shared
+/// machine hit both sides of a round alike.
+const WINDOW: Duration = Duration::from_millis(600);
 /// (connections, callers per connection).
 const LOADS: [(usize, usize); 3] = [(1, 1), (4, 4), (4, 16)];
 const WATCHERS: usize = 100;
@@ -111,10 +116,7 @@ fn main() {
 async fn profile_load(secs: Duration) {
     let dir = tempfile::tempdir().expect("temp dir");
     let daemon = Target::daemon(dir.path()).await;
-    println!(
-        "daemon pid {} under 16 callers for {secs:?}",
-        daemon.child.id()
-    );
+    println!("daemon pid {} under 16 callers for {secs:?}", daemon.pid);
     let end = Instant::now() + secs;
     while Instant::now() < end {
         let s = daemon.measure(4, 4).await;
@@ -131,11 +133,7 @@ async fn run() {
     let daemon = Target::daemon(dir.path()).await;
     let noop = Target::noop(dir.path()).await;
     println!("{}", machine_line());
-    println!(
-        "daemon pid {}, idle: {}",
-        daemon.child.id(),
-        memory(daemon.child.id())
-    );
+    println!("daemon pid {}, idle: {}", daemon.pid, memory(daemon.pid));
     println!();
     println!(
         "{:>26} | {:>14} | {:>14} | {:>14} | {:>22}",
@@ -169,7 +167,7 @@ async fn run() {
             median(n.iter().map(Sample::cpu_us_per_pair)),
         );
     }
-    println!("daemon after the load: {}", memory(daemon.child.id()));
+    println!("daemon after the load: {}", memory(daemon.pid));
     println!();
     fan_out(&daemon).await;
     drop(noop);
@@ -178,13 +176,30 @@ async fn run() {
 
 /// Watch fan-out and a stuck Watch reader, on the daemon at 16 callers.
 async fn fan_out(daemon: &Target) {
+    println!("Watch fan-out, daemon at 16 callers (4 conns × 4):");
+    let other = daemon
+        .other_token
+        .clone()
+        .expect("the daemon has a second pod");
+    fan(daemon, "another pod's", &other).await;
+    fan(daemon, "the admitting pod's", &daemon.token).await;
+    let w = Watchers::open(daemon, WATCHERS, &daemon.token).await;
+    println!(
+        "  daemon with {WATCHERS} idle Watch streams open: {}",
+        memory(daemon.pid)
+    );
+    w.close().await;
+    stuck_reader(daemon).await;
+}
+
+/// 16 callers with and without `WATCHERS` streams of `token`, alternating.
+async fn fan(daemon: &Target, whose: &str, token: &str) {
     let (conns, per_conn) = (4, 4);
     let mut none = Vec::new();
     let mut many = Vec::new();
-    let mut rss_many = String::new();
     for round in 0..ROUNDS {
         let with = async {
-            let watchers = Watchers::open(daemon, WATCHERS).await;
+            let watchers = Watchers::open(daemon, WATCHERS, token).await;
             let s = daemon.measure(conns, per_conn).await;
             let events = watchers.close().await;
             (s, events)
@@ -196,33 +211,26 @@ async fn fan_out(daemon: &Target) {
             many.push(with.await);
             none.push(daemon.measure(conns, per_conn).await);
         }
-        if round == 0 {
-            // RSS with the streams open (a fresh set, idle).
-            let w = Watchers::open(daemon, WATCHERS).await;
-            rss_many = memory(daemon.child.id());
-            w.close().await;
-        }
     }
-    let base = median(none.iter().map(Sample::rate));
-    let fanned = median(many.iter().map(|(s, _)| s.rate()));
     let drops: Vec<f64> = none
         .iter()
         .zip(&many)
         .map(|(a, (b, _))| 100.0 * (1.0 - b.rate() / a.rate()))
         .collect();
-    println!("Watch fan-out, daemon at 16 callers (4 conns × 4):");
     println!(
-        "  no Watch stream:          {base:>7.0} pairs/s, {:>6.1} µs CPU/pair",
-        median(none.iter().map(Sample::cpu_us_per_pair))
-    );
-    println!(
-        "  {WATCHERS} Watch streams read: {fanned:>7.0} pairs/s, {:>6.1} µs CPU/pair, drop {:.1} % (median of per-round drops), {:.0} events/s delivered",
-        median(many.iter().map(|(s, _)| s.cpu_us_per_pair())),
+        "  {WATCHERS} streams of {whose} token: {:>7.0} vs {:>7.0} pairs/s without, drop {:.1} %; CPU/pair {:.1} vs {:.1} µs; {:.0} events/s delivered",
+        median(many.iter().map(|(s, _)| s.rate())),
+        median(none.iter().map(Sample::rate)),
         median(drops.into_iter()),
+        median(many.iter().map(|(s, _)| s.cpu_us_per_pair())),
+        median(none.iter().map(Sample::cpu_us_per_pair)),
         median(many.iter().map(|(s, e)| *e as f64 / s.secs)),
     );
-    println!("  daemon with {WATCHERS} idle Watch streams open: {rss_many}");
+}
 
+/// 16 callers with and without one Watch stream that is never read.
+async fn stuck_reader(daemon: &Target) {
+    let (conns, per_conn) = (4, 4);
     let mut free = Vec::new();
     let mut stuck = Vec::new();
     let mut report = String::new();
@@ -277,71 +285,51 @@ impl Sample {
     }
 }
 
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = values.collect();
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v[v.len() / 2]
-}
-
 /// A server under test: a child process with a socket and a token.
 struct Target {
     name: &'static str,
-    child: Child,
+    pid: u32,
     socket: PathBuf,
     token: String,
     /// Opened once, reused by every measurement.
     conns: Vec<Channel>,
+    /// A second pod's token (daemon only).
+    other_token: Option<String>,
+    _process: Process,
 }
 
-impl Drop for Target {
+enum Process {
+    /// Held only to keep the daemon running; dropping it stops it.
+    #[allow(dead_code)]
+    Daemon(Box<support::Daemon>),
+    Noop(Child),
+}
+
+impl Drop for Process {
     fn drop(&mut self) {
-        // SIGTERM: the daemon shuts down as designed; the no-op also exits
-        // when its stdin (our pipe) closes.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+        // The daemon's own Drop sends SIGTERM; the no-op also exits when its
+        // stdin (our pipe) closes.
+        if let Process::Noop(child) = self {
+            support::terminate(child);
+        }
     }
 }
 
 impl Target {
     async fn daemon(dir: &Path) -> Target {
-        let state = dir.join("daemon");
-        let config = dir.join("bench.yaml");
-        std::fs::write(&config, CONFIG).expect("write the bench config");
-        let log = std::fs::File::create(dir.join("daemon.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_vision-node-daemon"))
-            .arg("--dev")
-            .arg("--config")
-            .arg(&config)
-            .arg("--state-dir")
-            .arg(&state)
-            .args(["--http-addr", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start the daemon");
-        let token_path = state.join("dev-token");
-        let token = wait_for("the daemon's dev token", || {
-            std::fs::read_to_string(&token_path)
-                .ok()
-                .filter(|t| t.ends_with('\n'))
-        })
-        .await;
-        Target::connect(
+        let mut daemon = support::Daemon::start(dir, CONFIG).await;
+        let other = daemon.allocate(1).await;
+        let (pid, socket, token) = (daemon.pid(), daemon.task_socket(), daemon.token.clone());
+        let mut target = Target::connect(
             "daemon",
-            child,
-            state.join("pods").join("agent.sock"),
-            token.trim().to_owned(),
+            pid,
+            socket,
+            token,
+            Process::Daemon(Box::new(daemon)),
         )
-        .await
+        .await;
+        target.other_token = Some(other);
+        target
     }
 
     async fn noop(dir: &Path) -> Target {
@@ -357,20 +345,35 @@ impl Target {
             socket.exists().then_some(())
         })
         .await;
-        Target::connect("no-op", child, socket, "noop-token".to_owned()).await
+        Target::connect(
+            "no-op",
+            child.id(),
+            socket,
+            "noop-token".to_owned(),
+            Process::Noop(child),
+        )
+        .await
     }
 
-    async fn connect(name: &'static str, child: Child, socket: PathBuf, token: String) -> Target {
+    async fn connect(
+        name: &'static str,
+        pid: u32,
+        socket: PathBuf,
+        token: String,
+        process: Process,
+    ) -> Target {
         let mut conns = Vec::new();
         for _ in 0..4 {
             conns.push(channel(&socket, None).await);
         }
         let target = Target {
             name,
-            child,
+            pid,
             socket,
             token,
             conns,
+            other_token: None,
+            _process: process,
         };
         // One pair, so that a server that cannot admit fails the bench here.
         let mut c = AdmissionClient::new(target.conns[0].clone());
@@ -403,13 +406,13 @@ impl Target {
         tokio::time::sleep(WARMUP).await;
         let (c0, cpu0, t0) = (
             count.load(Ordering::Relaxed),
-            cpu_secs(self.child.id()),
+            cpu_secs(self.pid),
             Instant::now(),
         );
         tokio::time::sleep(WINDOW).await;
         let (c1, cpu1, secs) = (
             count.load(Ordering::Relaxed),
-            cpu_secs(self.child.id()),
+            cpu_secs(self.pid),
             t0.elapsed().as_secs_f64(),
         );
         stop.store(true, Ordering::Relaxed);
@@ -447,41 +450,6 @@ async fn pair(client: &mut AdmissionClient<Channel>, token: &str, server: &str) 
         .unwrap_or_else(|s| panic!("{server}: Release failed: {s}"));
 }
 
-/// A tonic channel over the Unix socket at `path` (`:authority` localhost,
-/// as `uds::client` sends), optionally with a small HTTP/2 receive window.
-async fn channel(path: &Path, window: Option<u32>) -> Channel {
-    let shown = path.display().to_string();
-    let path: Arc<Path> = Arc::from(path);
-    let mut endpoint = Endpoint::from_static("http://localhost");
-    if let Some(w) = window {
-        endpoint = endpoint
-            .initial_stream_window_size(w)
-            .initial_connection_window_size(w);
-    }
-    endpoint
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = Arc::clone(&path);
-            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(&*path).await?)) }
-        }))
-        .await
-        .unwrap_or_else(|e| panic!("connect to {shown}: {e}"))
-}
-
-/// Polls `f` until it yields (start-up of a child; a bench, not a test).
-async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not appear within 20 s"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// Open Watch streams, each read by its own task until closed.
 struct Watchers {
     stop: Arc<AtomicBool>,
@@ -490,7 +458,7 @@ struct Watchers {
 }
 
 impl Watchers {
-    async fn open(daemon: &Target, n: usize) -> Watchers {
+    async fn open(daemon: &Target, n: usize, token: &str) -> Watchers {
         let stop = Arc::new(AtomicBool::new(false));
         let events = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
@@ -498,7 +466,7 @@ impl Watchers {
             let mut client = AdmissionClient::new(daemon.conns[i % daemon.conns.len()].clone());
             let mut stream = client
                 .watch(pb::WatchRequest {
-                    token: daemon.token.clone(),
+                    token: token.to_owned(),
                 })
                 .await
                 .expect("Watch")
@@ -581,68 +549,6 @@ impl SlowReader {
             }
         }
     }
-}
-
-/// utime + stime of process `pid` (all its threads), in seconds.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are fields 14 and 15 of stat(5); index 11 and 12 here.
-    (ticks(11) + ticks(12)) as f64 / clock_ticks()
-}
-
-fn clock_ticks() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(100.0)
-    })
-}
-
-/// VmRSS and VmHWM of `pid`.
-fn memory(pid: u32) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let get = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .map(|v| v.trim().to_owned())
-            .unwrap_or_else(|| "?".into())
-    };
-    format!("VmRSS {}, VmHWM {}", get("VmRSS:"), get("VmHWM:"))
-}
-
-fn machine_line() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_default();
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    format!(
-        "machine: {} × {cpu}; load average {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    )
 }
 
 /// The no-op server: the child side of `--noop-server PATH`.
