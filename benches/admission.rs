@@ -46,6 +46,8 @@ use support::{channel, cpu_secs, machine_line, median, memory, wait_for};
 
 /// Rounds per figure; each round measures both sides once.
 const ROUNDS: usize = 9;
+/// Rounds of the Watch fan-out figures (each opens 100 streams).
+const FAN_ROUNDS: usize = 5;
 /// Load before a measurement starts (connections warm, copies loaded).
 const WARMUP: Duration = Duration::from_millis(150);
 /// One measurement: short, so that bursts of other work on a shared
@@ -197,7 +199,7 @@ async fn fan(daemon: &Target, whose: &str, token: &str) {
     let (conns, per_conn) = (4, 4);
     let mut none = Vec::new();
     let mut many = Vec::new();
-    for round in 0..ROUNDS {
+    for round in 0..FAN_ROUNDS {
         let with = async {
             let watchers = Watchers::open(daemon, WATCHERS, token).await;
             let s = daemon.measure(conns, per_conn).await;
@@ -234,7 +236,7 @@ async fn stuck_reader(daemon: &Target) {
     let mut free = Vec::new();
     let mut stuck = Vec::new();
     let mut report = String::new();
-    for round in 0..ROUNDS {
+    for round in 0..FAN_ROUNDS {
         let with = async {
             let slow = SlowReader::open(daemon).await;
             let s = daemon.measure(conns, per_conn).await;

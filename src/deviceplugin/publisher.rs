@@ -1,22 +1,21 @@
 //! Feeds the plugins' device lists from the engine's GPU health, through the
 //! recovery hysteresis of [`super::health`]. Woken by the node's GPU health
-//! events and by the next recovery deadline; never polls.
+//! changes and by the next recovery deadline; never polls, and never wakes
+//! for the node's other events (a lease granted or released).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
 use super::health::Advertised;
 use super::server::Shared;
-use crate::proto::vision::v1::watch_event::Event as Body;
 use crate::service::stopped;
 
 pub fn spawn_health_publisher(shared: Arc<Shared>, recovery: Duration) -> JoinHandle<()> {
     let node = Arc::clone(&shared.node);
     let mut shutdown = node.shutdown_signal();
-    let mut events = node.subscribe();
+    let mut health = node.health_changes();
     tokio::spawn(async move {
         let initial = node.read(|e| e.gpu_healthy());
         let mut advertised = Advertised::new(&initial, recovery);
@@ -24,12 +23,11 @@ pub fn spawn_health_publisher(shared: Arc<Shared>, recovery: Duration) -> JoinHa
         loop {
             let due = node.clock().sleep_until(advertised.next_recovery());
             tokio::select! {
-                ev = events.recv() => match ev {
-                    Ok(ev) if matches!(ev.body, Body::GpuHealth(_)) => {}
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => return,
-                },
+                changed = health.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
                 _ = due => {}
                 _ = stopped(&mut shutdown) => return,
             }

@@ -98,6 +98,10 @@ pub struct Node {
     runtime: Arc<dyn ModelRuntime>,
     /// Every state change, for Watch streams.
     events: broadcast::Sender<Event>,
+    /// Bumped with every GPU health event: the device plugins' publisher
+    /// waits on this rather than on `events`, which would wake it for every
+    /// lease granted or released (issue 11).
+    health: watch::Sender<u64>,
     /// Wakes the deadline timer when an engine call moved the next deadline
     /// before the one it sleeps until.
     timer: Notify,
@@ -140,6 +144,7 @@ impl Node {
             info,
             runtime,
             events,
+            health: watch::channel(0).0,
             timer: Notify::new(),
             timer_at: AtomicU64::new(u64::MAX),
             jobs,
@@ -167,6 +172,12 @@ impl Node {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// Changes whenever a GPU's health changed (a `GpuHealth` event was
+    /// published); read the engine for the state.
+    pub fn health_changes(&self) -> watch::Receiver<u64> {
+        self.health.subscribe()
     }
 
     /// A receiver that sees `true` once shutdown has begun.

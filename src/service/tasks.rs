@@ -183,6 +183,7 @@ fn apply_health(node: &Node, uuid: &str, healthy: bool, reason: &str) {
                 reason: reason.to_owned(),
             });
             core.emit(&node.events, now, None, body);
+            node.health.send_modify(|generation| *generation += 1);
         }
     });
 }
