@@ -641,6 +641,13 @@ mod noop {
         ) -> Result<Response<pb::ListModelsResponse>, Status> {
             Err(Status::unimplemented("no-op server"))
         }
+
+        async fn set_gpu_fault(
+            &self,
+            _: Request<pb::SetGpuFaultRequest>,
+        ) -> Result<Response<pb::SetGpuFaultResponse>, Status> {
+            Err(Status::unimplemented("no-op server"))
+        }
     }
 
     /// Serves until stdin closes (the bench ended or died) or SIGTERM.

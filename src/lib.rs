@@ -18,20 +18,30 @@
 //!   clients sending an invalid `:authority` (grpcio, grpc-java) past h2, and
 //!   our own client.
 //!
-//! The async shell (gRPC services, kubelet device plugin, [`cluster`] publishing,
-//! telemetry) wraps these pieces; none of them depends on tokio.
+//! The async shell wraps these pieces; none of them depends on tokio:
+//! - [`node`]: owns the engine and all of the shell's bookkeeping behind
+//!   one lock, turns the engine's effects into domain events, runs
+//!   model loads through the [`runtime`] and applies GPU health.
+//! - `service`: the admission gRPC API, a thin tonic adapter over the node
+//!   (the only place events become protobuf).
+//! - `deviceplugin`: the kubelet device plugins, one `Plugin` per resource.
+//! - [`cluster`]: node labels, residency annotations and Kubernetes Events.
+//! - [`telemetry`]: traces, Prometheus metrics (a leaf), probes.
+//! - [`daemon`]: build (everything that can fail), then spawn; shutdown.
 #![forbid(unsafe_code)]
 
 pub mod cluster;
 pub mod config;
 pub mod daemon;
-pub mod deviceplugin;
+mod deviceplugin;
 pub mod engine;
 pub mod gpu;
 pub mod kubelet;
+pub mod node;
 pub mod proto;
 pub mod runtime;
-pub mod service;
+mod service;
+mod shutdown;
 pub mod sim;
 pub mod telemetry;
 pub mod uds;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use vision_node_daemon::config::{self, EvictionPolicy};
-use vision_node_daemon::{daemon, deviceplugin, sim, telemetry};
+use vision_node_daemon::{daemon, sim, telemetry};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -110,7 +110,7 @@ struct SimulateArgs {
     json: bool,
 }
 
-fn duration_arg(s: &str) -> Result<Duration, String> {
+fn duration_arg(s: &str) -> Result<Duration, config::duration::DurationError> {
     config::duration::parse(s)
 }
 
@@ -160,7 +160,7 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut kubelet = deviceplugin::Options::standard();
+    let mut kubelet = daemon::KubeletOptions::standard();
     if args.dev {
         kubelet.dir = state_dir.join("device-plugins");
         kubelet.pod_resources_socket = state_dir.join("pod-resources").join("kubelet.sock");
@@ -189,6 +189,9 @@ fn run(args: RunArgs) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+        // Listen before starting: a SIGTERM that arrives while the daemon
+        // starts is acted on once it has, not lost to the default action.
+        let signals = Signals::listen();
         let daemon = match daemon::Daemon::start(options).await {
             Ok(d) => d,
             Err(e) => {
@@ -197,8 +200,11 @@ fn run(args: RunArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match wait_for_signal().await {
-            Ok(signal) => tracing::info!(signal, "signal received"),
+        match signals {
+            Ok(signals) => {
+                let signal = signals.next().await;
+                tracing::info!(signal, "signal received");
+            }
             Err(e) => tracing::error!(error = %e, "cannot listen for signals; shutting down"),
         }
         daemon.shutdown().await;
@@ -210,15 +216,29 @@ fn run(args: RunArgs) -> ExitCode {
 const DEFAULT_STATE_DIR: &str = "/var/lib/vision-node-daemon";
 const DEV_STATE_DIR: &str = "./.vision-dev";
 
-/// SIGTERM (kubelet stopping the pod) or SIGINT (Ctrl-C).
-async fn wait_for_signal() -> std::io::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGTERM (kubelet stopping the pod) and SIGINT (Ctrl-C), caught from
+/// the moment `listen` returns.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The first of them to arrive (since `listen`).
+    async fn next(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {

@@ -7,7 +7,7 @@
 //! in-process API, so the benches measure what a pod sees.
 #![allow(dead_code)]
 
-#[path = "../../tests/kubelet_support/mod.rs"]
+#[path = "../../tests/it/kubelet_support/mod.rs"]
 mod kubelet_support;
 
 use std::path::{Path, PathBuf};

@@ -35,12 +35,11 @@ use super::events::{EventSpec, event_for, node_reference};
 use super::labels::{Labels, node_labels};
 use super::residency::{Annotations, node_annotations};
 use super::{ANNOTATION_MANAGER, LABEL_MANAGER, REPORTER, Settings, Stats};
-use crate::proto::vision::v1::watch_event::Event as Body;
-use crate::service::{self, Node};
+use crate::node::{self, EventKind, Node};
 
 /// Re-read the state this often even without events: memory taken by other
 /// processes changes free pool memory without an event of its own.
-pub const SAFETY_NET: Duration = Duration::from_secs(30);
+pub(crate) const SAFETY_NET: Duration = Duration::from_secs(30);
 
 /// Events waiting while the API fails; older ones are dropped first (what
 /// is happening now matters more than a backlog).
@@ -122,27 +121,27 @@ impl Publisher {
 
     /// Runs until the node shuts down (or is dropped). Writes in flight are
     /// abandoned at shutdown; nothing here can fail the daemon.
-    pub(super) async fn run(mut self, mut events: broadcast::Receiver<service::Event>) {
+    pub(super) async fn run(mut self, mut events: broadcast::Receiver<node::Event>) {
         let mut shutdown = self.node.shutdown_signal();
         loop {
             self.refresh(Instant::now());
             tokio::select! {
                 biased;
-                _ = service::stopped(&mut shutdown) => break,
+                _ = shutdown.fired() => break,
                 _ = self.write_due() => {}
             }
             let wake = self.next_wake(Instant::now());
             tokio::select! {
                 biased;
-                _ = service::stopped(&mut shutdown) => break,
+                _ = shutdown.fired() => break,
                 received = events.recv() => match received {
                     Ok(ev) => {
-                        self.observe(&ev.body);
+                        self.observe(&ev.kind);
                         // Take whatever else is already there: one status
                         // read and one round of writes for a burst.
                         loop {
                             match events.try_recv() {
-                                Ok(ev) => self.observe(&ev.body),
+                                Ok(ev) => self.observe(&ev.kind),
                                 Err(TryRecvError::Lagged(missed)) => self.lagged(missed),
                                 Err(TryRecvError::Empty | TryRecvError::Closed) => break,
                             }
@@ -161,12 +160,12 @@ impl Publisher {
     }
 
     /// Notes what one node event changes.
-    fn observe(&mut self, body: &Body) {
-        if matches!(body, Body::GpuHealth(_)) {
+    fn observe(&mut self, kind: &EventKind) {
+        if matches!(kind, EventKind::GpuHealth { .. }) {
             self.labels_stale = true;
         }
         self.annotations_stale = true;
-        if let Some(spec) = event_for(body) {
+        if let Some(spec) = event_for(kind) {
             if self.events.len() == MAX_QUEUED_EVENTS
                 && let Some(dropped) = self.events.pop_front()
             {
@@ -201,7 +200,7 @@ impl Publisher {
         if !self.labels_stale && !annotations {
             return;
         }
-        let status = self.node.read(|engine| engine.status());
+        let status = self.node.engine_status();
         let s = &self.settings;
         if self.labels_stale {
             self.labels.desired = Some(node_labels(&status, &s.domain, s.slots_per_gpu));

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::engine::Status;
 
 /// Annotation key → value, sorted.
-pub type Annotations = BTreeMap<String, String>;
+pub(crate) type Annotations = BTreeMap<String, String>;
 
 /// One GPU in `<domain>/residency`. Field order is the JSON's key order.
 #[derive(Debug, Serialize)]
@@ -33,7 +33,7 @@ struct GpuResidency<'a> {
 ///   `{"uuid","healthy","free_mib","models":[MRU first],"loading":[..]}`;
 /// - `<domain>/queue-depth` — admissions waiting (for a slot, for memory or
 ///   on a load).
-pub fn node_annotations(status: &Status, domain: &str) -> Annotations {
+pub(crate) fn node_annotations(status: &Status, domain: &str) -> Annotations {
     let gpus: Vec<GpuResidency<'_>> = status
         .gpus
         .iter()

@@ -151,7 +151,7 @@ impl Check<'_> {
         match value {
             None => default,
             Some(WireDuration(text)) => duration::parse(&text).unwrap_or_else(|problem| {
-                self.fail(path, problem);
+                self.fail(path, problem.to_string());
                 default
             }),
         }

@@ -5,7 +5,7 @@
 //! - [`Bookkeeping`] (default): no model server; the daemon keeps the memory
 //!   ledger and pods run their own model code. Optionally a load takes the
 //!   catalog's `load_ms` (demos, the dev config).
-//! - [`GrpcRuntime`]: a node-local model server implementing
+//! - `GrpcRuntime`: a node-local model server implementing
 //!   `vision.v1.ModelRuntime` (proto/vision/v1/runtime.proto), in the spirit
 //!   of KServe ModelMesh's model-runtime SPI.
 //! - [`TritonRuntime`]: Triton Inference Server in explicit model-control
@@ -16,7 +16,7 @@ pub mod triton;
 
 use std::time::Duration;
 
-pub use grpc::GrpcRuntime;
+pub(crate) use grpc::GrpcRuntime;
 pub use triton::TritonRuntime;
 
 use crate::config::{Config, RuntimeKind};
