@@ -17,8 +17,9 @@ pub(crate) const GPU_POLL_INTERVAL: Duration = Duration::from_secs(5);
 
 impl Node {
     /// Sleeps until the engine's next deadline (lease expiry, admission
-    /// deadline) and ticks it; any engine call wakes it to re-read the
-    /// deadline. No polling: with nothing timed it sleeps until woken.
+    /// deadline) and ticks it; an engine call that moves the deadline
+    /// earlier wakes it to re-read it (a later one is found on waking). No
+    /// polling: with nothing timed it sleeps until woken.
     pub(crate) fn spawn_timer(self: &Arc<Node>) -> JoinHandle<()> {
         let node = Arc::clone(self);
         let mut shutdown = node.shutdown_signal();

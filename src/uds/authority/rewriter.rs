@@ -11,9 +11,18 @@
 //!   refers to it.
 //! - **Rewriting** (from the first block whose `:authority` h2 would reject):
 //!   that block and every later one is re-encoded by [`super::hpack`] without
-//!   indexing. The server's table stays as it was before the first rewrite,
+//!   indexing (or never indexed, as the client sent it). The server's table stays as it was before the first rewrite,
 //!   the client's keeps evolving in our decoder, and nothing we write refers
 //!   to either.
+//!
+//! Inspection never stops, though it could soundly: once we forward a
+//! connection's bytes unchanged for good, h2's table stays equal to the
+//! client's, so stopping after the first acceptable `:authority` would keep
+//! HPACK consistent. But a later block could still carry a bad authority (a
+//! per-call authority override; two grpc-core channels sharing one
+//! subchannel), and h2 would reset it. Our decoder costs as much as not
+//! decoding, within the noise of `cargo bench --bench admission`
+//! (benches/README.md), so the guarantee holds for the whole connection.
 //!
 //! A client that does not speak HTTP/2, or breaks HPACK or framing while we
 //! are still in passthrough, is passed through untouched from then on
