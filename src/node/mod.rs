@@ -20,6 +20,7 @@
 //! - `token`: allocation tokens.
 
 mod admit;
+mod bus;
 mod clock;
 mod event;
 mod reconcile;
@@ -28,13 +29,16 @@ mod token;
 mod view;
 mod worker;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tracing::Span;
 
 pub use admit::{AdmitFailure, PreloadFailure, Preloaded};
+use bus::Bus;
+pub(crate) use bus::Shared;
 pub(crate) use clock::Clock;
 #[cfg(test)]
 pub(crate) use event::UnloadCause;
@@ -55,9 +59,6 @@ use crate::telemetry::Metrics;
 
 /// How long start-up waits for the model runtime's ListLoaded.
 const LIST_LOADED_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Events a slow reader may fall behind by before it misses some.
-const EVENT_BUFFER: usize = 1024;
 
 /// Facts about the node that calls report.
 #[derive(Debug, Clone)]
@@ -89,11 +90,21 @@ pub struct Node {
     clock: Clock,
     info: NodeInfo,
     runtime: Arc<dyn ModelRuntime>,
-    /// Every state change, for Watch streams and the publishers.
-    events: broadcast::Sender<Event>,
-    /// Wakes the deadline timer after any engine call (the next deadline may
-    /// have moved). Notified after the lock is dropped.
+    /// Every state change (the bus's shared broadcast, subscribed to
+    /// without taking the state lock).
+    events: broadcast::Sender<Shared>,
+    /// Bumped whenever a GPU's health changed: the device plugins' publisher
+    /// waits on this rather than on `events`, which would wake it for every
+    /// lease granted or released (issue 11).
+    health: watch::Sender<u64>,
+    /// Wakes the deadline timer when an engine call moved the next deadline
+    /// before the one it sleeps until. Notified after the lock is dropped.
     timer: Notify,
+    /// The deadline the timer sleeps until, in ms (`u64::MAX`: none). Read
+    /// and written under the `state` lock, so a call either sees the value
+    /// or happened before the timer read the engine. Waking the timer on
+    /// every call cost a task wake-up per Admit and Release (issue 11).
+    timer_at: AtomicU64,
     /// Fires once, when the daemon starts shutting down.
     shutdown: shutdown::Trigger,
     /// What the shell observes for Prometheus (a leaf: it knows nothing of us).
@@ -108,7 +119,8 @@ impl Node {
         info: NodeInfo,
         runtime: Arc<dyn ModelRuntime>,
     ) -> (Arc<Node>, Workers) {
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let bus = Bus::new();
+        let events = bus.all();
         let metrics = Arc::new(Metrics::default());
         let mut jobs = Vec::new();
         let mut queues = Vec::new();
@@ -117,14 +129,16 @@ impl Node {
             jobs.push(tx);
             queues.push((GpuId(i as u32), rx));
         }
-        let state = State::new(engine, events.clone(), jobs, Arc::clone(&metrics));
+        let state = State::new(engine, bus, jobs, Arc::clone(&metrics));
         let node = Arc::new(Node {
             state: Mutex::new(state),
             clock: Clock::start(),
             info,
             runtime,
             events,
+            health: watch::channel(0).0,
             timer: Notify::new(),
+            timer_at: AtomicU64::new(u64::MAX),
             shutdown: shutdown::Trigger::new(),
             metrics,
         });
@@ -139,8 +153,12 @@ impl Node {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let result = f(&mut state, now);
         state.carry_out(now, cause);
+        let next = state.next_deadline().map_or(u64::MAX, Time::as_millis);
+        let earlier = next < self.timer_at.load(Ordering::Relaxed);
         drop(state);
-        self.timer.notify_one();
+        if earlier {
+            self.timer.notify_one();
+        }
         result
     }
 
@@ -168,8 +186,23 @@ impl Node {
     }
 
     /// Every event from now on.
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Shared> {
         self.events.subscribe()
+    }
+
+    /// From now on, the events `token` may see (its own and the node's),
+    /// on a channel no other pod's events wake.
+    pub(crate) fn subscribe_pod(&self, token: &Arc<str>) -> broadcast::Receiver<Shared> {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .subscribe_pod(token)
+    }
+
+    /// Changes whenever a GPU's health changed; read [`Node::gpu_healthy`]
+    /// for the state.
+    pub(crate) fn health_changes(&self) -> watch::Receiver<u64> {
+        self.health.subscribe()
     }
 
     /// Fires once shutdown has begun (or the node is gone).
@@ -302,7 +335,11 @@ impl Node {
     /// Applies a GPU's health (from its health events or a poll): unhealthy
     /// drops its residents and revokes its leases. Returns whether it changed.
     pub fn set_gpu_health(&self, uuid: &str, health: &Health) -> bool {
-        self.with_state(&Span::current(), |s, now| s.set_health(uuid, health, now))
+        let changed = self.with_state(&Span::current(), |s, now| s.set_health(uuid, health, now));
+        if changed {
+            self.health.send_modify(|generation| *generation += 1);
+        }
+        changed
     }
 
     fn observe_gpu_used(&self, uuid: &str, used_mib: u64, backend: Backend) {
@@ -365,19 +402,21 @@ impl Node {
 
     // ---- the deadline timer ----------------------------------------------------
 
-    /// The engine's next deadline, without waking the timer (it is the one asking).
+    /// The engine's next deadline, which the timer (the one asking) then
+    /// sleeps until; a later one is found when it wakes.
     fn next_deadline(&self) -> Option<Time> {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .next_deadline()
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let next = state.next_deadline();
+        self.timer_at
+            .store(next.map_or(u64::MAX, Time::as_millis), Ordering::Relaxed);
+        next
     }
 
     fn tick(&self) {
         self.with_state(&Span::current(), |s, now| s.tick(now));
     }
 
-    /// Resolves after the next engine call (the deadline may have moved).
+    /// Resolves after an engine call moved the deadline earlier.
     async fn deadline_moved(&self) {
         self.timer.notified().await;
     }

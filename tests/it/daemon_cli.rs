@@ -67,7 +67,8 @@ fn dev_mode_serves_until_sigterm_then_exits_zero_and_removes_its_sockets_and_tok
             .unwrap(),
     );
     let rx = lines(&mut child.0);
-    let said = wait_for(&rx, "ready");
+    // Every line so far: the lines about kubelet may come before "ready".
+    let mut said = wait_for(&rx, "ready");
     assert!(
         said.iter().any(|l| l.contains("backend=simulated")),
         "{said:?}"
@@ -79,7 +80,6 @@ fn dev_mode_serves_until_sigterm_then_exits_zero_and_removes_its_sockets_and_tok
     assert_eq!(token.trim().len(), 32, "128-bit hex token");
     // Without a kubelet, the lines about it say that this is expected in
     // dev mode, and none of them is a warning.
-    let mut said = Vec::new();
     for needle in ["waiting for kubelet", "cannot list pod resources"] {
         if !said.iter().any(|l: &String| l.contains(needle)) {
             said.extend(wait_for(&rx, needle));
