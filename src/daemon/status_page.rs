@@ -283,7 +283,8 @@ fn line(ev: &Event, clock: Clock) -> Option<EventView> {
             Level::Warning,
             "admission_rejected",
             format!(
-                "admission for {model} ended without a lease: {}",
+                "admission for {model} rejected: {} ({})",
+                crate::proto::code_name(crate::service::outcome_code(*outcome)),
                 outcome.as_str()
             ),
         ),
@@ -328,4 +329,29 @@ fn line(ev: &Event, clock: Clock) -> Option<EventView> {
         kind: kind.to_owned(),
         text,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Time;
+
+    #[test]
+    fn a_rejection_line_names_the_callers_code_and_the_outcome() {
+        let ev = Event {
+            seq: 1,
+            at: Time::from_millis(5),
+            owner: None,
+            kind: EventKind::AdmissionRejected {
+                model: "sd3b".into(),
+                outcome: Outcome::DeadlineExceeded,
+            },
+        };
+        let line = line(&ev, Clock::start()).expect("a line");
+        assert_eq!(line.kind, "admission_rejected");
+        assert_eq!(
+            line.text,
+            "admission for sd3b rejected: DEADLINE_EXCEEDED (deadline_exceeded)"
+        );
+    }
 }

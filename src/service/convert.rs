@@ -105,6 +105,7 @@ pub(super) fn event_kind(kind: &EventKind) -> Body {
             Body::AdmissionRejected(pb::AdmissionRejected {
                 model: model.clone(),
                 reason: outcome.as_str().to_owned(),
+                code: crate::proto::code_name(outcome_code(*outcome)).to_owned(),
             })
         }
         EventKind::PoolOvercommitted {
@@ -222,6 +223,28 @@ pub(super) fn list_models(models: &[ModelResidency]) -> pb::ListModelsResponse {
     }
 }
 
+/// The status code a caller gets for an admission that ended in `outcome`,
+/// the same as [`admit_error`] and [`rejection`] answer with (a test keeps
+/// them in step), so that a Watch event names the code the caller saw.
+pub(crate) fn outcome_code(outcome: Outcome) -> tonic::Code {
+    use tonic::Code;
+    match outcome {
+        Outcome::GrantedWarm | Outcome::GrantedCold => Code::Ok,
+        Outcome::Cancelled => Code::Cancelled,
+        Outcome::UnknownToken | Outcome::AllocationReleased => Code::PermissionDenied,
+        Outcome::UnknownModel => Code::NotFound,
+        Outcome::TaskTypeNotServed => Code::InvalidArgument,
+        Outcome::NotSlotAllocation | Outcome::NeverFits | Outcome::NoGpuFits => {
+            Code::FailedPrecondition
+        }
+        Outcome::NoFreeSlot | Outcome::NoCapacityNow | Outcome::QueueFull => {
+            Code::ResourceExhausted
+        }
+        Outcome::NoHealthyGpu | Outcome::ShuttingDown | Outcome::LoadFailed => Code::Unavailable,
+        Outcome::DeadlineExceeded => Code::DeadlineExceeded,
+    }
+}
+
 pub(super) fn admit_error(e: &AdmitError) -> Status {
     let msg = e.to_string();
     match e {
@@ -296,5 +319,112 @@ pub(super) fn admin_error(e: &AdminError) -> Status {
         AdminError::AlreadyResident { .. } => Status::already_exists(msg),
         AdminError::Pinned { .. } | AdminError::Loading { .. } => Status::failed_precondition(msg),
         AdminError::NoRoom { .. } => Status::resource_exhausted(msg),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::engine::GpuId;
+
+    /// Every refusal and every rejection, one value of each variant (the
+    /// matches below are exhaustive, so a new variant must be added here).
+    fn refusals() -> Vec<AdmitError> {
+        let all = vec![
+            AdmitError::UnknownToken,
+            AdmitError::NotSlotAllocation,
+            AdmitError::UnknownModel {
+                name: "m".into(),
+                known: vec![],
+            },
+            AdmitError::TaskTypeNotServed {
+                model: "m".into(),
+                task_type: "t".into(),
+                served: vec![],
+            },
+            AdmitError::NeverFits {
+                model: "m".into(),
+                need_mib: 2,
+                largest_usable_mib: 1,
+            },
+            AdmitError::NoHealthyGpu,
+            AdmitError::NoFreeSlot { slots: 1 },
+            AdmitError::NoCapacityNow,
+            AdmitError::QueueFull { limit: 1 },
+            AdmitError::ShuttingDown,
+        ];
+        for e in &all {
+            match e {
+                AdmitError::UnknownToken
+                | AdmitError::NotSlotAllocation
+                | AdmitError::UnknownModel { .. }
+                | AdmitError::TaskTypeNotServed { .. }
+                | AdmitError::NeverFits { .. }
+                | AdmitError::NoHealthyGpu
+                | AdmitError::NoFreeSlot { .. }
+                | AdmitError::NoCapacityNow
+                | AdmitError::QueueFull { .. }
+                | AdmitError::ShuttingDown => {}
+            }
+        }
+        all
+    }
+
+    fn rejections() -> Vec<Rejection> {
+        let all = vec![
+            Rejection::DeadlineExceeded {
+                waited: Duration::from_millis(5),
+            },
+            Rejection::LoadFailed {
+                gpu: GpuId(0),
+                message: "boom".into(),
+            },
+            Rejection::NoHealthyGpu,
+            Rejection::NoGpuFits {
+                need_mib: 2,
+                largest_usable_mib: 1,
+            },
+            Rejection::AllocationReleased,
+            Rejection::ShuttingDown,
+        ];
+        for r in &all {
+            match r {
+                Rejection::DeadlineExceeded { .. }
+                | Rejection::LoadFailed { .. }
+                | Rejection::NoHealthyGpu
+                | Rejection::NoGpuFits { .. }
+                | Rejection::AllocationReleased
+                | Rejection::ShuttingDown => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn an_outcomes_code_is_the_code_its_caller_got() {
+        for e in refusals() {
+            let outcome = Outcome::from(&e);
+            assert_eq!(outcome_code(outcome), admit_error(&e).code(), "{e:?}");
+        }
+        for r in rejections() {
+            let outcome = Outcome::from(&r);
+            assert_eq!(outcome_code(outcome), rejection(&r, "m").code(), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn a_rejection_event_names_its_outcome_and_its_code_as_grpc_spells_it() {
+        let kind = EventKind::AdmissionRejected {
+            model: "sd3b".into(),
+            outcome: Outcome::DeadlineExceeded,
+        };
+        let Body::AdmissionRejected(r) = event_kind(&kind) else {
+            panic!("not an admission_rejected event");
+        };
+        assert_eq!(r.model, "sd3b");
+        assert_eq!(r.reason, "deadline_exceeded");
+        assert_eq!(r.code, "DEADLINE_EXCEEDED");
     }
 }

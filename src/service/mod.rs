@@ -11,6 +11,8 @@
 mod convert;
 mod grpc;
 
+pub(crate) use convert::outcome_code;
+
 use std::sync::Arc;
 
 use tonic::Status;

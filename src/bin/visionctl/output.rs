@@ -10,6 +10,7 @@ use std::fmt;
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 use tonic::Code;
+use vision_node_daemon::proto::code_name;
 use vision_node_daemon::proto::vision::v1 as pb;
 
 /// Why a command failed: a gRPC status code, spelt the way gRPC spells it
@@ -47,29 +48,6 @@ impl fmt::Display for Failure {
 impl From<tonic::Status> for Failure {
     fn from(s: tonic::Status) -> Failure {
         Failure::new(s.code(), s.message())
-    }
-}
-
-/// The canonical name of a gRPC status code, as in grpc/doc/statuscodes.md.
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 

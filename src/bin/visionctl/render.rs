@@ -10,12 +10,16 @@ use vision_node_daemon::proto::vision::v1 as pb;
 
 use crate::output;
 
-/// `1234` → `1.2 s`, `80` → `80 ms`, `90000` → `1m30s`.
+/// `1234` → `1.2 s`, `80` → `80 ms`, `90000` → `1m30s`. The unit is chosen
+/// after rounding, so 59 960 ms reads `1m00s` as 60 000 ms does, not `60.0 s`.
 pub fn ms(ms: u64) -> String {
     match ms {
         0..1_000 => format!("{ms} ms"),
-        1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
-        _ => format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1000),
+        1_000..59_950 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => {
+            let s = (ms + 500) / 1000;
+            format!("{}m{:02}s", s / 60, s % 60)
+        }
     }
 }
 
@@ -351,8 +355,16 @@ pub fn event(ev: &pb::WatchEvent) -> String {
             "queue: {} waiting, {} waiting on a load",
             q.queued, q.waiting_on_load
         ),
+        // The code the caller got, then the outcome as the metrics label it;
+        // a daemon without the code gives the outcome alone.
+        Some(Body::AdmissionRejected(r)) if r.code.is_empty() => {
+            format!("admission for {} rejected ({})", r.model, r.reason)
+        }
         Some(Body::AdmissionRejected(r)) => {
-            format!("admission for {} rejected: {}", r.model, r.reason)
+            format!(
+                "admission for {} rejected: {} ({})",
+                r.model, r.code, r.reason
+            )
         }
         Some(Body::Pool(p)) if p.overcommitted => format!(
             "{} pool OVERCOMMITTED ({} of {}): admissions there wait",
@@ -416,6 +428,18 @@ mod tests {
     //! The outputs people read, pinned: a change to any of them shows here.
 
     use super::*;
+
+    #[test]
+    fn durations_change_unit_after_rounding() {
+        assert_eq!(ms(999), "999 ms");
+        assert_eq!(ms(1_000), "1.0 s");
+        assert_eq!(ms(59_949), "59.9 s");
+        assert_eq!(ms(59_950), "1m00s");
+        assert_eq!(ms(59_999), "1m00s");
+        assert_eq!(ms(60_000), "1m00s");
+        assert_eq!(ms(90_000), "1m30s");
+        assert_eq!(ms(119_600), "2m00s");
+    }
 
     fn lease(id: u64, model: &str, gpu: u32, warm: bool) -> pb::Lease {
         pb::Lease {
@@ -635,6 +659,16 @@ sdxl-refiner  580 MiB  600 MiB            4  1.0 s  10 ms  -                embe
                 committed_mib: 25000,
                 usable_mib: 24064,
             }),
+            Body::AdmissionRejected(pb::AdmissionRejected {
+                model: "sd3b".into(),
+                reason: "deadline_exceeded".into(),
+                code: "DEADLINE_EXCEEDED".into(),
+            }),
+            Body::AdmissionRejected(pb::AdmissionRejected {
+                model: "sd3b".into(),
+                reason: "deadline_exceeded".into(),
+                code: String::new(),
+            }),
         ]
         .into_iter()
         .map(|b| event(&ev(b)))
@@ -655,6 +689,8 @@ sdxl-refiner  580 MiB  600 MiB            4  1.0 s  10 ms  -                embe
                 "2026-12-02 06:00:00.123Z  model sd3b loaded on GPU 0 (5700 MiB) in 8.0 s",
                 "2026-12-02 06:00:00.123Z  GPU 1 UNHEALTHY: Xid 48",
                 "2026-12-02 06:00:00.123Z  GPU 1 pool OVERCOMMITTED (25000 MiB of 24064 MiB): admissions there wait",
+                "2026-12-02 06:00:00.123Z  admission for sd3b rejected: DEADLINE_EXCEEDED (deadline_exceeded)",
+                "2026-12-02 06:00:00.123Z  admission for sd3b rejected (deadline_exceeded)",
             ]
         );
     }

@@ -293,12 +293,14 @@ class QueueEvent(_message.Message):
     def __init__(self, queued: _Optional[int] = ..., waiting_on_load: _Optional[int] = ...) -> None: ...
 
 class AdmissionRejected(_message.Message):
-    __slots__ = ("model", "reason")
+    __slots__ = ("model", "reason", "code")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
     model: str
     reason: str
-    def __init__(self, model: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    code: str
+    def __init__(self, model: _Optional[str] = ..., reason: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
 
 class PreloadRequest(_message.Message):
     __slots__ = ("model", "gpu")
