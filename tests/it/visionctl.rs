@@ -5,6 +5,7 @@ use std::process::{Command, Stdio};
 
 use crate::common::*;
 use serde_json::Value;
+use vision_node_daemon::config::Config;
 use vision_node_daemon::proto::vision::v1 as pb;
 
 /// Runs visionctl with `args` (off the async threads) and returns (exit ok, stdout, stderr).
@@ -294,5 +295,34 @@ async fn json_answers_name_what_they_acted_on() {
     assert!(!ok);
     let e: Value = serde_json::from_str(&out).expect("a JSON error");
     assert_eq!(e["error"]["code"], "UNAVAILABLE");
+    d.daemon.shutdown().await;
+}
+
+/// On a terminal, a cold preload shows a spinner until the answer, which
+/// replaces it. `script` (util-linux) gives visionctl a pseudo-terminal.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminal_sees_a_spinner_while_a_cold_load_waits() {
+    // The dev config's load times are simulated: clip-vit-b32 takes 1 s,
+    // about ten of the spinner's ticks.
+    let d = start(Config::dev()).await;
+    let state = state_dir(&d);
+    let command = format!(
+        "{} --state-dir {} preload clip-vit-b32",
+        env!("CARGO_BIN_EXE_visionctl"),
+        state.display()
+    );
+    let mut cmd = Command::new("script");
+    cmd.args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .env("TERM", "xterm")
+        .env_remove("VISION_SOCKET")
+        .env_remove("VISION_TOKEN");
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("script runs"))
+        .await
+        .unwrap();
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    let spinning = tty.find("loading clip-vit-b32 (").expect(&tty);
+    let answer = tty.find("clip-vit-b32 loaded on GPU").expect(&tty);
+    assert!(spinning < answer, "{tty:?}");
     d.daemon.shutdown().await;
 }
