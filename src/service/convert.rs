@@ -61,6 +61,7 @@ fn revoke_reason(r: RevokeReason) -> &'static str {
     match r {
         RevokeReason::GpuUnhealthy => "gpu_unhealthy",
         RevokeReason::AllocationReleased => "allocation_released",
+        RevokeReason::RuntimeLost => "runtime_lost",
     }
 }
 
