@@ -150,3 +150,30 @@ def test_a_cold_task_loads_the_model_into_triton_and_infers_through_the_lease(
         result = lease.infer([inp], [tc.InferRequestedOutput("OUTPUT")])
         np.testing.assert_allclose(result.as_numpy("OUTPUT"), expected, rtol=1e-4, atol=1e-5)
     assert triton.client.is_model_ready(MODEL), "released, the model stays warm"
+
+
+def test_the_triton_example_admits_infers_through_triton_and_releases_cold_then_warm(
+    triton: Triton, triton_daemon: Daemon
+) -> None:
+    """examples/python/triton_task.py, as a pod runs it: three tasks, the
+    first loads the model, every answer is onnxruntime's."""
+    import json
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "python" / "triton_task.py"), CATALOG_NAME, "--tasks", "3",
+         "--input", str(triton.net / "input.f32"), "--timeout", str(WAIT_S),
+         "--socket", triton_daemon.task_socket, "--token", triton_daemon.token],
+        capture_output=True, text=True, timeout=2 * WAIT_S, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, f"{out.stdout}\n{out.stderr}"
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    tasks = summary["tasks"]
+    assert [t["warm"] for t in tasks] == [False, True, True], summary
+    expected = np.fromfile(triton.net / "expected.f32", dtype="<f4")
+    for t in tasks:
+        assert (t["runtime_endpoint"], t["runtime_model"]) == (triton.endpoint, MODEL), t
+        assert t["outputs"]["OUTPUT"]["shape"] == [1, 16], t
+        np.testing.assert_allclose(t["outputs"]["OUTPUT"]["values"], expected, rtol=1e-4, atol=1e-5)
+        assert 0 < t["admit_ms"] <= t["first_result_ms"], t
+    assert triton.client.is_model_ready(MODEL), "released, the model stays warm"
