@@ -1,14 +1,18 @@
 //! Measured memory: what a Triton load really took, in the ledger instead
-//! of the catalog's figure. On simulated GPUs the "real" figure is the used
-//! memory the test sets through the inventory's fault handle while Triton
-//! loads, as NVML would report a real load's.
+//! of the catalog's figure. The "real" figure is the GPU's used memory that
+//! the test sets while Triton loads, as a real load would raise it: on
+//! simulated GPUs through the inventory's fault handle
+//! (`runtime.measure_memory: on`), and on the NVML backend through the fake
+//! driver's `gpus.conf` (`auto`, the default: the NVML measuring path end to
+//! end, nvml-wrapper included).
 
 use std::time::Duration;
 
-use vision_node_daemon::config::MeasureMemory;
+use vision_node_daemon::config::{GpuBackend, MeasureMemory};
 use vision_node_daemon::proto::vision::v1 as pb;
 
 use crate::common::*;
+use crate::fake_driver::FakeDriver;
 use crate::triton_support::{ModelDef, TRITONS, Triton, admin_status, config};
 
 /// Polls the admin status until `done` holds; 30 s at most.
@@ -34,15 +38,58 @@ fn memory<'a>(s: &'a pb::StatusResponse, model: &str) -> &'a pb::ModelMemory {
         .expect("every catalog model is listed")
 }
 
+/// Where the test sets the GPU's used memory.
+enum Gpus {
+    /// One simulated GPU of 8192 MiB; the daemon measures because
+    /// `measure_memory: on`.
+    Simulated,
+    /// One GPU behind the fake NVML driver; `measure_memory` stays `auto`.
+    Nvml(FakeDriver),
+}
+
+const NVML_GPU: &str = "GPU-5a1b2c3d-0000-4e8a-9c3f-0a1b2c3d4e5f,NVIDIA L4,8192";
+
+impl Gpus {
+    fn nvml() -> Gpus {
+        Gpus::Nvml(FakeDriver::new(&[&format!("{NVML_GPU},0")]))
+    }
+
+    fn set_used_mib(&self, d: &Running, mib: u64) {
+        match self {
+            Gpus::Simulated => d
+                .daemon
+                .faults()
+                .expect("simulated GPUs")
+                .set_used_mib(0, mib)
+                .expect("set used memory"),
+            Gpus::Nvml(driver) => driver.set_gpus(&[&format!("{NVML_GPU},{mib}")]),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_measured_load_puts_its_real_size_in_the_ledger_and_an_outgrown_model_raises_a_warning() {
+    measured_load(Gpus::Simulated).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_nvml_loads_are_measured_by_default_from_the_drivers_used_memory() {
+    measured_load(Gpus::nvml()).await;
+}
+
+async fn measured_load(gpus: Gpus) {
     let _slot = TRITONS.acquire().await.unwrap();
     let triton = Triton::start(&[ModelDef::slow("big", 2.0)]).await;
     // The catalog says 1000 MiB.
     let mut cfg = config(&triton, 8192, &[("big-model", "big")]);
-    cfg.runtime.measure_memory = MeasureMemory::On;
+    match &gpus {
+        Gpus::Simulated => cfg.runtime.measure_memory = MeasureMemory::On,
+        Gpus::Nvml(driver) => {
+            assert_eq!(cfg.runtime.measure_memory, MeasureMemory::Auto);
+            cfg.gpus = driver.config(GpuBackend::Nvml);
+        }
+    }
     let d = start(cfg).await;
-    let faults = d.daemon.faults().expect("simulated GPUs").clone();
     let mut events = d
         .admin()
         .await
@@ -59,7 +106,7 @@ async fn a_measured_load_puts_its_real_size_in_the_ledger_and_an_outgrown_model_
     };
     triton.wait_state("big", "LOADING").await;
     // What the load really puts on the GPU.
-    faults.set_used_mib(0, 1500).expect("set used memory");
+    gpus.set_used_mib(&d, 1500);
     let lease = waiting
         .await
         .expect("task")
