@@ -30,7 +30,7 @@ mod wire;
 
 pub use capacity::{LISTANDWATCH_LIMIT_BYTES, VRAM_DEVICE_WIRE_BYTES};
 pub use error::{Error, Errors};
-pub use load::{load_file, load_str};
+pub use load::{load_file, load_shared_file, load_str};
 
 /// The development config (simulated GPUs, the seed models), built into the
 /// binary so `simulate` and local runs need no file.

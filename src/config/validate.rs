@@ -61,6 +61,21 @@ pub(crate) const MIN_RUNTIME_INTERVAL: Duration = Duration::from_millis(100);
 pub(crate) struct Sources<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
     pub hostname: &'a dyn Fn() -> Option<String>,
+    pub reader: Reader,
+}
+
+/// Who reads the config: the node's daemon, or a reader off the node that
+/// shares its file (the scheduler extender reads the daemons' ConfigMap for
+/// the domain and the catalog).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// `$(NAME)` references in node-local settings resolve from the
+    /// environment, and an unset one is an error.
+    Daemon,
+    /// Node-local settings keep their `$(NAME)` references as written (the
+    /// reader has not the node's environment, e.g. no `HOST_IP`); their
+    /// syntax is still checked.
+    OffNode,
 }
 
 /// Builds the domain [`Config`] from `wire`, or returns every problem found.
@@ -81,7 +96,7 @@ pub(crate) fn validate(
     let gpus = gpus(&mut c, wire.gpus.unwrap_or_default());
     let (mut devices, slot_gpus) = devices(&mut c, wire.devices.unwrap_or_default());
     let admission = admission(&mut c, wire.admission.unwrap_or_default());
-    let mut runtime = runtime(&mut c, wire.runtime.unwrap_or_default(), sources.env);
+    let mut runtime = runtime(&mut c, wire.runtime.unwrap_or_default(), sources);
     devices.slot_gpu_visibility = match (slot_gpus, &runtime.kind) {
         (Some(WireSlotGpuVisibility::All), _) => SlotGpuVisibility::All,
         (Some(WireSlotGpuVisibility::None), _) => SlotGpuVisibility::None,
@@ -395,11 +410,7 @@ fn telemetry(c: &mut Check<'_>, wire: WireTelemetry) -> TelemetryConfig {
     TelemetryConfig { otlp_endpoint }
 }
 
-fn runtime(
-    c: &mut Check<'_>,
-    wire: WireRuntime,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> RuntimeConfig {
+fn runtime(c: &mut Check<'_>, wire: WireRuntime, sources: &Sources<'_>) -> RuntimeConfig {
     let load_timeout = c.duration(
         "runtime.load_timeout",
         wire.load_timeout,
@@ -503,7 +514,7 @@ fn runtime(
                 wire.endpoint,
                 wire.client_endpoint,
                 wire.model_repository,
-                env,
+                sources,
             ))
         }
     };
@@ -522,7 +533,7 @@ fn triton(
     endpoint: Option<String>,
     client_endpoint: Option<String>,
     model_repository: Option<String>,
-    env: &dyn Fn(&str) -> Option<String>,
+    sources: &Sources<'_>,
 ) -> TritonConfig {
     let endpoint = endpoint.unwrap_or_default();
     if endpoint.is_empty() {
@@ -534,12 +545,15 @@ fn triton(
         c.fail("runtime.endpoint", problem);
     }
     let client_endpoint = match client_endpoint.filter(|e| !e.is_empty()) {
-        Some(e) => match expand_env(&e, env) {
-            Ok(e) => {
-                if let Some(problem) = tcp_address_problem(&e) {
+        Some(e) => match expand_for(sources, &e) {
+            Ok(expanded) => {
+                if let Some(problem) = tcp_address_problem(&expanded) {
                     c.fail("runtime.client_endpoint", problem);
                 }
-                e
+                match sources.reader {
+                    Reader::Daemon => expanded,
+                    Reader::OffNode => e,
+                }
             }
             Err(problem) => {
                 c.fail("runtime.client_endpoint", problem);
@@ -562,6 +576,16 @@ fn triton(
         client_endpoint,
         model_repository,
         model_names: Default::default(),
+    }
+}
+
+/// `text` expanded for `sources`' reader: from the environment for the
+/// daemon; off the node, each reference stands for an IP address, so that
+/// the text's syntax and shape are checked all the same.
+fn expand_for(sources: &Sources<'_>, text: &str) -> Result<String, String> {
+    match sources.reader {
+        Reader::Daemon => expand_env(text, sources.env),
+        Reader::OffNode => expand_env(text, &|_| Some("192.0.2.1".to_owned())),
     }
 }
 

@@ -654,6 +654,45 @@ runtime:
 }
 
 #[test]
+fn a_reader_off_the_node_keeps_the_client_endpoints_references_and_still_checks_them() {
+    use super::Reader;
+    let text = |endpoint: &str| {
+        format!(
+            "node_name: n\nruntime:\n  kind: triton\n  endpoint: 127.0.0.1:8001\n  client_endpoint: {endpoint}\n{}",
+            super::super::test_support::ONE_MODEL
+        )
+    };
+    // The scheduler extender has no HOST_IP: the daemons' config still loads.
+    let no_env = |_: &str| None;
+    let config = super::super::test_support::load_as(
+        &text("$(HOST_IP):8001"),
+        &no_env,
+        &|| None,
+        Reader::OffNode,
+    )
+    .expect("loads off the node");
+    let super::super::RuntimeKind::Triton(t) = &config.runtime.kind else {
+        panic!("{:?}", config.runtime.kind)
+    };
+    assert_eq!(t.client_endpoint, "$(HOST_IP):8001", "kept as written");
+    // Its syntax and shape are checked all the same.
+    for bad in ["$(HOST-IP):8001", "$(HOST_IP", "$(HOST_IP)"] {
+        let got =
+            super::super::test_support::load_as(&text(bad), &no_env, &|| None, Reader::OffNode)
+                .expect_err(bad)
+                .errors()
+                .to_vec();
+        assert_eq!(
+            got.iter()
+                .map(|e| (e.path.as_str(), e.line))
+                .collect::<Vec<_>>(),
+            vec![("runtime.client_endpoint", Some(5))],
+            "{bad}: {got:#?}"
+        );
+    }
+}
+
+#[test]
 fn env_references_expand_like_kubernetes_and_bad_ones_are_named() {
     let env = |k: &str| match k {
         "A" => Some("x".to_owned()),
