@@ -14,6 +14,7 @@ use vision_node_daemon::proto::vision::v1 as pb;
 use crate::common::*;
 use crate::fake_driver::FakeDriver;
 use crate::triton_support::{ModelDef, TRITONS, Triton, admin_status, config};
+use crate::visionctl::{state_dir, visionctl};
 
 /// Polls the admin status until `done` holds; 30 s at most.
 async fn status_until(d: &Running, what: &str, done: impl Fn(&pb::StatusResponse) -> bool) {
@@ -145,6 +146,27 @@ async fn measured_load(gpus: Gpus) {
         let series = format!(r#"vision_model_weights_mib{{model="big-model",source="{source}"}}"#);
         assert_eq!(sample(&metrics, &series), Some(mib), "{series}\n{metrics}");
     }
+    // visionctl status shows both figures, and flags the outgrowth.
+    let (ok, table, err) = visionctl(&state_dir(&d), &["status"]).await;
+    assert!(ok, "{err}");
+    let resident = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("big-model") && l.contains("pins"))
+        .unwrap_or_else(|| panic!("a resident line for big-model:\n{table}"));
+    assert!(
+        resident.contains("1500 MiB") && resident.contains("(measured; catalog 1000 MiB)"),
+        "{resident}"
+    );
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("big-model") && l.contains("OUTGREW CATALOG"))
+        .unwrap_or_else(|| panic!("a memory row for big-model:\n{table}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cells[..6],
+        ["big-model", "1000", "MiB", "1500", "MiB", "-"],
+        "catalog, measured, nothing returned yet: {row}"
+    );
     // The measured copy is the daemon's memory, not other processes'.
     status_until(&d, "external memory back to 0", |s| {
         s.gpus[0].external_mib == 0
