@@ -292,6 +292,7 @@ fn line(ev: &Event, clock: Clock) -> Option<EventView> {
                 match reason {
                     RevokeReason::GpuUnhealthy => "its GPU turned unhealthy",
                     RevokeReason::AllocationReleased => "its pod is gone",
+                    RevokeReason::RuntimeLost => "the model runtime lost its copy",
                 },
             ),
         ),
@@ -360,6 +361,32 @@ fn line(ev: &Event, clock: Clock) -> Option<EventView> {
             format!(
                 "GPU {} pool over-committed ({committed_mib} of {usable_mib} MiB): admissions there wait",
                 gpu.id.0
+            ),
+        ),
+        EventKind::RuntimeLost { runtime, reason } => (
+            Level::Warning,
+            "runtime",
+            format!("model runtime {runtime} UNREACHABLE: {reason} (admissions refused)"),
+        ),
+        EventKind::RuntimeBack {
+            runtime,
+            adopted,
+            dropped,
+        } => (
+            Level::Info,
+            "runtime",
+            format!("model runtime {runtime} reachable: {adopted} adopted, {dropped} dropped"),
+        ),
+        EventKind::ModelOutgrewCatalog {
+            copy,
+            catalog_mib,
+            measured_mib,
+        } => (
+            Level::Warning,
+            "model_outgrew_catalog",
+            format!(
+                "model {} on GPU {} took {measured_mib} MiB, more than its catalog's {catalog_mib} MiB",
+                copy.model, copy.gpu.id.0
             ),
         ),
         EventKind::PoolDrained { gpu } => (

@@ -61,6 +61,7 @@ pub(crate) struct Metrics {
     admission_wait: MetricFamily<WaitLabels, Histogram>,
     load_duration: MetricFamily<ModelLabel, Histogram>,
     kubelet_registrations: MetricFamily<ResourceLabel, Counter>,
+    runtime_unavailable: Counter,
 }
 
 impl Default for Metrics {
@@ -69,6 +70,7 @@ impl Default for Metrics {
             admission_wait: MetricFamily::new_with_constructor(|| Histogram::new(WAIT_BUCKETS)),
             load_duration: MetricFamily::new_with_constructor(|| Histogram::new(LOAD_BUCKETS)),
             kubelet_registrations: MetricFamily::default(),
+            runtime_unavailable: Counter::default(),
         }
     }
 }
@@ -88,6 +90,12 @@ impl Metrics {
                 model: model.to_owned(),
             })
             .observe(seconds);
+    }
+
+    /// An admission or preload was refused, or a queued admission withdrawn,
+    /// because the model runtime was unreachable.
+    pub(crate) fn count_runtime_unavailable(&self) {
+        self.runtime_unavailable.inc();
     }
 
     /// A device plugin registered with kubelet.
@@ -139,6 +147,10 @@ pub(crate) struct Snapshot {
     pub(crate) kubelet_registered: Vec<(String, bool)>,
     /// Failed writes to the Kubernetes API.
     pub(crate) cluster_publish_errors: u64,
+    /// The model runtime's kind and whether it answers.
+    pub(crate) runtime: (&'static str, bool),
+    /// Per catalog model: (name, catalog MiB, last measured MiB).
+    pub(crate) model_memory: Vec<(String, u64, Option<u64>)>,
 }
 
 /// Takes a [`Snapshot`]: the narrow interface `/metrics` reads through.
@@ -154,6 +166,12 @@ pub(crate) fn registry(metrics: &Metrics, source: Arc<dyn Scrape>) -> Registry {
     reg.register(wait.name, wait.help, metrics.admission_wait.clone());
     let load = families::MODEL_LOAD_DURATION;
     reg.register(load.name, load.help, metrics.load_duration.clone());
+    let unavailable = families::RUNTIME_UNAVAILABLE;
+    reg.register(
+        unavailable.name,
+        unavailable.help,
+        metrics.runtime_unavailable.clone(),
+    );
     let registrations = families::KUBELET_REGISTRATIONS;
     reg.register(
         registrations.name,
@@ -395,6 +413,33 @@ impl Collector for ScrapeCollector {
             f::CLUSTER_PUBLISH_ERRORS,
             snapshot.cluster_publish_errors,
         )?;
+
+        let (kind, up) = snapshot.runtime;
+        labelled(
+            enc,
+            f::RUNTIME_UP,
+            [(vec![("runtime", kind)], u64::from(up))],
+        )?;
+        // A measurement that has not happened is absent, not 0.
+        labelled(
+            enc,
+            f::MODEL_WEIGHTS,
+            snapshot
+                .model_memory
+                .iter()
+                .flat_map(|(model, catalog, measured)| {
+                    std::iter::once((
+                        vec![("model", model.as_str()), ("source", "catalog")],
+                        catalog * MIB,
+                    ))
+                    .chain(measured.map(|m| {
+                        (
+                            vec![("model", model.as_str()), ("source", "measured")],
+                            m * MIB,
+                        )
+                    }))
+                }),
+        )?;
         Ok(())
     }
 }
@@ -428,6 +473,8 @@ mod tests {
                     ("vision.ai/vram".into(), false),
                 ],
                 cluster_publish_errors: 0,
+                runtime: ("bookkeeping", true),
+                model_memory: vec![("yolo-v8n".into(), 12, None)],
             }
         }
     }

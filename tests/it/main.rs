@@ -43,6 +43,8 @@ mod model_runtime;
 mod python_client;
 mod status_page;
 mod triton;
+mod triton_memory;
+mod triton_reach;
 mod uds_authority;
 mod uds_listener;
 mod uds_python;

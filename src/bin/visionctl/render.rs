@@ -80,6 +80,19 @@ pub fn status(s: &pb::StatusResponse) -> String {
         s.queued,
         s.waiting_on_load
     );
+    if let Some(r) = &s.runtime {
+        let _ = if r.reachable {
+            writeln!(o, "runtime {}: reachable", r.kind)
+        } else {
+            writeln!(
+                o,
+                "runtime {}: UNREACHABLE for {}: {} (admissions refused)",
+                r.kind,
+                ms(r.unreachable_ms),
+                r.reason
+            )
+        };
+    }
     let _ = writeln!(o);
     let rows = s
         .gpus
@@ -139,13 +152,16 @@ pub fn status(s: &pb::StatusResponse) -> String {
         .iter()
         .flat_map(|g| {
             g.residents.iter().map(move |r| {
-                let state = if r.loading {
+                let mut state = if r.loading {
                     "loading".to_owned()
                 } else if let Some(idle) = r.idle_ms {
                     format!("idle {}", ms(idle))
                 } else {
                     "in use".to_owned()
                 };
+                if r.weights_mib != r.catalog_mib && r.catalog_mib > 0 {
+                    let _ = write!(state, " (measured; catalog {})", mib(r.catalog_mib));
+                }
                 vec![
                     r.model.clone(),
                     g.index.to_string(),
@@ -162,6 +178,32 @@ pub fn status(s: &pb::StatusResponse) -> String {
             &["MODEL", "GPU", "WEIGHTS", "PINS", "STATE"],
             &[1, 2, 3],
             residents,
+        ));
+    }
+    let measured: Vec<Vec<String>> = s
+        .memory
+        .iter()
+        .filter(|m| m.measured_mib.is_some() || m.returned_mib.is_some())
+        .map(|m| {
+            let or_dash = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), mib);
+            let outgrown = m
+                .measured_mib
+                .is_some_and(|v| v * 100 > m.catalog_mib * 110);
+            vec![
+                m.model.clone(),
+                mib(m.catalog_mib),
+                or_dash(m.measured_mib),
+                or_dash(m.returned_mib),
+                if outgrown { "OUTGREW CATALOG" } else { "" }.to_owned(),
+            ]
+        })
+        .collect();
+    if !measured.is_empty() {
+        let _ = writeln!(o);
+        o.push_str(&table(
+            &["MODEL", "CATALOG", "MEASURED", "RETURNED", ""],
+            &[1, 2, 3],
+            measured,
         ));
     }
     if !s.leases.is_empty() {
@@ -277,10 +319,10 @@ pub fn lease(l: &pb::Lease) -> String {
         if l.warm { "warm" } else { "cold" },
         ms(l.waited_ms),
         ms(l.expires_in_ms),
-        if l.runtime_endpoint.is_empty() {
-            String::new()
-        } else {
-            format!(", runtime {}", l.runtime_endpoint)
+        match (l.runtime_endpoint.is_empty(), l.runtime_model.is_empty()) {
+            (true, _) => String::new(),
+            (false, true) => format!(", runtime {}", l.runtime_endpoint),
+            (false, false) => format!(", runtime {} model {}", l.runtime_endpoint, l.runtime_model),
         }
     )
 }
@@ -374,6 +416,21 @@ pub fn event(ev: &pb::WatchEvent) -> String {
         ),
         Some(Body::Pool(p)) => format!("{} pool drained", gpu(p.gpu_index)),
         Some(Body::Kubelet(k)) => format!("{}: {}", k.resource, k.message),
+        Some(Body::Runtime(r)) if r.reachable => format!(
+            "model runtime {} reachable: {} adopted, {} dropped",
+            r.kind, r.adopted, r.dropped
+        ),
+        Some(Body::Runtime(r)) => format!(
+            "model runtime {} UNREACHABLE: {} (admissions refused)",
+            r.kind, r.reason
+        ),
+        Some(Body::ModelOutgrewCatalog(m)) => format!(
+            "model {} on {} took {}, more than its catalog's {}",
+            m.model,
+            gpu(m.gpu_index),
+            mib(m.measured_mib),
+            mib(m.catalog_mib)
+        ),
         None => "(an event this visionctl does not know)".into(),
     };
     format!("{at}  {what}{missed}")
@@ -452,6 +509,7 @@ mod tests {
             expires_in_ms: 57_800,
             ttl_ms: 60_000,
             runtime_endpoint: String::new(),
+            runtime_model: String::new(),
             working_mib: 6000,
         }
     }
@@ -479,7 +537,8 @@ mod tests {
                 vec![
                     pb::ResidentModel {
                         model: "clip-vit-b32".into(),
-                        weights_mib: 580,
+                        weights_mib: 640,
+                        catalog_mib: 580,
                         loading: false,
                         pins: 0,
                         idle_ms: Some(1200),
@@ -487,6 +546,7 @@ mod tests {
                     pb::ResidentModel {
                         model: "sd3b".into(),
                         weights_mib: 5700,
+                        catalog_mib: 5700,
                         loading: false,
                         pins: 1,
                         idle_ms: None,
@@ -498,6 +558,7 @@ mod tests {
                 vec![pb::ResidentModel {
                     model: "sdxl-refiner".into(),
                     weights_mib: 5800,
+                    catalog_mib: 5800,
                     loading: true,
                     pins: 2,
                     idle_ms: None,
@@ -522,9 +583,29 @@ mod tests {
                 ..Default::default()
             }),
             slots: 0,
+            runtime: Some(pb::RuntimeStatus {
+                kind: "triton".into(),
+                reachable: true,
+                ..Default::default()
+            }),
+            memory: vec![
+                pb::ModelMemory {
+                    model: "clip-vit-b32".into(),
+                    catalog_mib: 580,
+                    measured_mib: Some(640),
+                    returned_mib: None,
+                },
+                pb::ModelMemory {
+                    model: "sd3b".into(),
+                    catalog_mib: 5700,
+                    measured_mib: None,
+                    returned_mib: None,
+                },
+            ],
         };
         let want = "\
 node dev-node   2 GPUs (simulated)   leases 1   queued 1   waiting on a load 2
+runtime triton: reachable
 
 GPU  NAME                   HEALTH        USABLE  CARVED   WEIGHTS   WORKING       FREE  POOL
   0  NVIDIA L4 (simulated)  ok         24064 MiB   0 MiB  6280 MiB  6000 MiB  11784 MiB  [#####.....]  51%
@@ -535,9 +616,12 @@ GPU  UUID                                          TOTAL  RESERVE  EXTERNAL
   1  GPU-30060136-cde0-db2a-9930-faf2f75a6801  24576 MiB  512 MiB     0 MiB
 
 MODEL         GPU   WEIGHTS  PINS  STATE
-clip-vit-b32    0   580 MiB     0  idle 1.2 s
+clip-vit-b32    0   640 MiB     0  idle 1.2 s (measured; catalog 580 MiB)
 sd3b            0  5700 MiB     1  in use
 sdxl-refiner    1  5800 MiB     2  loading
+
+MODEL         CATALOG  MEASURED  RETURNED
+clip-vit-b32  580 MiB   640 MiB         -  OUTGREW CATALOG
 
 LEASE  MODEL  GPU  WARM  WAITED  EXPIRES IN   WORKING
    12  sd3b     0  no     8.0 s      57.8 s  6000 MiB

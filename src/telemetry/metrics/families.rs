@@ -228,6 +228,25 @@ pub const CLUSTER_PUBLISH_ERRORS: Family = family(
     "Failed writes to the Kubernetes API (labels, annotations, Events)",
 );
 
+pub const RUNTIME_UP: Family = family(
+    "runtime_up",
+    Kind::Gauge,
+    &["runtime"],
+    "1 while the model runtime answers (always 1 for bookkeeping); 0: nothing is admitted",
+);
+pub const RUNTIME_UNAVAILABLE: Family = family(
+    "runtime_unavailable",
+    Kind::Counter,
+    &[],
+    "Admissions and preloads answered UNAVAILABLE because the model runtime was unreachable",
+);
+pub const MODEL_WEIGHTS: Family = family(
+    "model_weights_bytes",
+    Kind::Gauge,
+    &["model", "source"],
+    "A model's weights per copy: the catalog's figure (source=catalog, from start) and what its last measured load took (source=measured, once measured)",
+);
+
 /// Every family, in the order of the README's table.
 #[cfg(test)]
 pub const ALL: &[Family] = &[
@@ -248,6 +267,7 @@ pub const ALL: &[Family] = &[
     MODEL_LOADED_BYTES,
     MODEL_EVICTIONS,
     MODEL_COPIES,
+    MODEL_WEIGHTS,
     GPU_HEALTHY,
     GPU_OVERCOMMITTED,
     GPU_RESIDENT_MODELS,
@@ -259,6 +279,8 @@ pub const ALL: &[Family] = &[
     KUBELET_REGISTERED,
     KUBELET_REGISTRATIONS,
     CLUSTER_PUBLISH_ERRORS,
+    RUNTIME_UP,
+    RUNTIME_UNAVAILABLE,
 ];
 
 /// The README's table of metric families (between its `metrics-table`
