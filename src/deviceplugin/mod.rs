@@ -178,7 +178,7 @@ impl Built {
     /// when the node shuts down.
     pub(crate) fn spawn(self) -> DevicePlugins {
         let node = Arc::clone(self.allocations.node());
-        let (kubelet_starts, watch_handle) = registration::spawn_kubelet_watch(
+        let (kubelet_changes, watch_handle) = registration::spawn_kubelet_watch(
             self.opts.dir.clone(),
             self.plugins.clone(),
             node.shutdown_signal(),
@@ -203,7 +203,7 @@ impl Built {
                 Arc::clone(plugin),
                 Arc::clone(&self.allocations),
                 self.opts.dir.clone(),
-                kubelet_starts.clone(),
+                kubelet_changes.clone(),
             ));
         }
         DevicePlugins { handles }
