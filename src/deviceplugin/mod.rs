@@ -193,7 +193,9 @@ impl Built {
             ),
             podresources::spawn_reconciler(
                 Arc::clone(&self.allocations),
-                self.opts.pod_resources_socket.clone(),
+                podresources::PodResources {
+                    socket: self.opts.pod_resources_socket.clone(),
+                },
                 self.opts.reconcile_interval,
                 self.release_grace,
             ),
