@@ -45,11 +45,11 @@ pub(crate) const DEFAULT_CONTAINER_SOCKET_DIR: &str = "/var/run/vision";
 /// most a few hundred GiB. Beyond these, a typo (`count: 4294967295`) would
 /// make the daemon allocate without limit, build a status larger than a
 /// gRPC message and take minutes to shut down.
-pub(crate) const MAX_SIMULATED_GPUS: u64 = 64;
-pub(crate) const MIN_GPU_MEMORY_MIB: u64 = 1024;
-pub(crate) const MAX_GPU_MEMORY_MIB: u64 = 1 << 20;
+pub const MAX_SIMULATED_GPUS: u64 = 64;
+pub const MIN_GPU_MEMORY_MIB: u64 = 1024;
+pub const MAX_GPU_MEMORY_MIB: u64 = 1 << 20;
 /// The most models one catalog may list.
-pub(crate) const MAX_MODELS: usize = 1024;
+pub const MAX_MODELS: usize = 1024;
 
 /// Where values not in the file come from; injected so tests do not depend on
 /// the machine they run on.
@@ -614,8 +614,8 @@ fn models(c: &mut Check<'_>, wire: Vec<WireModel>) -> (Vec<ModelSpec>, Vec<(usiz
         c.positive(&join(&base, "task_ms"), task_ms);
         let task_types = model.task_types.unwrap_or_default();
         for (j, task_type) in task_types.iter().enumerate() {
-            if task_type.trim().is_empty() {
-                c.fail(&format!("{base}.task_types[{j}]"), "must not be empty");
+            if let Some(problem) = names::task_type_problem(task_type) {
+                c.fail(&format!("{base}.task_types[{j}]"), problem);
             }
         }
         models.push(ModelSpec {

@@ -3,6 +3,8 @@
 
 use tonic::Status;
 
+use super::limits;
+
 use crate::engine::{AdminError, AdmitError, LeaseError, Outcome, Rejection, RevokeReason};
 use crate::node::{Event, EventKind, LeaseInfo, ModelCopy, ModelResidency, NodeInfo, NodeStatus};
 use crate::proto::vision::v1 as pb;
@@ -228,8 +230,20 @@ pub(super) fn admit_error(e: &AdmitError) -> Status {
         AdmitError::NotSlotAllocation => Status::failed_precondition(format!(
             "{msg}; request `<domain>/slot` in the pod spec to admit tasks"
         )),
-        AdmitError::UnknownModel { .. } => Status::not_found(msg),
-        AdmitError::TaskTypeNotServed { .. } => Status::invalid_argument(msg),
+        // The catalog and a model's task types are listed, cut short: a
+        // node may serve a thousand models.
+        AdmitError::UnknownModel { name, known } => Status::not_found(format!(
+            "unknown model {name:?}; this node serves {}",
+            limits::listing(known, "ListModels")
+        )),
+        AdmitError::TaskTypeNotServed {
+            model,
+            task_type,
+            served,
+        } => Status::invalid_argument(format!(
+            "model {model:?} does not serve task type {task_type:?}; it serves {}",
+            limits::listing(served, "ListModels")
+        )),
         AdmitError::NeverFits { .. } => Status::failed_precondition(format!(
             "{msg}; it cannot run on this node — pick a smaller model or a node with larger GPUs"
         )),

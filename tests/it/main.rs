@@ -32,6 +32,7 @@ mod daemon_cli;
 mod daemon_start;
 mod device_plugin;
 mod gpu_nvml;
+mod hostile_input;
 mod kubelet_fake;
 mod kubelet_wire;
 mod metrics;
