@@ -72,7 +72,7 @@ impl Paths {
 }
 
 /// How long shutdown waits for runtime unloads and open calls to finish.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// A running daemon.
 pub struct Daemon {

@@ -32,7 +32,9 @@ pub use capacity::{LISTANDWATCH_LIMIT_BYTES, VRAM_DEVICE_WIRE_BYTES};
 pub use error::{Error, Errors};
 pub use load::{load_file, load_str};
 pub use names::{MAX_MODEL_NAME_BYTES, MAX_TASK_TYPE_BYTES};
-pub use validate::{MAX_GPU_MEMORY_MIB, MAX_MODELS, MAX_SIMULATED_GPUS, MIN_GPU_MEMORY_MIB};
+pub use validate::{
+    MAX_GPU_MEMORY_MIB, MAX_GPU_NAME_BYTES, MAX_MODELS, MAX_SIMULATED_GPUS, MIN_GPU_MEMORY_MIB,
+};
 
 /// The development config (simulated GPUs, the seed models), built into the
 /// binary so `simulate` and local runs need no file.

@@ -48,6 +48,9 @@ pub(crate) const DEFAULT_CONTAINER_SOCKET_DIR: &str = "/var/run/vision";
 pub const MAX_SIMULATED_GPUS: u64 = 64;
 pub const MIN_GPU_MEMORY_MIB: u64 = 1024;
 pub const MAX_GPU_MEMORY_MIB: u64 = 1 << 20;
+/// The longest simulated GPU name (NVML's name buffer is 96 bytes): the
+/// name is in every Status answer, once per GPU.
+pub const MAX_GPU_NAME_BYTES: usize = 96;
 /// The most models one catalog may list.
 pub const MAX_MODELS: usize = 1024;
 
@@ -245,6 +248,15 @@ fn simulated_gpu(c: &mut Check<'_>, i: usize, wire: WireSimulatedGpu) -> Simulat
     let name = c.required(&name_path, wire.name);
     if present && name.trim().is_empty() {
         c.fail(&name_path, "must not be empty");
+    }
+    if name.len() > MAX_GPU_NAME_BYTES {
+        c.fail(
+            &name_path,
+            format!(
+                "is {} bytes long; a GPU name has at most {MAX_GPU_NAME_BYTES} (NVML's limit)",
+                name.len()
+            ),
+        );
     }
     let memory_path = join(&base, "memory_mib");
     let memory_mib = required_positive(c, &memory_path, wire.memory_mib);

@@ -24,6 +24,8 @@ mod clock;
 mod event;
 mod reconcile;
 mod state;
+#[cfg(test)]
+pub(crate) mod test_support;
 mod token;
 mod view;
 mod worker;

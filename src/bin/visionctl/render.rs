@@ -91,6 +91,9 @@ pub fn status(s: &pb::StatusResponse) -> String {
                 state
             );
         }
+        if g.residents_omitted > 0 {
+            let _ = writeln!(o, "       … and {} more resident", g.residents_omitted);
+        }
     }
     if !s.leases.is_empty() {
         let _ = writeln!(o);
@@ -110,6 +113,9 @@ pub fn status(s: &pb::StatusResponse) -> String {
                 ms(l.expires_in_ms),
                 mib(l.working_mib)
             );
+        }
+        if s.leases_omitted > 0 {
+            let _ = writeln!(o, "… and {} more leases", s.leases_omitted);
         }
     }
     if let Some(c) = &s.counters {
