@@ -9,6 +9,11 @@
 //! - [`engine`]: the pure admission core — per-GPU pool ledgers, LRU residency
 //!   with pins, the priority queue, leases and pod allocations. Synchronous, no
 //!   I/O, no clock: time comes in as an argument and decisions go out as data.
+//! - [`extender`]: `vision-scheduler-extender`, the kube-scheduler HTTP
+//!   extender that scores nodes by the residency the daemons publish; its
+//!   pure scoring is shared with the fleet simulator.
+//! - [`fleet`]: the fleet simulator — many nodes' engines, pods placed by
+//!   kube-scheduler's scoring with or without the extender's.
 //! - [`sim`]: the workload simulator that replays synthetic traffic through the
 //!   real engine and compares its load cost with an offline lower bound.
 //! - [`kubelet`]: the kubelet API constants (version, health strings,
@@ -35,6 +40,8 @@ pub mod config;
 pub mod daemon;
 mod deviceplugin;
 pub mod engine;
+pub mod extender;
+pub mod fleet;
 pub mod gpu;
 pub mod kubelet;
 pub mod node;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use vision_node_daemon::config::{self, EvictionPolicy};
-use vision_node_daemon::{daemon, sim, telemetry};
+use vision_node_daemon::{daemon, fleet, sim, telemetry};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -75,18 +75,18 @@ struct SimulateArgs {
     /// Seed of the workload: the same seed replays the same requests.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// How long arrivals continue (simulated time), e.g. `10m`.
-    #[arg(long, default_value = "10m", value_parser = duration_arg)]
-    duration: Duration,
-    /// Mean arrivals per second (Poisson).
-    #[arg(long, default_value_t = 20.0)]
-    rate: f64,
+    /// How long arrivals continue (simulated time), e.g. `10m` [default: 10m; --fleet: 1h].
+    #[arg(long, value_parser = duration_arg)]
+    duration: Option<Duration>,
+    /// Mean arrivals per second (Poisson) [default: 20; --fleet: 8 pods/s].
+    #[arg(long)]
+    rate: Option<f64>,
     /// Zipf exponent of model popularity (0 = uniform).
     #[arg(long, default_value_t = 1.0)]
     zipf: f64,
-    /// Fine-tuned variants per catalog model (same sizes and times).
-    #[arg(long, default_value_t = 8)]
-    variants: u32,
+    /// Fine-tuned variants per catalog model (same sizes and times) [default: 8; --fleet: 16].
+    #[arg(long)]
+    variants: Option<u32>,
     /// Pods sending tasks.
     #[arg(long, default_value_t = 16)]
     pods: u32,
@@ -108,6 +108,36 @@ struct SimulateArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Simulate a fleet of nodes, pods placed by kube-scheduler with or
+    /// without the scheduler extender (--routing), instead of one node.
+    #[arg(long, conflicts_with_all = ["pods", "slots", "faults_per_hour", "fault_duration"])]
+    fleet: bool,
+    #[command(flatten)]
+    fleet_args: FleetArgs,
+}
+
+/// `simulate --fleet` flags; defaults match `fleet::Options::default()`.
+#[derive(clap::Args, Debug)]
+struct FleetArgs {
+    /// Nodes in the fleet, each a real admission engine.
+    #[arg(long, default_value_t = 100, requires = "fleet")]
+    nodes: u32,
+    /// GPUs per node, each the size of the config's first simulated GPU.
+    #[arg(long, default_value_t = 4, requires = "fleet")]
+    gpus_per_node: u32,
+    /// How pods are placed: `spread` (kube-scheduler's default scoring) or
+    /// `warm` (plus the extender's, fed by the published annotations).
+    #[arg(long, default_value = "warm", value_parser = fleet::parse_routing, requires = "fleet")]
+    routing: fleet::Routing,
+    /// Mean tasks a pod runs before it leaves.
+    #[arg(long, default_value_t = 20.0, requires = "fleet")]
+    tasks_per_pod: f64,
+    /// The first stretch of simulated time, left out of the measured figures.
+    #[arg(long, default_value = "10m", value_parser = duration_arg, requires = "fleet")]
+    warmup: Duration,
+    /// The extender's weight in kube-scheduler's configuration.
+    #[arg(long, default_value_t = fleet::DEFAULT_EXTENDER_WEIGHT, requires = "fleet")]
+    extender_weight: i64,
 }
 
 fn duration_arg(s: &str) -> Result<Duration, config::duration::DurationError> {
@@ -265,12 +295,15 @@ fn simulate(args: SimulateArgs) -> ExitCode {
             }
         },
     };
+    if args.fleet {
+        return simulate_fleet(&cfg, &args);
+    }
     let options = sim::Options {
         seed: args.seed,
-        duration: args.duration,
-        rate_per_s: args.rate,
+        duration: args.duration.unwrap_or(Duration::from_secs(600)),
+        rate_per_s: args.rate.unwrap_or(20.0),
         zipf: args.zipf,
-        variants: args.variants,
+        variants: args.variants.unwrap_or(8),
         pods: args.pods,
         slots: args.slots,
         timeout: args.timeout,
@@ -289,6 +322,42 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("simulate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn simulate_fleet(cfg: &config::Config, args: &SimulateArgs) -> ExitCode {
+    let defaults = fleet::Options::default();
+    let f = &args.fleet_args;
+    let options = fleet::Options {
+        seed: args.seed,
+        duration: args.duration.unwrap_or(defaults.duration),
+        warmup: f.warmup,
+        rate_per_s: args.rate.unwrap_or(defaults.rate_per_s),
+        zipf: args.zipf,
+        variants: args.variants.unwrap_or(defaults.variants),
+        nodes: f.nodes,
+        gpus_per_node: f.gpus_per_node,
+        tasks_per_pod: f.tasks_per_pod,
+        routing: f.routing,
+        extender_weight: f.extender_weight,
+        timeout: args.timeout,
+        policy: args.policy,
+    };
+    let wall = std::time::Instant::now();
+    match fleet::run(cfg, &options) {
+        Ok(report) if args.json => {
+            print!("{}", report.json());
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            print!("{}", report.text());
+            println!("simulated in {:.2} s", wall.elapsed().as_secs_f64());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("simulate --fleet: {e}");
             ExitCode::FAILURE
         }
     }

@@ -8,7 +8,8 @@
 //!   rewritten only when they change — [`labels`];
 //! - **annotations** (what is warm where, queue depth, for a scheduler
 //!   extender or a router) by server-side apply, change-driven and rate
-//!   limited — [`residency`];
+//!   limited — [`residency`], public because its schema is a contract with
+//!   readers outside the daemon (`vision-scheduler-extender`);
 //! - **Events** on the Node for what a human should see in
 //!   `kubectl describe node` — [`events`].
 //!
@@ -18,7 +19,7 @@
 //! the daemon's other work: the engine lock is held for one status read.
 //!
 //! # Layout
-//! - `labels`, `residency`, `events`: the pure mappings.
+//! - `labels`, [`residency`], `events`: the pure mappings.
 //! - [`backoff`]: the retry schedule.
 //! - `publisher`: the task, [`spawn`]ed once per daemon.
 
@@ -26,7 +27,7 @@ pub mod backoff;
 mod events;
 mod labels;
 mod publisher;
-mod residency;
+pub mod residency;
 #[cfg(test)]
 mod test_support;
 

@@ -11,7 +11,10 @@
 //!   them stale and the task wakes once at the end of the window to read the
 //!   state *then* and write it if it differs from what was written — one
 //!   write per interval at most, the latest state wins, none when nothing
-//!   changed. This also keeps a busy node from reading its status per event;
+//!   changed. This also keeps a busy node from reading its status per event.
+//!   Each write is stamped (`<domain>/residency-time`); a quiet node's
+//!   unchanged state is re-stamped every [`REFRESH`], the heartbeat that
+//!   lets readers tell a live daemon's state from a dead one's;
 //! - Events are queued as they come and sent in order.
 //!
 //! Each of the three has its own [`Backoff`], so an RBAC gap for Events does
@@ -33,7 +36,7 @@ use tokio::time::Instant;
 use super::backoff::Backoff;
 use super::events::{EventSpec, event_for, node_reference};
 use super::labels::{Labels, node_labels};
-use super::residency::{Annotations, node_annotations};
+use super::residency::{self, Annotations, REFRESH, node_annotations};
 use super::{ANNOTATION_MANAGER, LABEL_MANAGER, REPORTER, Settings, Stats};
 use crate::node::{self, EventKind, Node};
 
@@ -207,7 +210,24 @@ impl Publisher {
             self.labels_stale = false;
         }
         if annotations {
-            self.annotations.desired = Some(node_annotations(&status, &s.domain));
+            let read = node_annotations(&status, &s.domain, std::time::SystemTime::now());
+            // The stamp alone is no reason to write until REFRESH has passed.
+            let restamp_due = self
+                .annotations_written_at
+                .is_none_or(|at| now >= at + REFRESH);
+            let unchanged = !restamp_due
+                && (self.annotations.written.as_ref())
+                    .is_some_and(|w| residency::same_state(w, &read, &s.domain));
+            if unchanged {
+                self.annotations.desired = self.annotations.written.clone();
+            } else {
+                if restamp_due {
+                    // The heartbeat is written even if the wall clock has
+                    // not moved (or went back) since the last write.
+                    self.annotations.written = None;
+                }
+                self.annotations.desired = Some(read);
+            }
             self.annotations_stale = false;
         }
     }
@@ -226,6 +246,15 @@ impl Publisher {
         }
         if !self.events.is_empty() {
             wake = wake.min(self.events_backoff.retry_at().unwrap_or(now));
+        }
+        // The heartbeat: re-stamp a quiet node's annotations on time. Only a
+        // future instant, so a clock that makes the re-stamp equal to what
+        // was written cannot spin the loop (the safety net covers it).
+        if !self.annotations.pending()
+            && let Some(restamp) = self.annotations_written_at.map(|at| at + REFRESH)
+            && restamp > now
+        {
+            wake = wake.min(restamp);
         }
         wake
     }

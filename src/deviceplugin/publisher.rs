@@ -1,17 +1,17 @@
 //! Feeds the plugins' device lists from the node's GPU health, through the
 //! recovery hysteresis of [`super::health`]. Woken by the node's GPU health
-//! events and by the next recovery deadline; never polls.
+//! changes and by the next recovery deadline; never polls, and never wakes
+//! for the node's other events (a lease granted or released: issue 11).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
 use super::devices::Layout;
 use super::health::Advertised;
 use super::plugin::Plugin;
-use crate::node::{EventKind, Node};
+use crate::node::Node;
 
 pub(super) fn spawn_health_publisher(
     node: Arc<Node>,
@@ -20,7 +20,7 @@ pub(super) fn spawn_health_publisher(
     recovery: Duration,
 ) -> JoinHandle<()> {
     let mut shutdown = node.shutdown_signal();
-    let mut events = node.subscribe();
+    let mut health = node.health_changes();
     let publish = move |healthy: &[bool]| {
         for p in &plugins {
             p.publish_devices(layout.devices(p.resource(), healthy));
@@ -32,12 +32,11 @@ pub(super) fn spawn_health_publisher(
         loop {
             let due = node.clock().sleep_until(advertised.next_recovery());
             tokio::select! {
-                ev = events.recv() => match ev {
-                    Ok(ev) if matches!(ev.kind, EventKind::GpuHealth { .. }) => {}
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => return,
-                },
+                changed = health.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
                 _ = due => {}
                 _ = shutdown.fired() => return,
             }

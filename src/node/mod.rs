@@ -30,10 +30,11 @@ mod token;
 mod view;
 mod worker;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tracing::Span;
 
 pub use admit::{AdmitFailure, PreloadFailure, Preloaded};
@@ -93,9 +94,18 @@ pub struct Node {
     runtime: Arc<dyn ModelRuntime>,
     /// Every state change, for Watch streams and the publishers.
     events: broadcast::Sender<Event>,
-    /// Wakes the deadline timer after any engine call (the next deadline may
-    /// have moved). Notified after the lock is dropped.
+    /// Bumped whenever a GPU's health changed: the device plugins' publisher
+    /// waits on this rather than on `events`, which would wake it for every
+    /// lease granted or released (issue 11).
+    health: watch::Sender<u64>,
+    /// Wakes the deadline timer when an engine call moved the next deadline
+    /// before the one it sleeps until. Notified after the lock is dropped.
     timer: Notify,
+    /// The deadline the timer sleeps until, in ms (`u64::MAX`: none). Read
+    /// and written under the `state` lock, so a call either sees the value
+    /// or happened before the timer read the engine. Waking the timer on
+    /// every call cost a task wake-up per Admit and Release (issue 11).
+    timer_at: AtomicU64,
     /// Fires once, when the daemon starts shutting down.
     shutdown: shutdown::Trigger,
     /// What the shell observes for Prometheus (a leaf: it knows nothing of us).
@@ -126,7 +136,9 @@ impl Node {
             info,
             runtime,
             events,
+            health: watch::channel(0).0,
             timer: Notify::new(),
+            timer_at: AtomicU64::new(u64::MAX),
             shutdown: shutdown::Trigger::new(),
             metrics,
         });
@@ -141,8 +153,12 @@ impl Node {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let result = f(&mut state, now);
         state.carry_out(now, cause);
+        let next = state.next_deadline().map_or(u64::MAX, Time::as_millis);
+        let earlier = next < self.timer_at.load(Ordering::Relaxed);
         drop(state);
-        self.timer.notify_one();
+        if earlier {
+            self.timer.notify_one();
+        }
         result
     }
 
@@ -172,6 +188,12 @@ impl Node {
     /// Every event from now on.
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// Changes whenever a GPU's health changed; read [`Node::gpu_healthy`]
+    /// for the state.
+    pub(crate) fn health_changes(&self) -> watch::Receiver<u64> {
+        self.health.subscribe()
     }
 
     /// Fires once shutdown has begun (or the node is gone).
@@ -298,7 +320,11 @@ impl Node {
     /// Applies a GPU's health (from its health events or a poll): unhealthy
     /// drops its residents and revokes its leases. Returns whether it changed.
     pub fn set_gpu_health(&self, uuid: &str, health: &Health) -> bool {
-        self.with_state(&Span::current(), |s, now| s.set_health(uuid, health, now))
+        let changed = self.with_state(&Span::current(), |s, now| s.set_health(uuid, health, now));
+        if changed {
+            self.health.send_modify(|generation| *generation += 1);
+        }
+        changed
     }
 
     fn observe_gpu_used(&self, uuid: &str, used_mib: u64, backend: Backend) {
@@ -361,19 +387,21 @@ impl Node {
 
     // ---- the deadline timer ----------------------------------------------------
 
-    /// The engine's next deadline, without waking the timer (it is the one asking).
+    /// The engine's next deadline, which the timer (the one asking) then
+    /// sleeps until; a later one is found when it wakes.
     fn next_deadline(&self) -> Option<Time> {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .next_deadline()
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let next = state.next_deadline();
+        self.timer_at
+            .store(next.map_or(u64::MAX, Time::as_millis), Ordering::Relaxed);
+        next
     }
 
     fn tick(&self) {
         self.with_state(&Span::current(), |s, now| s.tick(now));
     }
 
-    /// Resolves after the next engine call (the deadline may have moved).
+    /// Resolves after an engine call moved the deadline earlier.
     async fn deadline_moved(&self) {
         self.timer.notified().await;
     }

@@ -24,12 +24,12 @@
 pub mod bound;
 mod json;
 mod report;
-mod rng;
+pub(crate) mod rng;
 mod run;
 #[cfg(test)]
 mod tests;
 mod text;
-mod workload;
+pub(crate) mod workload;
 
 use std::time::Duration;
 

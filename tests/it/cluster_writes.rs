@@ -47,20 +47,23 @@ async fn labels_and_annotations_are_applied_at_start_under_their_own_managers() 
             (
                 "vision.ai/residency",
                 concat!(
-                    r#"[{"uuid":"GPU-00000000-aaaa-bbbb-cccc-ddddeeeeffff","healthy":true,"free_mib":81920,"models":[],"loading":[]},"#,
-                    r#"{"uuid":"GPU-00000001-aaaa-bbbb-cccc-ddddeeeeffff","healthy":true,"free_mib":81920,"models":[],"loading":[]},"#,
-                    r#"{"uuid":"GPU-00000002-aaaa-bbbb-cccc-ddddeeeeffff","healthy":true,"free_mib":40960,"models":[],"loading":[]}]"#
+                    r#"[{"uuid":"GPU-00000000-aaaa-bbbb-cccc-ddddeeeeffff","healthy":true,"free_mib":81920,"models":[],"loading":[],"total_mib":81920,"idle_mib":0,"pins":{}},"#,
+                    r#"{"uuid":"GPU-00000001-aaaa-bbbb-cccc-ddddeeeeffff","healthy":true,"free_mib":81920,"models":[],"loading":[],"total_mib":81920,"idle_mib":0,"pins":{}},"#,
+                    r#"{"uuid":"GPU-00000002-aaaa-bbbb-cccc-ddddeeeeffff","healthy":true,"free_mib":40960,"models":[],"loading":[],"total_mib":40960,"idle_mib":0,"pins":{}}]"#
                 ),
             ),
             ("vision.ai/queue-depth", "0"),
+            ("vision.ai/residency-version", "2"),
         ]),
     );
     assert_eq!(a.at, l.at, "both at start, no wait");
 
-    // Nothing changes: nothing more is written, the safety net included.
-    api.assert_quiet(Duration::from_secs(120)).await;
+    // Nothing changes: the labels are not rewritten, the safety net
+    // included, and the annotations only re-stamped (the heartbeat).
+    let restamps = api.assert_only_restamps(Duration::from_secs(150), &a).await;
+    assert_eq!(restamps, 2, "at REFRESH and 2 × REFRESH");
     assert_eq!(load(&stats.label_writes), 1);
-    assert_eq!(load(&stats.annotation_writes), 1);
+    assert_eq!(load(&stats.annotation_writes), 1 + restamps);
     assert_eq!(load(&stats.publish_errors), 0);
     node.stop(publisher).await;
 }
@@ -134,17 +137,18 @@ async fn annotation_changes_within_the_interval_coalesce_into_one_write_of_the_l
             (
                 "vision.ai/residency",
                 concat!(
-                    r#"[{"uuid":"GPU-00000000-aaaa-bbbb-cccc-ddddeeeeffff","healthy":true,"free_mib":81320,"models":["yolo"],"loading":[]},"#,
-                    r#"{"uuid":"GPU-00000001-aaaa-bbbb-cccc-ddddeeeeffff","healthy":true,"free_mib":81220,"models":["yolo","clip"],"loading":[]},"#,
-                    r#"{"uuid":"GPU-00000002-aaaa-bbbb-cccc-ddddeeeeffff","healthy":true,"free_mib":40960,"models":[],"loading":[]}]"#
+                    r#"[{"uuid":"GPU-00000000-aaaa-bbbb-cccc-ddddeeeeffff","healthy":true,"free_mib":81320,"models":["yolo"],"loading":[],"total_mib":81920,"idle_mib":0,"pins":{"yolo":1}},"#,
+                    r#"{"uuid":"GPU-00000001-aaaa-bbbb-cccc-ddddeeeeffff","healthy":true,"free_mib":81220,"models":["yolo","clip"],"loading":[],"total_mib":81920,"idle_mib":700,"pins":{}},"#,
+                    r#"{"uuid":"GPU-00000002-aaaa-bbbb-cccc-ddddeeeeffff","healthy":true,"free_mib":40960,"models":[],"loading":[],"total_mib":40960,"idle_mib":0,"pins":{}}]"#
                 ),
             ),
             ("vision.ai/queue-depth", "0"),
+            ("vision.ai/residency-version", "2"),
         ]),
     );
 
-    api.assert_quiet(Duration::from_secs(120)).await;
-    assert_eq!(load(&stats.annotation_writes), 2);
+    let restamps = api.assert_only_restamps(Duration::from_secs(90), &a).await;
+    assert_eq!(load(&stats.annotation_writes), 2 + restamps);
     assert_eq!(load(&stats.label_writes), 1);
     node.stop(publisher).await;
 }
@@ -165,8 +169,11 @@ async fn a_change_undone_within_the_interval_writes_nothing() {
     node.release(&pod_a, lease).await;
     assert_eq!(node.free_mib(0), idle);
 
-    api.assert_quiet(Duration::from_secs(120)).await;
-    assert_eq!(load(&stats.annotation_writes), 1);
+    // The state read at the end of the interval is the one written: only
+    // the heartbeat, at REFRESH after the first write, writes again.
+    let restamps = api.assert_only_restamps(Duration::from_secs(90), &a).await;
+    assert_eq!(restamps, 1);
+    assert_eq!(load(&stats.annotation_writes), 2);
     node.stop(publisher).await;
 }
 
@@ -201,8 +208,9 @@ async fn a_failed_label_write_is_retried_after_backoff_with_the_latest_labels() 
     assert_eq!(load(&stats.publish_errors), 3);
     assert_eq!(load(&stats.label_writes), 1);
 
-    // Succeeded: no more label writes.
-    api.assert_quiet(Duration::from_secs(600)).await;
+    // Succeeded: no more label writes (only the annotations' heartbeat).
+    let restamps = api.assert_only_restamps(Duration::from_secs(630), &a).await;
+    assert_eq!(restamps, 10);
     node.stop(publisher).await;
 }
 

@@ -11,11 +11,13 @@
 //! # Layout
 //! - helpers: [`common`] (an in-process daemon and clients over its
 //!   sockets), [`cluster_support`], [`kubelet_support`], [`uds_support`],
-//!   [`pyenv`], [`triton_support`], `fake_driver` (the NVML stub);
+//!   [`extender_support`], [`pyenv`], [`triton_support`], `fake_driver`
+//!   (the NVML stub);
 //! - one module per subject, test names reading as sentences.
 
 mod cluster_support;
 mod common;
+mod extender_support;
 #[path = "nvml_stub/fake_driver.rs"]
 mod fake_driver;
 mod kubelet_support;
@@ -31,6 +33,7 @@ mod cluster_writes;
 mod daemon_cli;
 mod daemon_start;
 mod device_plugin;
+mod extender;
 mod gpu_nvml;
 mod hostile_input;
 mod kubelet_fake;

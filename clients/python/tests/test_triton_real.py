@@ -4,7 +4,7 @@ daemon's Triton runtime.
 Triton is the ``tritonserver`` 2.51 binary that ``.ci/triton-setup`` installs
 from PyPI (the daemon's own Triton tests use it too); it runs on the CPU in
 explicit model-control mode. Its repository holds one python-backend model
-serving a small ONNX network (tests/triton_support/: model.py, built by
+serving a small ONNX network (tests/it/triton_support/: model.py, built by
 build_onnx.py). The cold admission makes the daemon load the model into
 Triton; the inference goes through tritonclient to the lease's endpoint, and
 its answer is checked against onnxruntime's own result.
@@ -27,7 +27,7 @@ from conftest import REPO, WAIT_S, Daemon
 
 from vision_node import Client
 
-SUPPORT = REPO / "tests" / "triton_support"
+SUPPORT = REPO / "tests" / "it" / "triton_support"
 MODEL = "tiny_cnn"
 
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use vision_node_daemon::cluster::residency::{self, REFRESH};
 use vision_node_daemon::cluster::{self, Settings, Stats};
 use vision_node_daemon::config::{EvictionPolicy, ModelSpec};
 use vision_node_daemon::engine::{
@@ -64,7 +65,9 @@ impl Recorded {
     }
 
     /// Checks that this is a forced server-side apply of our Node under
-    /// `manager` that sends exactly `field` = `want` and nothing else.
+    /// `manager` that sends exactly `field` = `want` and nothing else. For
+    /// annotations, `want` leaves out the stamp (`<domain>/residency-time`,
+    /// wall-clock time): it is checked to be RFC 3339 instead.
     pub fn assert_apply(&self, manager: &str, field: &str, want: &BTreeMap<String, String>) {
         assert_eq!(self.method, http::Method::PATCH, "{self:?}");
         assert_eq!(self.path, NODE_PATH);
@@ -81,8 +84,20 @@ impl Recorded {
             self.content_type.as_deref(),
             Some("application/apply-patch+yaml")
         );
+        let mut body = self.body.clone();
+        if field == "annotations" {
+            let time = format!("{DOMAIN}/residency-time");
+            let stamp = body["metadata"][field]
+                .as_object_mut()
+                .and_then(|m| m.remove(&time));
+            let stamp = stamp.as_ref().and_then(Value::as_str).unwrap_or("missing");
+            assert!(
+                stamp.parse::<k8s_openapi::jiff::Timestamp>().is_ok(),
+                "{time}: {stamp}"
+            );
+        }
         assert_eq!(
-            self.body,
+            body,
             json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE, field: want}})
         );
     }
@@ -220,6 +235,37 @@ impl FakeApi {
     pub async fn assert_quiet(&mut self, d: Duration) {
         if let Ok(Some(r)) = tokio::time::timeout(d, self.requests.recv()).await {
             panic!("expected no request for {d:?}, got {r:?}");
+        }
+    }
+
+    /// Asserts that for `d` (of paused time) nothing arrives but re-stamps
+    /// of `last`'s annotations, one every [`REFRESH`] after it; returns how
+    /// many. (The stamps themselves are wall-clock time, which paused tokio
+    /// time does not move, so only the state is compared.)
+    pub async fn assert_only_restamps(&mut self, d: Duration, last: &Recorded) -> u64 {
+        let end = Instant::now() + d;
+        let mut at = last.at;
+        let mut count = 0;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            let Ok(r) = tokio::time::timeout(left, self.requests.recv()).await else {
+                return count;
+            };
+            let r = r.expect("the fake API is running");
+            assert_eq!(
+                r.kind(),
+                Kind::Annotations,
+                "only re-stamps expected: {r:?}"
+            );
+            assert_eq!(r.at, at + REFRESH, "re-stamped every REFRESH");
+            assert!(
+                residency::same_state(&r.annotations(), &last.annotations(), DOMAIN),
+                "a re-stamp of the same state: {:?} vs {:?}",
+                r.annotations(),
+                last.annotations()
+            );
+            at = r.at;
+            count += 1;
         }
     }
 

@@ -2,86 +2,22 @@
 //!
 //! Once the shim has rewritten one header block, the server's dynamic table
 //! no longer matches the client's, so every later block is re-encoded here.
-//! Each field becomes a "literal header field without indexing" (§6.2.2):
-//! the server decodes it without inserting anything, so its table stays
-//! frozen at the state before the first rewrite and nothing we send can ever
-//! refer to an entry it lacks. Names found in the static table are sent as a
-//! static index (cheap and state-free); strings go out raw (no Huffman:
+//! Each field becomes a "literal header field without indexing" (§6.2.2), or
+//! "never indexed" (§6.2.3) when the client sent it so, as an intermediary
+//! must: the server decodes it without inserting anything, so its table
+//! stays frozen at the state before the first rewrite and nothing we send can
+//! ever refer to an entry it lacks. Names found in the static table are sent
+//! as a static index (cheap and state-free); strings go out raw (no Huffman:
 //! Unix-socket bytes are cheap and the code stays small).
-//!
-//! Fields the client sent "never indexed" (§6.2.3) come out "without
-//! indexing": the decoder we use does not report the representation, and the
-//! receiver is the in-process h2 server, the last hop, which treats both the
-//! same (its decoder does not track the distinction either).
 
-/// Names of the static table (RFC 7541 Appendix A), index = position + 1.
-const STATIC_NAMES: [&[u8]; 61] = [
-    b":authority",
-    b":method",
-    b":method",
-    b":path",
-    b":path",
-    b":scheme",
-    b":scheme",
-    b":status",
-    b":status",
-    b":status",
-    b":status",
-    b":status",
-    b":status",
-    b":status",
-    b"accept-charset",
-    b"accept-encoding",
-    b"accept-language",
-    b"accept-ranges",
-    b"accept",
-    b"access-control-allow-origin",
-    b"age",
-    b"allow",
-    b"authorization",
-    b"cache-control",
-    b"content-disposition",
-    b"content-encoding",
-    b"content-language",
-    b"content-length",
-    b"content-location",
-    b"content-range",
-    b"content-type",
-    b"cookie",
-    b"date",
-    b"etag",
-    b"expect",
-    b"expires",
-    b"from",
-    b"host",
-    b"if-match",
-    b"if-modified-since",
-    b"if-none-match",
-    b"if-range",
-    b"if-unmodified-since",
-    b"last-modified",
-    b"link",
-    b"location",
-    b"max-forwards",
-    b"proxy-authenticate",
-    b"proxy-authorization",
-    b"range",
-    b"referer",
-    b"refresh",
-    b"retry-after",
-    b"server",
-    b"set-cookie",
-    b"strict-transport-security",
-    b"transfer-encoding",
-    b"user-agent",
-    b"vary",
-    b"via",
-    b"www-authenticate",
-];
+use super::STATIC_TABLE;
 
 /// The static-table index of `name`, if the table has it.
 fn static_name_index(name: &[u8]) -> Option<usize> {
-    STATIC_NAMES.iter().position(|n| *n == name).map(|i| i + 1)
+    STATIC_TABLE
+        .iter()
+        .position(|(n, _)| *n == name)
+        .map(|i| i + 1)
 }
 
 /// Appends `value` as an HPACK integer with an `prefix_bits`-bit prefix
@@ -108,12 +44,14 @@ pub(crate) fn encode_str(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
-/// Appends one "literal header field without indexing" (§6.2.2).
-pub(crate) fn encode_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+/// Appends one "literal header field without indexing" (§6.2.2), or "never
+/// indexed" (§6.2.3) when `never_indexed`.
+pub(crate) fn encode_field(out: &mut Vec<u8>, name: &[u8], value: &[u8], never_indexed: bool) {
+    let high = if never_indexed { 0x10 } else { 0x00 };
     match static_name_index(name) {
-        Some(index) => encode_int(out, index, 4, 0x00),
+        Some(index) => encode_int(out, index, 4, high),
         None => {
-            out.push(0x00);
+            out.push(high);
             encode_str(out, name);
         }
     }
@@ -150,11 +88,14 @@ mod tests {
             (b"x-long-name-that-is-not-static", b""),
         ];
         let mut block = Vec::new();
-        for (n, v) in fields {
-            encode_field(&mut block, n, v);
+        for (i, (n, v)) in fields.into_iter().enumerate() {
+            encode_field(&mut block, n, v, i == 2);
         }
         // Starts with ":authority" as static index 1, 4-bit prefix, no indexing.
         assert_eq!(block[0], 0x01);
+        // The third (user-agent, static 58) is never indexed: 0001 + 15, then 43.
+        let third = (1 + 1 + 9) + (1 + 1 + 2 + 1 + 8);
+        assert_eq!(&block[third..third + 2], [0x1f, 58 - 15]);
         let mut decoder = loona_hpack::Decoder::new();
         let decoded = decoder.decode(&block).expect("decodes");
         let want: Vec<(Vec<u8>, Vec<u8>)> = fields
