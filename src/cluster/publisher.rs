@@ -124,7 +124,7 @@ impl Publisher {
 
     /// Runs until the node shuts down (or is dropped). Writes in flight are
     /// abandoned at shutdown; nothing here can fail the daemon.
-    pub(super) async fn run(mut self, mut events: broadcast::Receiver<node::Event>) {
+    pub(super) async fn run(mut self, mut events: broadcast::Receiver<node::Shared>) {
         let mut shutdown = self.node.shutdown_signal();
         loop {
             self.refresh(Instant::now());

@@ -20,6 +20,7 @@
 //! - `token`: allocation tokens.
 
 mod admit;
+mod bus;
 mod clock;
 mod event;
 mod reconcile;
@@ -38,6 +39,8 @@ use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tracing::Span;
 
 pub use admit::{AdmitFailure, PreloadFailure, Preloaded};
+use bus::Bus;
+pub(crate) use bus::Shared;
 pub(crate) use clock::Clock;
 #[cfg(test)]
 pub(crate) use event::UnloadCause;
@@ -58,9 +61,6 @@ use crate::telemetry::Metrics;
 
 /// How long start-up waits for the model runtime's ListLoaded.
 const LIST_LOADED_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Events a slow reader may fall behind by before it misses some.
-const EVENT_BUFFER: usize = 1024;
 
 /// Facts about the node that calls report.
 #[derive(Debug, Clone)]
@@ -92,8 +92,9 @@ pub struct Node {
     clock: Clock,
     info: NodeInfo,
     runtime: Arc<dyn ModelRuntime>,
-    /// Every state change, for Watch streams and the publishers.
-    events: broadcast::Sender<Event>,
+    /// Every state change (the bus's shared broadcast, subscribed to
+    /// without taking the state lock).
+    events: broadcast::Sender<Shared>,
     /// Bumped whenever a GPU's health changed: the device plugins' publisher
     /// waits on this rather than on `events`, which would wake it for every
     /// lease granted or released (issue 11).
@@ -120,7 +121,8 @@ impl Node {
         info: NodeInfo,
         runtime: Arc<dyn ModelRuntime>,
     ) -> (Arc<Node>, Workers) {
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let bus = Bus::new();
+        let events = bus.all();
         let metrics = Arc::new(Metrics::default());
         let mut jobs = Vec::new();
         let mut queues = Vec::new();
@@ -129,7 +131,7 @@ impl Node {
             jobs.push(tx);
             queues.push((GpuId(i as u32), rx));
         }
-        let state = State::new(engine, events.clone(), jobs, Arc::clone(&metrics));
+        let state = State::new(engine, bus, jobs, Arc::clone(&metrics));
         let node = Arc::new(Node {
             state: Mutex::new(state),
             clock: Clock::start(),
@@ -186,8 +188,17 @@ impl Node {
     }
 
     /// Every event from now on.
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Shared> {
         self.events.subscribe()
+    }
+
+    /// From now on, the events `token` may see (its own and the node's),
+    /// on a channel no other pod's events wake.
+    pub(crate) fn subscribe_pod(&self, token: &Arc<str>) -> broadcast::Receiver<Shared> {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .subscribe_pod(token)
     }
 
     /// Changes whenever a GPU's health changed; read [`Node::gpu_healthy`]

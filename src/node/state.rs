@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::Span;
 
+use super::bus::{Bus, Shared};
 use super::event::{
     Event, EventKind, GpuRef, LeaseInfo, LoadError, ModelCopy, QueueDepth, Registration,
 };
@@ -62,8 +63,8 @@ pub(super) struct State {
     last_queue: QueueDepth,
     /// Sequence number of the last event.
     seq: u64,
-    /// Where events go (Watch streams, cluster and device plugin publishers).
-    events: broadcast::Sender<Event>,
+    /// Where events go (Watch streams, the cluster publisher).
+    bus: Bus,
     /// One runtime job queue per GPU: loads and unloads of one GPU run in
     /// the engine's order.
     jobs: Vec<mpsc::UnboundedSender<Job>>,
@@ -73,7 +74,7 @@ pub(super) struct State {
 impl State {
     pub(super) fn new(
         engine: Engine,
-        events: broadcast::Sender<Event>,
+        bus: Bus,
         jobs: Vec<mpsc::UnboundedSender<Job>>,
         metrics: Arc<Metrics>,
     ) -> State {
@@ -85,7 +86,7 @@ impl State {
             endpoints: HashMap::new(),
             last_queue: QueueDepth::default(),
             seq: 0,
-            events,
+            bus,
             jobs,
             metrics,
         }
@@ -199,12 +200,17 @@ impl State {
     /// Publishes an event; nobody listening is fine.
     fn emit(&mut self, now: Time, owner: Option<Arc<str>>, kind: EventKind) {
         self.seq += 1;
-        let _ = self.events.send(Event {
+        self.bus.publish(Event {
             seq: self.seq,
             at: now,
             owner,
             kind,
         });
+    }
+
+    /// A Watch stream for `token`: its own events and the node's.
+    pub(super) fn subscribe_pod(&mut self, token: &Arc<str>) -> broadcast::Receiver<Shared> {
+        self.bus.subscribe_pod(token)
     }
 
     /// A lease went to `token`: its owner is recorded, its wait observed,

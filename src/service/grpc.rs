@@ -157,11 +157,12 @@ impl AdmissionApi for AdmissionService {
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let req = request.into_inner();
-        let token: Option<Arc<str>> = self
-            .caller(&req.token)
-            .map_err(limits::bounded)?
-            .map(Arc::from);
-        let mut events = self.node.subscribe();
+        // A pod's stream reads its own channel (its events and the node's);
+        // the admin socket's reads every event.
+        let mut events = match self.caller(&req.token).map_err(limits::bounded)? {
+            Some(token) => self.node.subscribe_pod(&Arc::from(token)),
+            None => self.node.subscribe(),
+        };
         let mut shutdown = self.node.shutdown_signal();
         let (tx, rx) = mpsc::channel(64);
         // The stream opens with the current queue depth.
@@ -182,13 +183,6 @@ impl AdmissionApi for AdmissionService {
                 tokio::select! {
                     received = events.recv() => match received {
                         Ok(ev) => {
-                            let visible = match (&token, &ev.owner) {
-                                (None, _) | (_, None) => true,
-                                (Some(mine), Some(owner)) => mine == owner,
-                            };
-                            if !visible {
-                                continue;
-                            }
                             let out = convert::watch_event(&ev, missed);
                             missed = 0;
                             if tx.send(Ok(out)).await.is_err() {

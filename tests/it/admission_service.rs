@@ -5,8 +5,10 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::time::Duration;
 
 use crate::common::*;
+use pb::admission_client::AdmissionClient;
 use pb::watch_event::Event as Body;
 use tonic::Code;
+use tonic::transport::Channel;
 use vision_node_daemon::proto::vision::v1 as pb;
 
 /// One 8000 MiB GPU where `big` and `other` (7000 MiB each with working
@@ -631,3 +633,82 @@ async fn set_gpu_fault_refuses_pods_unknown_gpus_and_oversized_reasons() {
 // Without simulated GPUs SetGpuFault is a FAILED_PRECONDITION: a unit test
 // of the service (src/service/grpc.rs), which builds it as a daemon on NVML
 // GPUs does.
+
+/// A task-socket connection whose HTTP/2 stream window is the protocol's
+/// minimum, so a stream the test does not read backs up into the daemon
+/// after ~64 KiB instead of the client's default megabytes. The connection
+/// window stays large: h2's client tears down a connection whose unread
+/// small DATA frames outgrow half of it (its "too_many_data_frames" guard).
+async fn narrow_task_connection(d: &Running) -> AdmissionClient<Channel> {
+    let path = d.daemon.paths().task_socket.clone();
+    let channel = tonic::transport::Endpoint::from_static("http://localhost")
+        .initial_stream_window_size(Some(65_535))
+        .initial_connection_window_size(Some(1 << 20))
+        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(path).await?,
+                ))
+            }
+        }))
+        .await
+        .expect("task socket");
+    AdmissionClient::new(channel)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_never_read_does_not_hold_admission_back_and_is_told_what_it_missed() {
+    let d = start(fast_dev_config()).await;
+    let mut stuck = narrow_task_connection(&d)
+        .await
+        .watch(pb::WatchRequest {
+            token: d.token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Thousands of events for this pod while its stream is never read: far
+    // more than the HTTP/2 windows, the stream's queue and the pod's channel
+    // hold. Admission must not wait for the reader.
+    let mut c = d.task().await;
+    const PAIRS: usize = 1_200;
+    let mut last = 0;
+    let pairs = async {
+        for _ in 0..PAIRS {
+            let lease = lease_of(&mut c, admit(&d.token, "yolo-v8n")).await;
+            release(&mut c, &d.token, lease.lease_id).await;
+            last = lease.lease_id;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), pairs)
+        .await
+        .expect("admission carries on while a Watch stream is stuck");
+
+    // Now read: events arrive in order, and the first after the gap says how
+    // many were lost, so a client knows to re-read Status.
+    let (mut missed, mut delivered, mut prev) = (0u64, 0u64, None);
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(10), stuck.message())
+            .await
+            .expect("an event within 10 s")
+            .unwrap()
+            .expect("the stream stays open");
+        assert!(prev < Some(ev.seq), "in order");
+        prev = Some(ev.seq);
+        missed += ev.missed;
+        delivered += 1;
+        if matches!(&ev.event, Some(Body::LeaseReleased(e))
+            if e.lease.as_ref().is_some_and(|l| l.lease_id == last))
+        {
+            break;
+        }
+    }
+    assert!(missed > 0, "a gap was reported (delivered {delivered})");
+    assert!(
+        delivered + missed >= 2 * PAIRS as u64,
+        "every event of the pod was either delivered or counted as missed: \
+         {delivered} + {missed}"
+    );
+    d.daemon.shutdown().await;
+}
