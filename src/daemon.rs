@@ -217,6 +217,7 @@ impl Built {
             admin_socket: paths.admin_socket.display().to_string(),
         };
         let (node, workers) = Node::new(engine, info, runtime);
+        node.set_watch_streams_per_pod(cfg.admission.watch_streams_per_pod);
         node.restore_residency().await;
 
         // Bind both sockets before anything is announced.

@@ -137,6 +137,9 @@ pub struct AdmissionConfig {
     /// Lease lifetime; `KeepAlive` extends a lease by this much.
     pub lease_ttl: Duration,
     pub eviction_policy: EvictionPolicy,
+    /// Most Watch streams one pod (one allocation token) may hold open on
+    /// the task socket; more are RESOURCE_EXHAUSTED.
+    pub watch_streams_per_pod: u32,
 }
 
 /// Publishing to the Kubernetes API (node labels, annotations, Events).

@@ -32,6 +32,8 @@ pub(crate) const DEFAULT_VRAM_SHAREABLE_FRACTION: f64 = 0.5;
 pub(crate) const DEFAULT_QUEUE_LIMIT: u64 = 256;
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(60);
+/// A pod's worker processes each holding a stream or two.
+pub(crate) const DEFAULT_WATCH_STREAMS_PER_POD: u32 = 16;
 pub(crate) const DEFAULT_MAX_CONCURRENCY: u32 = 4;
 pub(crate) const DEFAULT_TASK_MS: u64 = 100;
 pub(crate) const DEFAULT_SIMULATED_COUNT: u32 = 1;
@@ -350,11 +352,16 @@ fn admission(c: &mut Check<'_>, wire: WireAdmission) -> AdmissionConfig {
         WireEvictionPolicy::Lru => EvictionPolicy::Lru,
         WireEvictionPolicy::GreedyDualSize => EvictionPolicy::GreedyDualSize,
     };
+    let watch_streams_per_pod = wire
+        .watch_streams_per_pod
+        .unwrap_or(DEFAULT_WATCH_STREAMS_PER_POD);
+    c.positive("admission.watch_streams_per_pod", watch_streams_per_pod);
     AdmissionConfig {
         queue_limit,
         default_timeout,
         lease_ttl,
         eviction_policy,
+        watch_streams_per_pod,
     }
 }
 

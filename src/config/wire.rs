@@ -91,7 +91,7 @@ pub(crate) struct WireDevices {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(
-    expecting = "a mapping of admission settings (queue_limit, default_timeout, lease_ttl, eviction_policy)"
+    expecting = "a mapping of admission settings (queue_limit, default_timeout, lease_ttl, eviction_policy, watch_streams_per_pod)"
 )]
 pub(crate) struct WireAdmission {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -102,6 +102,8 @@ pub(crate) struct WireAdmission {
     pub lease_ttl: Option<WireDuration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eviction_policy: Option<WireEvictionPolicy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch_streams_per_pod: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,6 +248,7 @@ pub(crate) const ADMISSION_KEYS: &[&str] = &[
     "default_timeout",
     "lease_ttl",
     "eviction_policy",
+    "watch_streams_per_pod",
 ];
 pub(crate) const CLUSTER_KEYS: &[&str] = &["publish", "annotation_interval"];
 pub(crate) const TELEMETRY_KEYS: &[&str] = &["otlp_endpoint"];
@@ -370,6 +373,7 @@ mod tests {
             default_timeout: d(),
             lease_ttl: d(),
             eviction_policy: Some(WireEvictionPolicy::Lru),
+            watch_streams_per_pod: Some(1),
         };
         assert_eq!(keys_of(&admission), ADMISSION_KEYS);
         let runtime = WireRuntime {

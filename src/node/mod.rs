@@ -29,9 +29,10 @@ mod state;
 pub(crate) mod test_support;
 mod token;
 mod view;
+mod watches;
 mod worker;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -47,6 +48,7 @@ pub(crate) use event::UnloadCause;
 pub(crate) use event::{Event, EventKind, ModelCopy, QueueDepth};
 pub use event::{GpuRef, LeaseInfo, LoadError, Registration};
 pub(crate) use view::{ModelResidency, NodeStatus};
+pub use watches::TooManyWatches;
 pub use worker::Workers;
 
 use self::state::State;
@@ -111,6 +113,8 @@ pub struct Node {
     shutdown: shutdown::Trigger,
     /// What the shell observes for Prometheus (a leaf: it knows nothing of us).
     metrics: Arc<Metrics>,
+    /// Watch streams one pod may hold open (`watches`).
+    watch_limit: AtomicU32,
 }
 
 impl Node {
@@ -143,6 +147,7 @@ impl Node {
             timer_at: AtomicU64::new(u64::MAX),
             shutdown: shutdown::Trigger::new(),
             metrics,
+            watch_limit: AtomicU32::new(watches::DEFAULT_PER_POD),
         });
         (node, Workers(queues))
     }
@@ -190,15 +195,6 @@ impl Node {
     /// Every event from now on.
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Shared> {
         self.events.subscribe()
-    }
-
-    /// From now on, the events `token` may see (its own and the node's),
-    /// on a channel no other pod's events wake.
-    pub(crate) fn subscribe_pod(&self, token: &Arc<str>) -> broadcast::Receiver<Shared> {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .subscribe_pod(token)
     }
 
     /// Changes whenever a GPU's health changed; read [`Node::gpu_healthy`]

@@ -157,10 +157,14 @@ impl AdmissionApi for AdmissionService {
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let req = request.into_inner();
-        // A pod's stream reads its own channel (its events and the node's);
-        // the admin socket's reads every event.
+        // A pod's stream reads its own channel (its events and the node's),
+        // within the pod's share of streams; the admin socket's reads every
+        // event.
         let mut events = match self.caller(&req.token).map_err(limits::bounded)? {
-            Some(token) => self.node.subscribe_pod(&Arc::from(token)),
+            Some(token) => self
+                .node
+                .subscribe_pod(&Arc::from(token))
+                .map_err(|e| Status::resource_exhausted(e.to_string()))?,
             None => self.node.subscribe(),
         };
         let mut shutdown = self.node.shutdown_signal();
