@@ -210,6 +210,7 @@ impl Built {
         let runtime: Arc<dyn runtime::ModelRuntime> =
             Arc::from(runtime::from_config(&cfg, &runtime_gpus).context("model runtime")?);
         let paths = Paths::under(&opts.state_dir);
+        private_state_dir(&opts.state_dir)?;
         let info = NodeInfo {
             node_name: cfg.node_name.clone(),
             gpu_backend: inventory.backend().to_string(),
@@ -464,6 +465,36 @@ fn warn_unfittable_models(engine: &Engine) {
                 "model fits on no GPU of this node; admissions for it will be refused");
         }
     }
+}
+
+/// The state directory's mode: it holds the allocations (every pod's token)
+/// and the admin socket, so only the daemon's user may enter it. Pods reach
+/// the task socket through `<state>/pods`, which kubelet bind-mounts into
+/// them, and never through this directory.
+pub const STATE_DIR_MODE: u32 = 0o700;
+/// `<state>/pods`: entered by every pod's user, to reach the task socket.
+pub const PODS_DIR_MODE: u32 = 0o755;
+
+/// Creates the state directory 0700, or tightens an existing one (a hostPath
+/// `DirectoryOrCreate` is made 0755) before any secret is written into it.
+fn private_state_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(STATE_DIR_MODE)
+        .create(dir)
+        .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(STATE_DIR_MODE))
+        .with_context(|| format!("cannot make the state directory {} 0700", dir.display()))?;
+    let pods = dir.join("pods");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(PODS_DIR_MODE)
+        .create(&pods)
+        .with_context(|| format!("cannot create {}", pods.display()))?;
+    std::fs::set_permissions(&pods, std::fs::Permissions::from_mode(PODS_DIR_MODE))
+        .with_context(|| format!("cannot set the mode of {}", pods.display()))?;
+    Ok(())
 }
 
 /// A fresh token with slots for every GPU, written 0600 for visionctl.

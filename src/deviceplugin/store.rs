@@ -4,6 +4,7 @@
 //! the old or the new list, never half of one.
 
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,9 @@ struct File {
 }
 
 const VERSION: u32 = 1;
+
+/// Every pod's token is in the file: the daemon's user only.
+pub(crate) const FILE_MODE: u32 = 0o600;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
@@ -86,6 +90,15 @@ impl Store {
                 });
             }
         };
+        // A file from before modes were enforced (0644) is closed now, not
+        // at the next save.
+        std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(FILE_MODE)).map_err(
+            |source| Error::Io {
+                op: "set the mode of",
+                path: self.path.clone(),
+                source,
+            },
+        )?;
         let file: File = serde_json::from_slice(&text).map_err(|source| Error::Corrupt {
             path: self.path.clone(),
             source,
@@ -107,7 +120,17 @@ impl Store {
             allocations: records.to_vec(),
         })
         .expect("records serialize");
-        let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&tmp)
+            .map_err(io("create", &tmp))?;
+        // `mode` applies to a new file only: a temporary left by a crash
+        // keeps whatever mode it had, so set it on the open file too.
+        f.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
+            .map_err(io("set the mode of", &tmp))?;
         f.write_all(&body).map_err(io("write", &tmp))?;
         f.sync_all().map_err(io("sync", &tmp))?;
         drop(f);
@@ -149,6 +172,26 @@ mod tests {
             !dir.path().join("allocations.json.tmp").exists(),
             "no temporary left behind"
         );
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_file_is_the_daemons_alone_whatever_was_there_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        // A temporary left world-readable by a crash, and an old 0644 file.
+        let tmp = dir.path().join("allocations.json.tmp");
+        std::fs::write(&tmp, "stale").unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).unwrap();
+        store.save(&[record("t1")]).unwrap();
+        assert_eq!(mode(store.path()), 0o600);
+
+        std::fs::set_permissions(store.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(store.load().unwrap(), vec![record("t1")]);
+        assert_eq!(mode(store.path()), 0o600, "tightened when loaded");
     }
 
     #[test]

@@ -314,6 +314,33 @@ async fn sockets_have_their_modes_and_are_removed_at_shutdown() {
     assert!(!paths.admin_socket.exists(), "admin socket removed");
 }
 
+fn mode_of(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_state_dir_and_the_tokens_in_it_are_the_daemons_alone() {
+    // As a hostPath DirectoryOrCreate and an older daemon left them: 0755
+    // and a world-readable allocations file.
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let saved = state.join("allocations.json");
+    std::fs::write(&saved, r#"{"version":1,"allocations":[]}"#).unwrap();
+    std::fs::set_permissions(&saved, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let d = start_in(fast_dev_config(), dir).await;
+    let paths = d.daemon.paths().clone();
+    assert_eq!(mode_of(&state), 0o700, "state dir");
+    assert_eq!(mode_of(&saved), 0o600, "allocations file");
+    assert_eq!(mode_of(&paths.dev_token), 0o600, "dev token");
+    let pods = paths.task_socket.parent().unwrap();
+    assert_eq!(mode_of(pods), 0o755, "pods dir: every pod's user enters it");
+    assert_eq!(mode_of(&paths.task_socket), 0o666);
+    d.daemon.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_daemon_on_the_same_sockets_is_refused() {
     let d = start(fast_dev_config()).await;
