@@ -35,6 +35,8 @@ use tokio::task::JoinHandle;
 use self::allocations::{Allocations, Mounts};
 use self::devices::{Layout, Resource};
 use self::plugin::Plugin;
+#[cfg(test)]
+pub(crate) use self::registration::PLUGIN_MAX_CONNECTIONS;
 use crate::config::Config;
 use crate::kubelet;
 use crate::node::Node;

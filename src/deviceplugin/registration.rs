@@ -30,6 +30,9 @@ const FALLBACK_CHECK: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections a plugin socket serves at once (counted in the daemon's
+/// reserved open files, `crate::daemon::RESERVED_FDS`).
+pub(crate) const PLUGIN_MAX_CONNECTIONS: usize = 16;
 
 /// Why a registration with kubelet failed.
 #[derive(Debug, thiserror::Error)]
@@ -220,7 +223,8 @@ impl Runner {
         loop {
             let seen = self.changes.now();
             let listener = match UdsListener::bind(self.plugin.socket(), 0o600).await {
-                Ok(l) => l,
+                // Only kubelet dials it: a few connections at most.
+                Ok(l) => l.max_connections(PLUGIN_MAX_CONNECTIONS),
                 Err(e) => {
                     let resource = self.plugin.resource();
                     tracing::warn!(%resource, error = %e, "cannot serve the device plugin socket; retrying");

@@ -34,6 +34,7 @@ mod daemon_cli;
 mod daemon_start;
 mod device_plugin;
 mod extender;
+mod fault_connections;
 mod gpu_nvml;
 mod hostile_input;
 mod kubelet_fake;

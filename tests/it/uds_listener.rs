@@ -55,7 +55,7 @@ async fn a_stale_socket_left_by_a_dead_daemon_is_replaced() {
         .await
         .expect("a connection")
         .expect("accepted");
-    assert!(accepted.get_ref().peer_cred().is_ok());
+    assert!(accepted.get_ref().get_ref().peer_cred().is_ok());
 }
 
 #[tokio::test]
