@@ -204,13 +204,17 @@ impl Built {
             backend: inventory.backend(),
             uuids: specs.iter().map(|g| g.uuid.clone()).collect(),
         };
-        let engine = Engine::new(specs, cfg.models.clone(), Settings::from_config(&cfg))?;
+        let mut engine = Engine::new(specs, cfg.models.clone(), Settings::from_config(&cfg))?;
+        // The state dir first: the epoch file is written into it.
+        private_state_dir(&opts.state_dir)?;
+        let epoch = crate::node::epoch::advance(&opts.state_dir)?;
+        engine.start_lease_ids_at(crate::node::epoch::first_lease_id(epoch));
+        tracing::info!(epoch, "lease epoch");
         warn_unfittable_models(&engine);
 
         let runtime: Arc<dyn runtime::ModelRuntime> =
             Arc::from(runtime::from_config(&cfg, &runtime_gpus).context("model runtime")?);
         let paths = Paths::under(&opts.state_dir);
-        private_state_dir(&opts.state_dir)?;
         let info = NodeInfo {
             node_name: cfg.node_name.clone(),
             gpu_backend: inventory.backend().to_string(),

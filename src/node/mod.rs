@@ -22,6 +22,7 @@
 mod admit;
 mod bus;
 mod clock;
+pub mod epoch;
 mod event;
 mod reconcile;
 mod state;

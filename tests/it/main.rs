@@ -35,6 +35,7 @@ mod daemon_start;
 mod device_plugin;
 mod extender;
 mod fault_connections;
+mod fault_restart;
 mod gpu_nvml;
 mod hostile_input;
 mod kubelet_fake;
