@@ -43,6 +43,8 @@ enum RegisterError {
     Refused(#[from] tonic::Status),
     #[error("kubelet did not answer Register")]
     TimedOut,
+    #[error("kubelet.sock was replaced while connecting")]
+    KubeletChanged,
 }
 
 /// Watches the kubelet device-plugin directory (inotify, plus a slow
@@ -254,10 +256,21 @@ impl Runner {
         let kubelet_sock = self.dir.join(kubelet::KUBELET_SOCKET);
         let mut delay = BACKOFF_MIN;
         let pin = loop {
-            // Pinned before the call: if kubelet restarts in between, the
-            // pin names the old one and we register once more, never fewer.
+            // Pinned before connecting, and checked once connected: the
+            // registration goes to the pinned kubelet or is not sent. If
+            // that kubelet goes later, the pin says so and we register
+            // with its successor.
+            // Kubelet dials back the path we register: if our socket file
+            // was removed meanwhile (kubelet deletes every socket when it
+            // starts), registering would only announce a dead end, and the
+            // removal noticed later would make us register twice.
+            if inode(self.plugin.socket()) != mine {
+                self.plugin.set_registered(false);
+                tracing::info!(%resource, "our socket vanished before registering; serving again");
+                return Next::Restart;
+            }
             let pin = KubeletPin::open(&kubelet_sock);
-            match register(&self.dir, &self.plugin).await {
+            match register(&self.dir, &self.plugin, pin.as_ref()).await {
                 Ok(()) => {
                     self.plugin.set_registered(true);
                     self.waiting_logged = false;
@@ -401,9 +414,21 @@ impl Serving {
     }
 }
 
-async fn register(dir: &Path, plugin: &Plugin) -> Result<(), RegisterError> {
+async fn register(
+    dir: &Path,
+    plugin: &Plugin,
+    pin: Option<&KubeletPin>,
+) -> Result<(), RegisterError> {
     let call = async {
-        let channel = uds::client::connect(dir.join(kubelet::KUBELET_SOCKET)).await?;
+        let path = dir.join(kubelet::KUBELET_SOCKET);
+        let channel = uds::client::connect(&path).await?;
+        // The connection went to the pinned kubelet only if the path still
+        // names it now (the pinned inode cannot come back once replaced).
+        // Otherwise a registration with the new kubelet would be followed
+        // by one more when the stale pin is noticed.
+        if pin.is_some_and(|p| !p.is_current(&path)) {
+            return Err(RegisterError::KubeletChanged);
+        }
         pb::registration_client::RegistrationClient::new(channel)
             .register(pb::RegisterRequest {
                 version: kubelet::VERSION.to_owned(),

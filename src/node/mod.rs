@@ -387,10 +387,15 @@ impl Node {
     /// A device plugin's registration with kubelet changed: counted (when
     /// registered) and published.
     pub fn kubelet_registration(&self, registration: Registration) {
-        if registration.registered {
-            self.metrics.count_registration(&registration.resource);
-        }
-        self.with_state(&Span::current(), |s, now| s.registration(registration, now));
+        // Counted under the state lock with the event published, so that a
+        // reader who has the event sees the count, and one who saw the
+        // count and then took the lock (any call) finds the event out.
+        self.with_state(&Span::current(), |s, now| {
+            if registration.registered {
+                self.metrics.count_registration(&registration.resource);
+            }
+            s.registration(registration, now)
+        });
     }
 
     // ---- the deadline timer ----------------------------------------------------

@@ -158,16 +158,36 @@ async fn every_kubelet_restart_brings_exactly_one_registration_per_plugin() {
     for _ in 0..2 {
         n.kubelet.next_registration(DEADLINE).await;
     }
-    let mut watch =
-        n.d.admin()
-            .await
-            .watch(pb::WatchRequest::default())
-            .await
-            .unwrap()
-            .into_inner();
+    // The first registrations are counted (and, under the same lock, their
+    // events published) before the test watches: the watch sees only the
+    // restarts'. Polled on the real metric, bounded.
+    let http = n.d.daemon.http_addr().unwrap();
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let (_, metrics) = http_get(http, "/metrics").await;
+            let counted = [SLOT, VRAM].iter().all(|r| {
+                let series = format!("vision_kubelet_registrations_total{{resource=\"{r}\"}}");
+                sample(&metrics, &series) == Some(1.0)
+            });
+            if counted {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("both first registrations counted");
+    let mut admin = n.d.admin().await;
+    // Any call takes the state lock, so both events are out by now.
+    admin.status(pb::StatusRequest::default()).await.unwrap();
+    let mut watch = admin
+        .watch(pb::WatchRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     let restarts = kubelet_restart_loop(n.kubelet, 20).await;
-    // The daemon counts a registration once kubelet has answered it, just
-    // before it publishes the event: wait for all 40 events.
+    // The daemon counts a registration once kubelet has answered it, with
+    // its event: wait for all 40 events.
     for _ in 0..40 {
         next_matching(
             &mut watch,
@@ -175,7 +195,7 @@ async fn every_kubelet_restart_brings_exactly_one_registration_per_plugin() {
         )
         .await;
     }
-    let (_, metrics) = http_get(n.d.daemon.http_addr().unwrap(), "/metrics").await;
+    let (_, metrics) = http_get(http, "/metrics").await;
     for resource in [SLOT, VRAM] {
         let series = format!("vision_kubelet_registrations_total{{resource=\"{resource}\"}}");
         assert_eq!(sample(&metrics, &series), Some(21.0), "{series}");
