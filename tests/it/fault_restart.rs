@@ -76,46 +76,52 @@ async fn after_kill_9_an_old_lease_id_is_not_found_and_never_releases_a_new_leas
         "vision.ai/slot",
         &[&device],
     )]);
-    let before = lease_of(&mut client(&task).await, admit(&token, "yolo-v8n")).await;
+    let mut before = lease_of(&mut client(&task).await, admit(&token, "yolo-v8n")).await;
 
-    // kill -9: no shutdown, no cleanup.
-    daemon.0.kill().unwrap();
-    daemon.0.wait().unwrap();
-    let _daemon = spawn(dir.path());
-    kubelet.next_registration(DEADLINE).await;
-    kubelet.next_registration(DEADLINE).await;
+    // kill -9 (no shutdown, no cleanup) and restart, with a live lease and
+    // allocation each time; quick in CI, long with VISION_FAULTS_LONG.
+    let rounds = crate::fault_suite::scale(2, 50);
+    for round in 0..rounds {
+        daemon.0.kill().unwrap();
+        daemon.0.wait().unwrap();
+        daemon = spawn(dir.path());
+        kubelet.next_registration(DEADLINE).await;
+        kubelet.next_registration(DEADLINE).await;
 
-    // The pod's token survived; its lease did not. It admits again.
-    let mut c = client(&task).await;
-    let after = lease_of(&mut c, admit(&token, "yolo-v8n")).await;
-    assert_ne!(after.lease_id, before.lease_id, "ids never repeat");
-    assert_eq!(
-        epoch::epoch_of(after.lease_id),
-        epoch::epoch_of(before.lease_id) + 1,
-        "a run of its own: {} then {}",
-        before.lease_id,
-        after.lease_id
-    );
+        // The pod's token survived; its lease did not. It admits again.
+        let mut c = client(&task).await;
+        let after = lease_of(&mut c, admit(&token, "yolo-v8n")).await;
+        assert_ne!(after.lease_id, before.lease_id, "ids never repeat");
+        assert_eq!(
+            epoch::epoch_of(after.lease_id),
+            epoch::epoch_of(before.lease_id) + 1,
+            "round {round}: a run of its own: {} then {}",
+            before.lease_id,
+            after.lease_id
+        );
 
-    // The holder from before the crash releases its old id: NOT_FOUND,
-    // and the new lease stands.
-    let e = c
-        .release(pb::ReleaseRequest {
-            token: token.clone(),
-            lease_id: before.lease_id,
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::NotFound, "{}", e.message());
-    let mine = c
-        .status(pb::StatusRequest {
-            token: token.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        mine.leases.iter().map(|l| l.lease_id).collect::<Vec<_>>(),
-        [after.lease_id]
-    );
+        // The holder from before the crash releases its old id: NOT_FOUND,
+        // and the new lease stands.
+        let e = c
+            .release(pb::ReleaseRequest {
+                token: token.clone(),
+                lease_id: before.lease_id,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "{}", e.message());
+        let mine = c
+            .status(pb::StatusRequest {
+                token: token.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            mine.leases.iter().map(|l| l.lease_id).collect::<Vec<_>>(),
+            [after.lease_id]
+        );
+        before = after;
+    }
+    eprintln!("{rounds} kill -9 restarts with a live lease and allocation");
 }

@@ -36,6 +36,7 @@ mod device_plugin;
 mod extender;
 mod fault_connections;
 mod fault_restart;
+mod fault_suite;
 mod gpu_nvml;
 mod hostile_input;
 mod kubelet_fake;
