@@ -20,11 +20,11 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, Publish};
+use crate::config::{Config, MeasureMemory, Publish};
 use crate::deviceplugin::{self, DevicePlugins, Registration};
 use crate::engine::{AllocKind, Engine, GpuSpec, Settings};
 use crate::gpu::{self, FaultHandle, HealthWatch, Inventory};
-use crate::node::{Node, NodeInfo, Workers};
+use crate::node::{Node, NodeInfo, WatchIntervals, Workers};
 use crate::service::{Access, AdmissionService};
 use crate::telemetry::http::{self as http_server, Readiness};
 use crate::telemetry::metrics::{self, Scrape, Snapshot};
@@ -221,9 +221,20 @@ impl Built {
             load_timeout: cfg.runtime.load_timeout,
             admin_socket: paths.admin_socket.display().to_string(),
         };
+        let measure = match cfg.runtime.measure_memory {
+            MeasureMemory::Auto => inventory.backend() == gpu::Backend::Nvml,
+            MeasureMemory::On => true,
+            MeasureMemory::Off => false,
+        } && runtime.holds_copies();
         let (node, workers) = Node::new(engine, info, runtime);
         node.set_watch_streams_per_pod(cfg.admission.watch_streams_per_pod);
-        node.restore_residency().await;
+        let workers = if measure {
+            tracing::info!("measuring what model loads take in GPU memory");
+            workers.measuring(Arc::clone(&inventory))
+        } else {
+            workers
+        };
+        node.connect_runtime().await;
 
         // Bind both sockets before anything is announced, each with its cap.
         let task_cap = task_connection_cap(raise_open_files_limit());
@@ -302,6 +313,11 @@ impl Built {
         let (health_watch, health_rx) = watch_gpu_health(&inventory).await;
         tasks.push(node.spawn_timer());
         tasks.push(node.spawn_gpu_reconciler(inventory, health_rx));
+        let intervals = WatchIntervals {
+            check: cfg.runtime.health_interval,
+            reconcile: cfg.runtime.reconcile_interval,
+        };
+        tasks.extend(node.spawn_runtime_watch(intervals));
 
         let registration = plugins.registration();
         let plugins = plugins.spawn();
@@ -321,9 +337,10 @@ impl Built {
                 registration: registration.clone(),
                 cluster: cluster_stats,
             });
-            let ready = Box::new(KubeletReady {
+            let ready = Box::new(Ready {
+                node: Arc::clone(&node),
                 registration: registration.clone(),
-                needed: ready_needs_kubelet,
+                needs_kubelet: ready_needs_kubelet,
             });
             let registry = metrics::registry(node.metrics(), sources);
             tasks.push(http_server::serve(
@@ -451,21 +468,32 @@ impl Scrape for Sources {
                 .cluster
                 .as_ref()
                 .map_or(0, |s| s.publish_errors.load(Ordering::Relaxed)),
+            runtime: (self.node.runtime().kind(), self.node.runtime_reachable()),
+            model_memory: self
+                .node
+                .model_memory()
+                .into_iter()
+                .map(|m| (m.model, m.catalog_mib, m.measured_mib))
+                .collect(),
         }
     }
 }
 
-/// `/readyz`: not ready until both plugins are registered, when kubelet is
-/// expected.
-struct KubeletReady {
+/// `/readyz`: not ready until both plugins are registered (when kubelet is
+/// expected), nor while the model runtime is unreachable.
+struct Ready {
+    node: Arc<Node>,
     registration: Registration,
-    needed: bool,
+    needs_kubelet: bool,
 }
 
-impl Readiness for KubeletReady {
+impl Readiness for Ready {
     fn not_ready(&self) -> Option<&'static str> {
-        (self.needed && !self.registration.all_registered())
-            .then_some("the device plugins are not registered with kubelet yet")
+        if self.needs_kubelet && !self.registration.all_registered() {
+            return Some("the device plugins are not registered with kubelet yet");
+        }
+        (!self.node.runtime_reachable())
+            .then_some("the model runtime is unreachable; admissions are refused until it answers")
     }
 }
 

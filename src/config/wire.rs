@@ -70,7 +70,7 @@ pub(crate) struct WireSimulatedGpu {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(
-    expecting = "a mapping of device settings (slots_per_gpu, vram_unit_mib, vram_shareable_fraction, health_recovery, release_grace, cdi, container_socket_dir)"
+    expecting = "a mapping of device settings (slots_per_gpu, vram_unit_mib, vram_shareable_fraction, health_recovery, release_grace, cdi, container_socket_dir, slot_gpu_visibility)"
 )]
 pub(crate) struct WireDevices {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -87,6 +87,23 @@ pub(crate) struct WireDevices {
     pub cdi: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container_socket_dir: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot_gpu_visibility: Option<WireSlotGpuVisibility>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum WireSlotGpuVisibility {
+    All,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum WireMeasureMemory {
+    Auto,
+    On,
+    Off,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -115,7 +132,7 @@ pub(crate) enum WireEvictionPolicy {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(
-    expecting = "a mapping of model runtime settings (kind, endpoint, client_endpoint, model_repository, load_timeout, simulate_load_time)"
+    expecting = "a mapping of model runtime settings (kind, endpoint, client_endpoint, model_repository, load_timeout, simulate_load_time, health_interval, reconcile_interval, measure_memory)"
 )]
 pub(crate) struct WireRuntime {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,6 +147,12 @@ pub(crate) struct WireRuntime {
     pub load_timeout: Option<WireDuration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub simulate_load_time: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_interval: Option<WireDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconcile_interval: Option<WireDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measure_memory: Option<WireMeasureMemory>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -242,6 +265,7 @@ pub(crate) const DEVICES_KEYS: &[&str] = &[
     "release_grace",
     "cdi",
     "container_socket_dir",
+    "slot_gpu_visibility",
 ];
 pub(crate) const ADMISSION_KEYS: &[&str] = &[
     "queue_limit",
@@ -259,6 +283,9 @@ pub(crate) const RUNTIME_KEYS: &[&str] = &[
     "model_repository",
     "load_timeout",
     "simulate_load_time",
+    "health_interval",
+    "reconcile_interval",
+    "measure_memory",
 ];
 pub(crate) const MODEL_KEYS: &[&str] = &[
     "name",
@@ -366,6 +393,7 @@ mod tests {
             release_grace: d(),
             cdi: Some(false),
             container_socket_dir: Some(String::new()),
+            slot_gpu_visibility: Some(WireSlotGpuVisibility::All),
         };
         assert_eq!(keys_of(&devices), DEVICES_KEYS);
         let admission = WireAdmission {
@@ -383,6 +411,9 @@ mod tests {
             model_repository: Some(String::new()),
             load_timeout: d(),
             simulate_load_time: Some(false),
+            health_interval: d(),
+            reconcile_interval: d(),
+            measure_memory: Some(WireMeasureMemory::Auto),
         };
         assert_eq!(keys_of(&runtime), RUNTIME_KEYS);
         let cluster = WireCluster {

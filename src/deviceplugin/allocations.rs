@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-use super::allocate::{self, ContainerSetup, Plan, PlanError};
+use super::allocate::{self, ContainerSetup, Plan, PlanError, SlotSetup};
 use super::devices::{Layout, Resource};
 use super::store::{self, Record, Store, VramRecord};
 use crate::engine::{AllocKind, GpuId};
@@ -19,6 +19,8 @@ pub(crate) struct Mounts {
     pub(crate) host_pods_dir: PathBuf,
     pub(crate) container_socket_dir: PathBuf,
     pub(crate) cdi: bool,
+    /// What slot containers get: the runtime's endpoint, GPU visibility.
+    pub(crate) slot: SlotSetup,
 }
 
 /// Why an Allocate was refused.
@@ -181,6 +183,7 @@ impl Allocations {
                 &self.mounts.host_pods_dir,
                 &self.mounts.container_socket_dir,
                 self.mounts.cdi,
+                &self.mounts.slot,
             ));
             added.push(token);
         }

@@ -148,6 +148,10 @@ impl Built {
             host_pods_dir: host_pods_dir.to_owned(),
             container_socket_dir: d.container_socket_dir.clone(),
             cdi: d.cdi,
+            slot: allocate::SlotSetup {
+                runtime_endpoint: node.runtime().client_endpoint().map(str::to_owned),
+                gpus: d.slot_gpu_visibility,
+            },
         };
         let allocations = Arc::new(Allocations::new(Arc::clone(node), layout, mounts, store));
         let saved_count = saved.len();

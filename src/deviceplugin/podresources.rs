@@ -346,6 +346,10 @@ mod tests {
             host_pods_dir: dir.path().join("pods"),
             container_socket_dir: "/var/run/vision".into(),
             cdi: false,
+            slot: crate::deviceplugin::allocate::SlotSetup {
+                runtime_endpoint: None,
+                gpus: crate::config::SlotGpuVisibility::All,
+            },
         };
         let allocations = Arc::new(Allocations::new(
             Arc::clone(&node),

@@ -23,6 +23,7 @@
 //! priorities may use the other GPUs but never starve it.
 
 mod admission;
+mod copies;
 mod lifecycle;
 mod pool;
 mod status;

@@ -87,10 +87,6 @@ impl crate::runtime::ModelRuntime for CountingUnloads {
         "counting"
     }
 
-    fn endpoint(&self) -> &str {
-        ""
-    }
-
     async fn load(
         &self,
         _req: crate::runtime::LoadRequest,
@@ -98,7 +94,12 @@ impl crate::runtime::ModelRuntime for CountingUnloads {
         Ok(crate::runtime::Loaded::default())
     }
 
-    async fn unload(&self, _model: &str, _gpu_uuid: &str) -> Result<(), crate::runtime::Error> {
+    async fn unload(
+        &self,
+        _model: &str,
+        _gpu_uuid: &str,
+        _reason: crate::runtime::UnloadReason,
+    ) -> Result<(), crate::runtime::Error> {
         self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }

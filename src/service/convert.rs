@@ -6,7 +6,9 @@ use tonic::Status;
 use super::limits;
 
 use crate::engine::{AdminError, AdmitError, LeaseError, Outcome, Rejection, RevokeReason};
-use crate::node::{Event, EventKind, LeaseInfo, ModelCopy, ModelResidency, NodeInfo, NodeStatus};
+use crate::node::{
+    Event, EventKind, LeaseInfo, ModelCopy, ModelResidency, NodeInfo, NodeStatus, RuntimeDown,
+};
 use crate::proto::vision::v1 as pb;
 use pb::watch_event::Event as Body;
 
@@ -26,6 +28,7 @@ pub(super) fn lease(l: &LeaseInfo) -> pb::Lease {
         ttl_ms: ms(l.ttl),
         runtime_endpoint: l.runtime_endpoint.clone(),
         working_mib: l.working_mib,
+        runtime_model: l.runtime_model.clone(),
     }
 }
 
@@ -63,6 +66,7 @@ fn revoke_reason(r: RevokeReason) -> &'static str {
     match r {
         RevokeReason::GpuUnhealthy => "gpu_unhealthy",
         RevokeReason::AllocationReleased => "allocation_released",
+        RevokeReason::RuntimeLost => "runtime_lost",
     }
 }
 
@@ -133,6 +137,35 @@ pub(super) fn event_kind(kind: &EventKind) -> Body {
                 format!("not registered with kubelet (endpoint {})", r.endpoint)
             },
         }),
+        EventKind::RuntimeLost { runtime, reason } => Body::Runtime(pb::RuntimeEvent {
+            kind: (*runtime).to_owned(),
+            reachable: false,
+            reason: reason.clone(),
+            adopted: 0,
+            dropped: 0,
+        }),
+        EventKind::RuntimeBack {
+            runtime,
+            adopted,
+            dropped,
+        } => Body::Runtime(pb::RuntimeEvent {
+            kind: (*runtime).to_owned(),
+            reachable: true,
+            reason: String::new(),
+            adopted: *adopted as u32,
+            dropped: *dropped as u32,
+        }),
+        EventKind::ModelOutgrewCatalog {
+            copy,
+            catalog_mib,
+            measured_mib,
+        } => Body::ModelOutgrewCatalog(pb::ModelMemoryEvent {
+            model: copy.model.clone(),
+            gpu_index: copy.gpu.id.0,
+            gpu_uuid: copy.gpu.uuid.clone(),
+            catalog_mib: *catalog_mib,
+            measured_mib: *measured_mib,
+        }),
     }
 }
 
@@ -193,6 +226,12 @@ fn status_listing(
         .filter(|o| !o.is_grant() && **o != Outcome::Cancelled)
         .map(|o| c.outcome(*o))
         .sum();
+    let catalog_mib = |name: &str| {
+        s.memory
+            .iter()
+            .find(|m| m.model == name)
+            .map_or(0, |m| m.catalog_mib)
+    };
     pb::StatusResponse {
         node: info.node_name.clone(),
         gpu_backend: info.gpu_backend.clone(),
@@ -224,6 +263,7 @@ fn status_listing(
                         loading: r.loading,
                         pins: r.pins,
                         idle_ms: r.idle_since.map(|t| ms(now.saturating_since(t))),
+                        catalog_mib: catalog_mib(&r.name),
                     })
                     .collect(),
             })
@@ -249,7 +289,31 @@ fn status_listing(
                 .collect(),
         }),
         slots: s.slots,
+        runtime: Some(pb::RuntimeStatus {
+            kind: s.runtime.kind.to_owned(),
+            reachable: s.runtime.reachable,
+            reason: s.runtime.reason.clone(),
+            unreachable_ms: ms(s.runtime.down_for),
+        }),
+        memory: s
+            .memory
+            .iter()
+            .map(|m| pb::ModelMemory {
+                model: m.model.clone(),
+                catalog_mib: m.catalog_mib,
+                measured_mib: m.measured_mib,
+                returned_mib: m.returned_mib,
+            })
+            .collect(),
     }
+}
+
+/// The model runtime is unreachable: UNAVAILABLE, saying for how long and why.
+pub(super) fn runtime_down(d: &RuntimeDown) -> Status {
+    Status::unavailable(format!(
+        "{d}; nothing can be loaded or confirmed on this node now: retry with backoff, or on \
+         another node"
+    ))
 }
 
 /// The catalog and where each model is. The catalog is bounded (1024

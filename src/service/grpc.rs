@@ -60,6 +60,7 @@ impl AdmissionService {
             Ok(lease) => Ok(convert::lease(&lease)),
             Err(AdmitFailure::Refused(e)) => Err(convert::admit_error(&e)),
             Err(AdmitFailure::Rejected(r)) => Err(convert::rejection(&r, &admit.model)),
+            Err(AdmitFailure::RuntimeUnavailable(d)) => Err(convert::runtime_down(&d)),
             Err(AdmitFailure::Abandoned) => {
                 Err(Status::unavailable("the daemon is shutting down; retry"))
             }
@@ -279,6 +280,7 @@ impl AdmissionService {
                 }))
             }
             Err(PreloadFailure::Refused(e)) => Err(convert::admin_error(&e)),
+            Err(PreloadFailure::RuntimeUnavailable(d)) => Err(convert::runtime_down(&d)),
             Err(PreloadFailure::Failed(e)) => Err(Status::unavailable(format!(
                 "loading {:?} failed: {e}",
                 req.model

@@ -261,6 +261,54 @@ async fn allocate_gives_a_slot_container_its_token_socket_and_mount_and_the_toke
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_slot_container_sees_every_gpu_with_the_bookkeeping_runtime() {
+    let n = node(mixed_config()).await;
+    let u = uuids(&n);
+    let resp = n
+        .kubelet
+        .allocate(SLOT, &[&format!("{}-slot-0", u[0])])
+        .await
+        .unwrap();
+    assert_eq!(resp.envs["NVIDIA_VISIBLE_DEVICES"], "all");
+    assert!(!resp.envs.contains_key("VISION_RUNTIME_ENDPOINT"));
+    n.d.daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slot_container_of_a_triton_node_is_told_where_triton_is_and_sees_no_gpu() {
+    let mut cfg = mixed_config();
+    // Nothing listens there: the runtime is lost, Allocate does not care.
+    cfg.runtime.kind =
+        vision_node_daemon::config::RuntimeKind::Triton(vision_node_daemon::config::TritonConfig {
+            endpoint: "127.0.0.1:9".into(),
+            client_endpoint: "10.0.0.7:8001".into(),
+            model_repository: None,
+            model_names: Default::default(),
+        });
+    cfg.devices.slot_gpu_visibility = vision_node_daemon::config::SlotGpuVisibility::None;
+    let n = node(cfg).await;
+    let u = uuids(&n);
+    let resp = n
+        .kubelet
+        .allocate(SLOT, &[&format!("{}-slot-0", u[0])])
+        .await
+        .unwrap();
+    assert_eq!(resp.envs["VISION_RUNTIME_ENDPOINT"], "10.0.0.7:8001");
+    assert_eq!(resp.envs["NVIDIA_VISIBLE_DEVICES"], "void");
+    let vram = n
+        .kubelet
+        .allocate(VRAM, &[&format!("{}-vram-0", u[1])])
+        .await
+        .unwrap();
+    assert_eq!(
+        vram.envs["NVIDIA_VISIBLE_DEVICES"], u[1],
+        "a vram pod sees its GPU"
+    );
+    assert!(!vram.envs.contains_key("VISION_RUNTIME_ENDPOINT"));
+    n.d.daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn vram_is_packed_onto_one_gpu_and_a_set_spanning_gpus_is_refused() {
     let mut cfg = mixed_config();
     cfg.devices.cdi = true;

@@ -45,6 +45,8 @@ mod metrics;
 mod model_runtime;
 mod python_client;
 mod triton;
+mod triton_memory;
+mod triton_reach;
 mod uds_authority;
 mod uds_listener;
 mod uds_python;
