@@ -99,7 +99,7 @@ impl Allocations {
                 (Resource::Vram, None) => None,
             };
             let restored =
-                kind.is_some_and(|kind| self.node.restore_allocation(&rec.token, kind).is_ok());
+                kind.is_some_and(|kind| self.node.restore_allocation(&rec.key, kind).is_ok());
             if restored {
                 kept.push(rec);
             } else {
@@ -112,20 +112,20 @@ impl Allocations {
         n
     }
 
-    /// Forgets the allocations behind `tokens` (pods gone): the file is
+    /// Forgets the allocations behind `keys` (pods gone): the file is
     /// rewritten first (if that fails nothing changes and the next round
     /// retries), then the node revokes their leases and returns their memory.
-    pub(crate) fn release(&self, tokens: &[String]) -> Result<(), store::Error> {
+    pub(crate) fn release(&self, keys: &[String]) -> Result<(), store::Error> {
         let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
         let remaining: Vec<Record> = records
             .iter()
-            .filter(|r| !tokens.contains(&r.token))
+            .filter(|r| !keys.contains(&r.key))
             .cloned()
             .collect();
         self.store.save(&remaining)?;
         *records = remaining;
-        for token in tokens {
-            let _ = self.node.deallocate(token);
+        for key in keys {
+            let _ = self.node.deallocate(key);
         }
         Ok(())
     }
@@ -160,8 +160,10 @@ impl Allocations {
                     return Err(AllocateError::Record(e));
                 }
             };
+            let key = node::token::key(&token);
             records.push(Record {
-                token: token.clone(),
+                key: key.clone(),
+                token: None,
                 resource,
                 device_ids: (*ids).clone(),
                 vram: match plan {
@@ -185,10 +187,10 @@ impl Allocations {
                 self.mounts.cdi,
                 &self.mounts.slot,
             ));
-            added.push(token);
+            added.push(key);
         }
         if let Err(e) = self.store.save(&records) {
-            records.retain(|r| !added.contains(&r.token));
+            records.retain(|r| !added.contains(&r.key));
             self.undo(&added);
             return Err(AllocateError::Persist(e));
         }
@@ -198,8 +200,8 @@ impl Allocations {
         Ok(setups)
     }
 
-    fn undo(&self, tokens: &[String]) {
-        for t in tokens {
+    fn undo(&self, keys: &[String]) {
+        for t in keys {
             let _ = self.node.deallocate(t);
         }
     }

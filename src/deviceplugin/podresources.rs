@@ -87,16 +87,16 @@ impl Absences {
                 .iter()
                 .any(|id| held.contains(&(resource_name.clone(), id.clone())));
             if present {
-                self.since.remove(&rec.token);
+                self.since.remove(&rec.key);
             } else {
-                let since = *self.since.entry(rec.token.clone()).or_insert(now);
+                let since = *self.since.entry(rec.key.clone()).or_insert(now);
                 if now.duration_since(since) >= self.grace {
-                    due.push(rec.token.clone());
+                    due.push(rec.key.clone());
                 }
             }
         }
         self.since
-            .retain(|t, _| records.iter().any(|r| &r.token == t));
+            .retain(|t, _| records.iter().any(|r| &r.key == t));
         due
     }
 
@@ -160,7 +160,7 @@ pub(super) fn spawn_reconciler(
             if gone.is_empty() {
                 continue;
             }
-            for rec in records.iter().filter(|r| gone.contains(&r.token)) {
+            for rec in records.iter().filter(|r| gone.contains(&r.key)) {
                 tracing::info!(resource = %rec.resource, devices = ?rec.device_ids,
                     "no pod holds these devices any more; allocation released");
             }
@@ -237,7 +237,8 @@ mod tests {
 
     fn record(token: &str) -> Record {
         Record {
-            token: token.into(),
+            key: crate::node::token::key(token),
+            token: None,
             resource: Resource::Slot,
             device_ids: vec![DEVICE.into()],
             vram: None,
@@ -268,7 +269,10 @@ mod tests {
             a.observe(&held(false), &recs, DOMAIN, at(34, 999))
                 .is_empty()
         );
-        assert_eq!(a.observe(&held(false), &recs, DOMAIN, at(35, 0)), vec!["t"]);
+        assert_eq!(
+            a.observe(&held(false), &recs, DOMAIN, at(35, 0)),
+            vec![crate::node::token::key("t")]
+        );
         // Back before the grace ran out: the clock starts again.
         a.released(&[]);
         assert!(a.observe(&held(true), &recs, DOMAIN, at(36, 0)).is_empty());

@@ -14,7 +14,14 @@ use super::devices::Resource;
 /// One container's allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Record {
-    pub(crate) token: String,
+    /// The SHA-256 of the container's token ([`crate::node::token::key`]):
+    /// the token itself is never stored.
+    #[serde(rename = "token_sha256", default)]
+    pub(crate) key: String,
+    /// A token in clear, as files written before keys were stored hold it;
+    /// turned into `key` when loaded and never written again.
+    #[serde(default, skip_serializing)]
+    pub(crate) token: Option<String>,
     pub(crate) resource: Resource,
     /// The devices kubelet assigned, as it will list them in PodResources.
     pub(crate) device_ids: Vec<String>,
@@ -103,7 +110,19 @@ impl Store {
             path: self.path.clone(),
             source,
         })?;
-        Ok(file.allocations)
+        let mut records = file.allocations;
+        let mut upgraded = false;
+        for r in &mut records {
+            if let Some(token) = r.token.take() {
+                r.key = crate::node::token::key(&token);
+                upgraded = true;
+            }
+        }
+        // A file that held tokens in clear is rewritten at once with keys only.
+        if upgraded {
+            self.save(&records)?;
+        }
+        Ok(records)
     }
 
     /// Replaces the saved list with `records`, atomically.
@@ -146,9 +165,10 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn record(token: &str) -> Record {
+    fn record(key: &str) -> Record {
         Record {
-            token: token.into(),
+            key: key.into(),
+            token: None,
             resource: Resource::Vram,
             device_ids: vec!["GPU-a-vram-0".into(), "GPU-a-vram-1".into()],
             vram: Some(VramRecord {
@@ -192,6 +212,26 @@ mod tests {
         std::fs::set_permissions(store.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
         assert_eq!(store.load().unwrap(), vec![record("t1")]);
         assert_eq!(mode(store.path()), 0o600, "tightened when loaded");
+    }
+
+    #[test]
+    fn tokens_in_clear_from_an_older_file_become_keys_and_leave_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let token = "00112233445566778899aabbccddeeff";
+        std::fs::write(
+            store.path(),
+            format!(
+                r#"{{"version":1,"allocations":[{{"token":"{token}","resource":"slot","device_ids":["GPU-a-slot-0"],"allocated_at_ms":1}}]}}"#
+            ),
+        )
+        .unwrap();
+        let loaded = store.load().unwrap();
+        assert_eq!(loaded[0].key, crate::node::token::key(token));
+        assert_eq!(loaded[0].token, None);
+        let text = std::fs::read_to_string(store.path()).unwrap();
+        assert!(!text.contains(token), "rewritten without the token: {text}");
+        assert_eq!(store.load().unwrap(), loaded);
     }
 
     #[test]

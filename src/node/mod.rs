@@ -30,7 +30,7 @@ mod reconcile;
 mod state;
 #[cfg(test)]
 pub(crate) mod test_support;
-mod token;
+pub mod token;
 mod view;
 mod watches;
 mod worker;
@@ -235,7 +235,8 @@ impl Node {
 
     /// A status snapshot, scoped to `token`'s leases when given.
     pub(crate) fn status(&self, token: Option<&str>) -> NodeStatus {
-        self.read(|s, now| s.status(token, now))
+        let key = token.map(token::key);
+        self.read(|s, now| s.status(key.as_deref(), now))
     }
 
     /// The engine's status: GPUs, pools, residents, queue, counters.
@@ -273,7 +274,8 @@ impl Node {
 
     /// Whether `token` belongs to a known allocation.
     pub(crate) fn knows_token(&self, token: &str) -> bool {
-        self.read(|s, _| s.engine().allocation(token).is_some())
+        let key = token::key(token);
+        self.read(|s, _| s.engine().allocation(&key).is_some())
     }
 
     pub(crate) fn queue_depth(&self) -> QueueDepth {
@@ -298,7 +300,10 @@ impl Node {
 
     /// Ends a lease; `token` is `None` for the operator, who may end any.
     pub fn release(&self, lease: LeaseId, token: Option<&str>) -> Result<(), LeaseError> {
-        self.with_state(&Span::current(), |s, now| s.release(lease, token, now))
+        let key = token.map(token::key);
+        self.with_state(&Span::current(), |s, now| {
+            s.release(lease, key.as_deref(), now)
+        })
     }
 
     /// Extends a lease by its TTL; returns the time left.
@@ -307,7 +312,10 @@ impl Node {
         lease: LeaseId,
         token: Option<&str>,
     ) -> Result<Duration, LeaseError> {
-        self.with_state(&Span::current(), |s, now| s.keep_alive(lease, token, now))
+        let key = token.map(token::key);
+        self.with_state(&Span::current(), |s, now| {
+            s.keep_alive(lease, key.as_deref(), now)
+        })
     }
 
     /// Operator: unloads idle copies of `model`; returns the GPUs.
@@ -321,22 +329,21 @@ impl Node {
     /// the token (what Allocate hands the container).
     pub fn allocate(&self, kind: AllocKind) -> Result<String, AllocateError> {
         let token = token::mint().map_err(AllocateError::Randomness)?;
-        self.with_state(&Span::current(), |s, now| s.allocate(&token, kind, now))?;
+        let key = token::key(&token);
+        self.with_state(&Span::current(), |s, now| s.allocate(&key, kind, now))?;
         Ok(token)
     }
 
-    /// Records an allocation saved before a restart, under its old token.
-    pub(crate) fn restore_allocation(
-        &self,
-        token: &str,
-        kind: AllocKind,
-    ) -> Result<(), AllocError> {
-        self.with_state(&Span::current(), |s, now| s.allocate(token, kind, now))
+    /// Records an allocation saved before a restart, under its token's key
+    /// ([`token::key`]).
+    pub(crate) fn restore_allocation(&self, key: &str, kind: AllocKind) -> Result<(), AllocError> {
+        self.with_state(&Span::current(), |s, now| s.allocate(key, kind, now))
     }
 
-    /// Forgets an allocation: its leases are revoked, its memory returns.
-    pub(crate) fn deallocate(&self, token: &str) -> Result<AllocKind, AllocError> {
-        self.with_state(&Span::current(), |s, now| s.deallocate(token, now))
+    /// Forgets an allocation by its token's key: its leases are revoked,
+    /// its memory returns.
+    pub(crate) fn deallocate(&self, key: &str) -> Result<AllocKind, AllocError> {
+        self.with_state(&Span::current(), |s, now| s.deallocate(key, now))
     }
 
     // ---- GPUs, the runtime, kubelet ------------------------------------------

@@ -41,6 +41,8 @@ impl Node {
         token: &Arc<str>,
     ) -> Result<broadcast::Receiver<Shared>, TooManyWatches> {
         let limit = self.watch_limit.load(Ordering::Relaxed);
+        let key: Arc<str> = Arc::from(super::token::key(token));
+        let token = &key;
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if state.streams_of(token) >= limit as usize {
             return Err(TooManyWatches { limit });

@@ -256,7 +256,14 @@ async fn allocate_gives_a_slot_container_its_token_socket_and_mount_and_the_toke
             .unwrap();
     assert_eq!(lease.model, "yolo-v8n");
     let saved = std::fs::read_to_string(n.d.dir.path().join("state/allocations.json")).unwrap();
-    assert!(saved.contains(&token), "persisted before answering");
+    assert!(
+        saved.contains(&vision_node_daemon::node::token::key(&token)),
+        "persisted before answering"
+    );
+    assert!(
+        !saved.contains(&token),
+        "as its SHA-256 only, never in clear"
+    );
     n.d.daemon.shutdown().await;
 }
 
