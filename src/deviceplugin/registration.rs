@@ -45,6 +45,10 @@ enum RegisterError {
     TimedOut,
     #[error("kubelet.sock was replaced while connecting")]
     KubeletChanged,
+    #[error("no kubelet.sock")]
+    NoKubelet,
+    #[error("cannot connect to kubelet: {0}")]
+    Dial(#[from] std::io::Error),
 }
 
 /// Watches the kubelet device-plugin directory (inotify, plus a slow
@@ -237,7 +241,11 @@ impl Runner {
                     }
                 }
             };
-            let mine = inode(self.plugin.socket());
+            // The file we bound, as recorded at bind time: reading the path
+            // again here would take a removal in between (kubelet deleting
+            // every socket as it starts) for "nothing to compare", and the
+            // runner would register a dead path until the next restart.
+            let mine = listener.file_id();
             let server = Serving::start(listener, &self.plugin, &self.allocations);
             let next = self.register_and_hold(seen, mine).await;
             server.stop().await;
@@ -251,7 +259,7 @@ impl Runner {
     /// registration until the kubelet it was made with is replaced, our
     /// socket goes, or shutdown. While not registered, a change of
     /// `kubelet.sock` only means "try now": the server keeps serving.
-    async fn register_and_hold(&mut self, mut seen: Seen, mine: Option<(u64, u64)>) -> Next {
+    async fn register_and_hold(&mut self, mut seen: Seen, mine: (u64, u64)) -> Next {
         let resource = self.plugin.resource();
         let kubelet_sock = self.dir.join(kubelet::KUBELET_SOCKET);
         let mut delay = BACKOFF_MIN;
@@ -264,14 +272,22 @@ impl Runner {
             // was removed meanwhile (kubelet deletes every socket when it
             // starts), registering would only announce a dead end, and the
             // removal noticed later would make us register twice.
-            if inode(self.plugin.socket()) != mine {
+            if inode(self.plugin.socket()) != Some(mine) {
                 self.plugin.set_registered(false);
                 tracing::info!(%resource, "our socket vanished before registering; serving again");
                 return Next::Restart;
             }
-            let pin = KubeletPin::open(&kubelet_sock);
-            match register(&self.dir, &self.plugin, pin.as_ref()).await {
-                Ok(()) => {
+            let attempt = match KubeletPin::open(&kubelet_sock) {
+                Some(pin) => register(&kubelet_sock, &self.plugin, &pin)
+                    .await
+                    .map(|()| pin),
+                // Nothing to pin is no kubelet: a kubelet.sock created right
+                // after would be registered with unpinned, and its late
+                // creation event taken for a restart.
+                None => Err(RegisterError::NoKubelet),
+            };
+            match attempt {
+                Ok(pin) => {
                     self.plugin.set_registered(true);
                     self.waiting_logged = false;
                     tracing::info!(%resource, resource_name = %self.plugin.name(), "registered with kubelet");
@@ -309,7 +325,7 @@ impl Runner {
                 change = self.changes.next(self.plugin.socket(), &mut seen, mine) => {
                     let why = match change {
                         Change::SocketGone => "our socket vanished",
-                        Change::Kubelet if pin.as_ref().is_some_and(|p| p.is_current(&kubelet_sock)) => continue,
+                        Change::Kubelet if pin.is_current(&kubelet_sock) => continue,
                         Change::Kubelet => "kubelet restarted",
                     };
                     self.plugin.set_registered(false);
@@ -354,12 +370,12 @@ impl Changes {
     /// previous socket file — our own server removing it on restart —
     /// arrives late and is not a change: the socket at `socket` must really
     /// not be `mine` any more.
-    async fn next(&mut self, socket: &Path, seen: &mut Seen, mine: Option<(u64, u64)>) -> Change {
+    async fn next(&mut self, socket: &Path, seen: &mut Seen, mine: (u64, u64)) -> Change {
         loop {
             let now = self.now();
             if now.socket_gone != seen.socket_gone {
                 seen.socket_gone = now.socket_gone;
-                if inode(socket) != mine {
+                if inode(socket) != Some(mine) {
                     return Change::SocketGone;
                 }
             }
@@ -414,21 +430,23 @@ impl Serving {
     }
 }
 
-async fn register(
-    dir: &Path,
-    plugin: &Plugin,
-    pin: Option<&KubeletPin>,
-) -> Result<(), RegisterError> {
+/// One `Register` call to the kubelet `pin` holds, at `path`, over one
+/// connection that is checked to reach it and never redialled.
+async fn register(path: &Path, plugin: &Plugin, pin: &KubeletPin) -> Result<(), RegisterError> {
     let call = async {
-        let path = dir.join(kubelet::KUBELET_SOCKET);
-        let channel = uds::client::connect(&path).await?;
+        let stream = tokio::net::UnixStream::connect(path).await?;
         // The connection went to the pinned kubelet only if the path still
         // names it now (the pinned inode cannot come back once replaced).
         // Otherwise a registration with the new kubelet would be followed
         // by one more when the stale pin is noticed.
-        if pin.is_some_and(|p| !p.is_current(&path)) {
+        if !pin.is_current(path) {
             return Err(RegisterError::KubeletChanged);
         }
+        // A channel that dials by path would, should this connection drop
+        // (a kubelet stopping), redial and carry our Register to whatever
+        // serves the path by then: a registration outside the pin, and one
+        // more when the pin goes stale.
+        let channel = uds::client::over(stream).await?;
         pb::registration_client::RegistrationClient::new(channel)
             .register(pb::RegisterRequest {
                 version: kubelet::VERSION.to_owned(),

@@ -130,6 +130,13 @@ impl UdsListener {
         self.guard.path()
     }
 
+    /// The (device, inode) of the socket file this listener bound: the one
+    /// its path names for as long as the file is ours. Taken at bind time,
+    /// so a removal right after binding still reads as "not ours".
+    pub fn file_id(&self) -> (u64, u64) {
+        (self.guard.dev, self.guard.ino)
+    }
+
     /// The stream of accepted connections for
     /// `tonic::transport::Server::serve_with_incoming_shutdown`, each wrapped
     /// in the [`AuthorityShim`]. Owns the guard: the socket file goes when

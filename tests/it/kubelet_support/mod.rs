@@ -508,10 +508,12 @@ impl Registration for RegistrationService {
         match self.state.mode {
             RegisterMode::ConnectFirst => {
                 let conn = dial(&path).await.map_err(Status::unknown)?;
-                res.attach(conn);
+                // Counted before the stream starts: a test that has seen
+                // the devices must find the registration counted.
                 self.state
                     .accepted
                     .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                res.attach(conn);
             }
             RegisterMode::AnswerFirst => {
                 self.state
