@@ -75,6 +75,7 @@ fn to_wire(config: &Config) -> WireConfig {
                 EvictionPolicy::Lru => WireEvictionPolicy::Lru,
                 EvictionPolicy::GreedyDualSize => WireEvictionPolicy::GreedyDualSize,
             }),
+            watch_streams_per_pod: Some(admission.watch_streams_per_pod),
         }),
         runtime: Some(match &config.runtime.kind {
             RuntimeKind::Bookkeeping { simulate_load_time } => WireRuntime {

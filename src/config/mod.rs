@@ -31,6 +31,10 @@ mod wire;
 pub use capacity::{LISTANDWATCH_LIMIT_BYTES, VRAM_DEVICE_WIRE_BYTES};
 pub use error::{Error, Errors};
 pub use load::{load_file, load_shared_file, load_str};
+pub use names::{MAX_MODEL_NAME_BYTES, MAX_TASK_TYPE_BYTES};
+pub use validate::{
+    MAX_GPU_MEMORY_MIB, MAX_GPU_NAME_BYTES, MAX_MODELS, MAX_SIMULATED_GPUS, MIN_GPU_MEMORY_MIB,
+};
 
 /// The development config (simulated GPUs, the seed models), built into the
 /// binary so `simulate` and local runs need no file.
@@ -147,6 +151,9 @@ pub struct AdmissionConfig {
     /// Lease lifetime; `KeepAlive` extends a lease by this much.
     pub lease_ttl: Duration,
     pub eviction_policy: EvictionPolicy,
+    /// Most Watch streams one pod (one allocation token) may hold open on
+    /// the task socket; more are RESOURCE_EXHAUSTED.
+    pub watch_streams_per_pod: u32,
 }
 
 /// Publishing to the Kubernetes API (node labels, annotations, Events).

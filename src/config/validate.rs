@@ -33,6 +33,8 @@ pub(crate) const DEFAULT_VRAM_SHAREABLE_FRACTION: f64 = 0.5;
 pub(crate) const DEFAULT_QUEUE_LIMIT: u64 = 256;
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(60);
+/// A pod's worker processes each holding a stream or two.
+pub(crate) const DEFAULT_WATCH_STREAMS_PER_POD: u32 = 16;
 pub(crate) const DEFAULT_MAX_CONCURRENCY: u32 = 4;
 pub(crate) const DEFAULT_TASK_MS: u64 = 100;
 pub(crate) const DEFAULT_SIMULATED_COUNT: u32 = 1;
@@ -48,11 +50,14 @@ pub(crate) const DEFAULT_CONTAINER_SOCKET_DIR: &str = "/var/run/vision";
 /// most a few hundred GiB. Beyond these, a typo (`count: 4294967295`) would
 /// make the daemon allocate without limit, build a status larger than a
 /// gRPC message and take minutes to shut down.
-pub(crate) const MAX_SIMULATED_GPUS: u64 = 64;
-pub(crate) const MIN_GPU_MEMORY_MIB: u64 = 1024;
-pub(crate) const MAX_GPU_MEMORY_MIB: u64 = 1 << 20;
+pub const MAX_SIMULATED_GPUS: u64 = 64;
+pub const MIN_GPU_MEMORY_MIB: u64 = 1024;
+pub const MAX_GPU_MEMORY_MIB: u64 = 1 << 20;
+/// The longest simulated GPU name (NVML's name buffer is 96 bytes): the
+/// name is in every Status answer, once per GPU.
+pub const MAX_GPU_NAME_BYTES: usize = 96;
 /// The most models one catalog may list.
-pub(crate) const MAX_MODELS: usize = 1024;
+pub const MAX_MODELS: usize = 1024;
 /// The shortest runtime health or reconcile interval.
 pub(crate) const MIN_RUNTIME_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -272,6 +277,15 @@ fn simulated_gpu(c: &mut Check<'_>, i: usize, wire: WireSimulatedGpu) -> Simulat
     if present && name.trim().is_empty() {
         c.fail(&name_path, "must not be empty");
     }
+    if name.len() > MAX_GPU_NAME_BYTES {
+        c.fail(
+            &name_path,
+            format!(
+                "is {} bytes long; a GPU name has at most {MAX_GPU_NAME_BYTES} (NVML's limit)",
+                name.len()
+            ),
+        );
+    }
     let memory_path = join(&base, "memory_mib");
     let memory_mib = required_positive(c, &memory_path, wire.memory_mib);
     if memory_mib > 0 && !(MIN_GPU_MEMORY_MIB..=MAX_GPU_MEMORY_MIB).contains(&memory_mib) {
@@ -368,11 +382,16 @@ fn admission(c: &mut Check<'_>, wire: WireAdmission) -> AdmissionConfig {
         WireEvictionPolicy::Lru => EvictionPolicy::Lru,
         WireEvictionPolicy::GreedyDualSize => EvictionPolicy::GreedyDualSize,
     };
+    let watch_streams_per_pod = wire
+        .watch_streams_per_pod
+        .unwrap_or(DEFAULT_WATCH_STREAMS_PER_POD);
+    c.positive("admission.watch_streams_per_pod", watch_streams_per_pod);
     AdmissionConfig {
         queue_limit,
         default_timeout,
         lease_ttl,
         eviction_policy,
+        watch_streams_per_pod,
     }
 }
 
@@ -762,8 +781,8 @@ fn models(c: &mut Check<'_>, wire: Vec<WireModel>) -> (Vec<ModelSpec>, Vec<(usiz
         c.positive(&join(&base, "task_ms"), task_ms);
         let task_types = model.task_types.unwrap_or_default();
         for (j, task_type) in task_types.iter().enumerate() {
-            if task_type.trim().is_empty() {
-                c.fail(&format!("{base}.task_types[{j}]"), "must not be empty");
+            if let Some(problem) = names::task_type_problem(task_type) {
+                c.fail(&format!("{base}.task_types[{j}]"), problem);
             }
         }
         models.push(ModelSpec {

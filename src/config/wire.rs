@@ -108,7 +108,7 @@ pub(crate) enum WireMeasureMemory {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(
-    expecting = "a mapping of admission settings (queue_limit, default_timeout, lease_ttl, eviction_policy)"
+    expecting = "a mapping of admission settings (queue_limit, default_timeout, lease_ttl, eviction_policy, watch_streams_per_pod)"
 )]
 pub(crate) struct WireAdmission {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -119,6 +119,8 @@ pub(crate) struct WireAdmission {
     pub lease_ttl: Option<WireDuration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eviction_policy: Option<WireEvictionPolicy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch_streams_per_pod: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,6 +272,7 @@ pub(crate) const ADMISSION_KEYS: &[&str] = &[
     "default_timeout",
     "lease_ttl",
     "eviction_policy",
+    "watch_streams_per_pod",
 ];
 pub(crate) const CLUSTER_KEYS: &[&str] = &["publish", "annotation_interval"];
 pub(crate) const TELEMETRY_KEYS: &[&str] = &["otlp_endpoint"];
@@ -398,6 +401,7 @@ mod tests {
             default_timeout: d(),
             lease_ttl: d(),
             eviction_policy: Some(WireEvictionPolicy::Lru),
+            watch_streams_per_pod: Some(1),
         };
         assert_eq!(keys_of(&admission), ADMISSION_KEYS);
         let runtime = WireRuntime {

@@ -227,10 +227,10 @@ impl StatusPage {
     /// Live leases grouped by the pod holding them, pods in name order.
     fn pods(&self) -> Vec<PodView> {
         let mut pods: BTreeMap<String, Vec<LeaseView>> = BTreeMap::new();
-        for (token, l) in self.node.owned_leases() {
+        for (key, l) in self.node.owned_leases() {
             let pod = self
                 .holders
-                .holder(&token)
+                .holder(&key)
                 .unwrap_or_else(|| "dev token (no pod)".to_owned());
             pods.entry(pod).or_default().push(LeaseView {
                 lease_id: l.id.0,

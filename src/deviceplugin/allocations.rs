@@ -44,8 +44,8 @@ pub(crate) struct Allocations {
     store: Store,
     /// The persisted allocations; the lock also serialises writes of the file.
     records: Mutex<Vec<Record>>,
-    /// The pod (`namespace/name`) holding each allocation, by token, as
-    /// kubelet's PodResources last listed them. Display only.
+    /// The pod (`namespace/name`) holding each allocation, by its token's
+    /// key, as kubelet's PodResources last listed them. Display only.
     pods: Mutex<HashMap<String, String>>,
 }
 
@@ -66,25 +66,27 @@ impl Allocations {
         }
     }
 
-    /// Which pod holds each allocation (by token), from PodResources.
+    /// Which pod holds each allocation, by its token's key
+    /// ([`node::token::key`]), from PodResources.
     pub(crate) fn set_pods(&self, pods: HashMap<String, String>) {
         *self.pods.lock().unwrap_or_else(PoisonError::into_inner) = pods;
     }
 
-    /// How a person names the holder of `token`'s allocation: its pod when
-    /// kubelet said, else its resource and first device; `None` for a token
-    /// no allocation has (the dev token).
-    pub(crate) fn holder(&self, token: &str) -> Option<String> {
+    /// How a person names the holder of the allocation behind `key` (a
+    /// token's [`node::token::key`], as [`Node::owned_leases`] gives it): its
+    /// pod when kubelet said, else its resource and first device; `None` for
+    /// a key no allocation has (the dev token).
+    pub(crate) fn holder(&self, key: &str) -> Option<String> {
         if let Some(pod) = self
             .pods
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(token)
+            .get(key)
         {
             return Some(pod.clone());
         }
         let records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
-        let rec = records.iter().find(|r| r.token == token)?;
+        let rec = records.iter().find(|r| r.key == key)?;
         Some(format!(
             "{} {}",
             rec.resource.name(&self.mounts.domain),
@@ -130,7 +132,7 @@ impl Allocations {
                 (Resource::Vram, None) => None,
             };
             let restored =
-                kind.is_some_and(|kind| self.node.restore_allocation(&rec.token, kind).is_ok());
+                kind.is_some_and(|kind| self.node.restore_allocation(&rec.key, kind).is_ok());
             if restored {
                 kept.push(rec);
             } else {
@@ -143,20 +145,20 @@ impl Allocations {
         n
     }
 
-    /// Forgets the allocations behind `tokens` (pods gone): the file is
+    /// Forgets the allocations behind `keys` (pods gone): the file is
     /// rewritten first (if that fails nothing changes and the next round
     /// retries), then the node revokes their leases and returns their memory.
-    pub(crate) fn release(&self, tokens: &[String]) -> Result<(), store::Error> {
+    pub(crate) fn release(&self, keys: &[String]) -> Result<(), store::Error> {
         let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
         let remaining: Vec<Record> = records
             .iter()
-            .filter(|r| !tokens.contains(&r.token))
+            .filter(|r| !keys.contains(&r.key))
             .cloned()
             .collect();
         self.store.save(&remaining)?;
         *records = remaining;
-        for token in tokens {
-            let _ = self.node.deallocate(token);
+        for key in keys {
+            let _ = self.node.deallocate(key);
         }
         Ok(())
     }
@@ -191,8 +193,10 @@ impl Allocations {
                     return Err(AllocateError::Record(e));
                 }
             };
+            let key = node::token::key(&token);
             records.push(Record {
-                token: token.clone(),
+                key: key.clone(),
+                token: None,
                 resource,
                 device_ids: (*ids).clone(),
                 vram: match plan {
@@ -216,10 +220,10 @@ impl Allocations {
                 self.mounts.cdi,
                 &self.mounts.slot,
             ));
-            added.push(token);
+            added.push(key);
         }
         if let Err(e) = self.store.save(&records) {
-            records.retain(|r| !added.contains(&r.token));
+            records.retain(|r| !added.contains(&r.key));
             self.undo(&added);
             return Err(AllocateError::Persist(e));
         }
@@ -229,8 +233,8 @@ impl Allocations {
         Ok(setups)
     }
 
-    fn undo(&self, tokens: &[String]) {
-        for t in tokens {
+    fn undo(&self, keys: &[String]) {
+        for t in keys {
             let _ = self.node.deallocate(t);
         }
     }

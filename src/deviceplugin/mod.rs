@@ -35,6 +35,8 @@ use tokio::task::JoinHandle;
 use self::allocations::{Allocations, Mounts};
 use self::devices::{Layout, Resource};
 use self::plugin::Plugin;
+#[cfg(test)]
+pub(crate) use self::registration::PLUGIN_MAX_CONNECTIONS;
 use crate::config::Config;
 use crate::kubelet;
 use crate::node::Node;
@@ -116,9 +118,11 @@ impl Registration {
 pub(crate) struct Holders(Arc<Allocations>);
 
 impl Holders {
-    /// `None` for a token no allocation has (the dev token).
-    pub(crate) fn holder(&self, token: &str) -> Option<String> {
-        self.0.holder(token)
+    /// `key` is a token's [`crate::node::token::key`], as
+    /// `Node::owned_leases` gives it; `None` for a key no allocation has
+    /// (the dev token).
+    pub(crate) fn holder(&self, key: &str) -> Option<String> {
+        self.0.holder(key)
     }
 }
 
@@ -221,7 +225,7 @@ impl Built {
     /// when the node shuts down.
     pub(crate) fn spawn(self) -> DevicePlugins {
         let node = Arc::clone(self.allocations.node());
-        let (kubelet_starts, watch_handle) = registration::spawn_kubelet_watch(
+        let (kubelet_changes, watch_handle) = registration::spawn_kubelet_watch(
             self.opts.dir.clone(),
             self.plugins.clone(),
             node.shutdown_signal(),
@@ -236,7 +240,9 @@ impl Built {
             ),
             podresources::spawn_reconciler(
                 Arc::clone(&self.allocations),
-                self.opts.pod_resources_socket.clone(),
+                podresources::PodResources {
+                    socket: self.opts.pod_resources_socket.clone(),
+                },
                 self.opts.reconcile_interval,
                 self.release_grace,
                 self.opts.kubelet,
@@ -247,7 +253,7 @@ impl Built {
                 Arc::clone(plugin),
                 Arc::clone(&self.allocations),
                 self.opts.dir.clone(),
-                kubelet_starts.clone(),
+                kubelet_changes.clone(),
                 self.opts.kubelet,
             ));
         }

@@ -57,7 +57,11 @@ impl Node {
         span: &Span,
     ) -> Result<LeaseInfo, AdmitFailure> {
         let (tx, rx) = oneshot::channel();
-        let admitted = self.with_state(span, |s, now| s.admit(req, tx, span, now))?;
+        let req = AdmitRequest {
+            token: super::token::key(&req.token),
+            ..req.clone()
+        };
+        let admitted = self.with_state(span, |s, now| s.admit(&req, tx, span, now))?;
         let ticket = match admitted {
             Admitted::Granted(lease) => return Ok(lease),
             Admitted::Pending(ticket) => ticket,

@@ -23,15 +23,19 @@
 mod admit;
 mod bus;
 mod clock;
+pub mod epoch;
 mod event;
 mod reach;
 mod reconcile;
 mod state;
-mod token;
+#[cfg(test)]
+pub(crate) mod test_support;
+pub mod token;
 mod view;
+mod watches;
 mod worker;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -49,6 +53,7 @@ pub use event::{GpuRef, LeaseInfo, LoadError, Registration};
 pub use reach::RuntimeDown;
 pub(crate) use reach::WatchIntervals;
 pub(crate) use view::{ModelMemory, ModelResidency, NodeStatus};
+pub use watches::TooManyWatches;
 pub use worker::Workers;
 
 use self::state::State;
@@ -115,6 +120,8 @@ pub struct Node {
     check_now: Notify,
     /// What the shell observes for Prometheus (a leaf: it knows nothing of us).
     metrics: Arc<Metrics>,
+    /// Watch streams one pod may hold open (`watches`).
+    watch_limit: AtomicU32,
 }
 
 impl Node {
@@ -149,6 +156,7 @@ impl Node {
             up: watch::channel(true).0,
             check_now: Notify::new(),
             metrics,
+            watch_limit: AtomicU32::new(watches::DEFAULT_PER_POD),
         });
         (node, Workers::new(queues))
     }
@@ -202,15 +210,6 @@ impl Node {
         self.events.subscribe()
     }
 
-    /// From now on, the events `token` may see (its own and the node's),
-    /// on a channel no other pod's events wake.
-    pub(crate) fn subscribe_pod(&self, token: &Arc<str>) -> broadcast::Receiver<Shared> {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .subscribe_pod(token)
-    }
-
     /// Changes whenever a GPU's health changed; read [`Node::gpu_healthy`]
     /// for the state.
     pub(crate) fn health_changes(&self) -> watch::Receiver<u64> {
@@ -236,7 +235,8 @@ impl Node {
 
     /// A status snapshot, scoped to `token`'s leases when given.
     pub(crate) fn status(&self, token: Option<&str>) -> NodeStatus {
-        self.read(|s, now| s.status(token, now))
+        let key = token.map(token::key);
+        self.read(|s, now| s.status(key.as_deref(), now))
     }
 
     /// Every live lease with the token that holds it (for views that
@@ -280,7 +280,8 @@ impl Node {
 
     /// Whether `token` belongs to a known allocation.
     pub(crate) fn knows_token(&self, token: &str) -> bool {
-        self.read(|s, _| s.engine().allocation(token).is_some())
+        let key = token::key(token);
+        self.read(|s, _| s.engine().allocation(&key).is_some())
     }
 
     pub(crate) fn queue_depth(&self) -> QueueDepth {
@@ -305,7 +306,10 @@ impl Node {
 
     /// Ends a lease; `token` is `None` for the operator, who may end any.
     pub fn release(&self, lease: LeaseId, token: Option<&str>) -> Result<(), LeaseError> {
-        self.with_state(&Span::current(), |s, now| s.release(lease, token, now))
+        let key = token.map(token::key);
+        self.with_state(&Span::current(), |s, now| {
+            s.release(lease, key.as_deref(), now)
+        })
     }
 
     /// Extends a lease by its TTL; returns the time left.
@@ -314,7 +318,10 @@ impl Node {
         lease: LeaseId,
         token: Option<&str>,
     ) -> Result<Duration, LeaseError> {
-        self.with_state(&Span::current(), |s, now| s.keep_alive(lease, token, now))
+        let key = token.map(token::key);
+        self.with_state(&Span::current(), |s, now| {
+            s.keep_alive(lease, key.as_deref(), now)
+        })
     }
 
     /// Operator: unloads idle copies of `model`; returns the GPUs.
@@ -328,22 +335,21 @@ impl Node {
     /// the token (what Allocate hands the container).
     pub fn allocate(&self, kind: AllocKind) -> Result<String, AllocateError> {
         let token = token::mint().map_err(AllocateError::Randomness)?;
-        self.with_state(&Span::current(), |s, now| s.allocate(&token, kind, now))?;
+        let key = token::key(&token);
+        self.with_state(&Span::current(), |s, now| s.allocate(&key, kind, now))?;
         Ok(token)
     }
 
-    /// Records an allocation saved before a restart, under its old token.
-    pub(crate) fn restore_allocation(
-        &self,
-        token: &str,
-        kind: AllocKind,
-    ) -> Result<(), AllocError> {
-        self.with_state(&Span::current(), |s, now| s.allocate(token, kind, now))
+    /// Records an allocation saved before a restart, under its token's key
+    /// ([`token::key`]).
+    pub(crate) fn restore_allocation(&self, key: &str, kind: AllocKind) -> Result<(), AllocError> {
+        self.with_state(&Span::current(), |s, now| s.allocate(key, kind, now))
     }
 
-    /// Forgets an allocation: its leases are revoked, its memory returns.
-    pub(crate) fn deallocate(&self, token: &str) -> Result<AllocKind, AllocError> {
-        self.with_state(&Span::current(), |s, now| s.deallocate(token, now))
+    /// Forgets an allocation by its token's key: its leases are revoked,
+    /// its memory returns.
+    pub(crate) fn deallocate(&self, key: &str) -> Result<AllocKind, AllocError> {
+        self.with_state(&Span::current(), |s, now| s.deallocate(key, now))
     }
 
     // ---- GPUs, the runtime, kubelet ------------------------------------------
@@ -393,10 +399,15 @@ impl Node {
     /// A device plugin's registration with kubelet changed: counted (when
     /// registered) and published.
     pub fn kubelet_registration(&self, registration: Registration) {
-        if registration.registered {
-            self.metrics.count_registration(&registration.resource);
-        }
-        self.with_state(&Span::current(), |s, now| s.registration(registration, now));
+        // Counted under the state lock with the event published, so that a
+        // reader who has the event sees the count, and one who saw the
+        // count and then took the lock (any call) finds the event out.
+        self.with_state(&Span::current(), |s, now| {
+            if registration.registered {
+                self.metrics.count_registration(&registration.resource);
+            }
+            s.registration(registration, now)
+        });
     }
 
     // ---- the deadline timer ----------------------------------------------------

@@ -286,6 +286,11 @@ impl State {
         self.bus.subscribe_pod(token)
     }
 
+    /// Watch streams `token` has open.
+    pub(super) fn streams_of(&self, token: &str) -> usize {
+        self.bus.streams_of(token)
+    }
+
     /// A lease went to `token`: its owner is recorded, its wait observed,
     /// and the grant published. Both ways to a lease (at once, or for a
     /// waiter) come through here.

@@ -3,6 +3,8 @@
 
 use tonic::Status;
 
+use super::limits;
+
 use crate::engine::{AdminError, AdmitError, LeaseError, Outcome, Rejection, RevokeReason};
 use crate::node::{
     Clock, Event, EventKind, LeaseInfo, ModelCopy, ModelResidency, NodeInfo, NodeStatus,
@@ -170,8 +172,55 @@ pub(super) fn event_kind(kind: &EventKind) -> Body {
     }
 }
 
+/// Residents listed per GPU in a Status answer (most recently used first).
+const MAX_RESIDENTS_LISTED: usize = 256;
+/// Leases listed in a Status answer (oldest first).
+const MAX_LEASES_LISTED: usize = 2048;
+/// The most an answer may encode to: a stock client (grpcio, grpc-go,
+/// tonic) accepts 4 MiB by default; this leaves room for framing.
+pub(super) const MESSAGE_BUDGET: usize = 3 << 20;
+const _: () = assert!(MESSAGE_BUDGET < 4 << 20);
+
 /// Status of the whole node; its leases are already scoped to the caller.
+///
+/// Bounded whatever the node's size (issue 16, item 4): at most
+/// [`MAX_RESIDENTS_LISTED`] residents per GPU and [`MAX_LEASES_LISTED`]
+/// leases, then halved until the answer fits [`MESSAGE_BUDGET`]; what is
+/// left out is counted (`residents_omitted`, `leases_omitted`).
 pub(super) fn status(s: &NodeStatus, info: &NodeInfo) -> pb::StatusResponse {
+    status_within(s, info, MESSAGE_BUDGET)
+}
+
+fn status_within(s: &NodeStatus, info: &NodeInfo, budget: usize) -> pb::StatusResponse {
+    let mut resp = status_listing(s, info, MAX_RESIDENTS_LISTED, MAX_LEASES_LISTED);
+    while prost::Message::encoded_len(&resp) > budget {
+        let residents = resp
+            .gpus
+            .iter()
+            .map(|g| g.residents.len())
+            .max()
+            .unwrap_or(0);
+        if residents == 0 && resp.leases.is_empty() {
+            break;
+        }
+        for g in &mut resp.gpus {
+            let keep = g.residents.len().min(residents / 2);
+            g.residents_omitted += (g.residents.len() - keep) as u32;
+            g.residents.truncate(keep);
+        }
+        let keep = resp.leases.len() / 2;
+        resp.leases_omitted += (resp.leases.len() - keep) as u32;
+        resp.leases.truncate(keep);
+    }
+    resp
+}
+
+fn status_listing(
+    s: &NodeStatus,
+    info: &NodeInfo,
+    max_residents: usize,
+    max_leases: usize,
+) -> pb::StatusResponse {
     let now = s.at;
     let e = &s.engine;
     let c = &e.counters;
@@ -206,9 +255,11 @@ pub(super) fn status(s: &NodeStatus, info: &NodeInfo) -> pb::StatusResponse {
                 working_mib: g.working_mib,
                 free_mib: g.free_mib,
                 overcommitted: g.overcommitted_since.is_some(),
+                residents_omitted: g.residents.len().saturating_sub(max_residents) as u32,
                 residents: g
                     .residents
                     .iter()
+                    .take(max_residents)
                     .map(|r| pb::ResidentModel {
                         model: r.name.clone(),
                         weights_mib: r.weights_mib,
@@ -223,7 +274,8 @@ pub(super) fn status(s: &NodeStatus, info: &NodeInfo) -> pb::StatusResponse {
         queued: e.queued as u32,
         waiting_on_load: e.waiting_on_load as u32,
         active_leases: e.leases as u32,
-        leases: s.leases.iter().map(lease).collect(),
+        leases: s.leases.iter().take(max_leases).map(lease).collect(),
+        leases_omitted: s.leases.len().saturating_sub(max_leases) as u32,
         counters: Some(pb::Counters {
             granted_warm: c.outcome(Outcome::GrantedWarm),
             granted_cold: c.outcome(Outcome::GrantedCold),
@@ -267,7 +319,34 @@ pub(super) fn runtime_down(d: &RuntimeDown) -> Status {
     ))
 }
 
+/// The catalog and where each model is. The catalog is bounded (1024
+/// models, names and task types of 63 bytes) and so is its answer; should
+/// the GPU lists still not fit [`MESSAGE_BUDGET`], they are halved and what
+/// is left out counted in `gpus_omitted`.
 pub(super) fn list_models(models: &[ModelResidency]) -> pb::ListModelsResponse {
+    let mut resp = list_models_full(models);
+    while prost::Message::encoded_len(&resp) > MESSAGE_BUDGET {
+        let longest = resp
+            .models
+            .iter()
+            .map(|m| m.resident_on.len() + m.loading_on.len())
+            .max()
+            .unwrap_or(0);
+        if longest == 0 {
+            break;
+        }
+        for m in &mut resp.models {
+            let (r, l) = (m.resident_on.len(), m.loading_on.len());
+            m.resident_on.truncate(r.min(longest / 2));
+            m.loading_on
+                .truncate(l.min((longest / 2).saturating_sub(m.resident_on.len())));
+            m.gpus_omitted += (r + l - m.resident_on.len() - m.loading_on.len()) as u32;
+        }
+    }
+    resp
+}
+
+fn list_models_full(models: &[ModelResidency]) -> pb::ListModelsResponse {
     pb::ListModelsResponse {
         models: models
             .iter()
@@ -281,6 +360,7 @@ pub(super) fn list_models(models: &[ModelResidency]) -> pb::ListModelsResponse {
                 task_types: m.spec.task_types.clone(),
                 resident_on: m.resident_on.clone(),
                 loading_on: m.loading_on.clone(),
+                gpus_omitted: 0,
             })
             .collect(),
     }
@@ -317,8 +397,20 @@ pub(super) fn admit_error(e: &AdmitError) -> Status {
         AdmitError::NotSlotAllocation => Status::failed_precondition(format!(
             "{msg}; request `<domain>/slot` in the pod spec to admit tasks"
         )),
-        AdmitError::UnknownModel { .. } => Status::not_found(msg),
-        AdmitError::TaskTypeNotServed { .. } => Status::invalid_argument(msg),
+        // The catalog and a model's task types are listed, cut short: a
+        // node may serve a thousand models.
+        AdmitError::UnknownModel { name, known } => Status::not_found(format!(
+            "unknown model {name:?}; this node serves {}",
+            limits::listing(known, "ListModels")
+        )),
+        AdmitError::TaskTypeNotServed {
+            model,
+            task_type,
+            served,
+        } => Status::invalid_argument(format!(
+            "model {model:?} does not serve task type {task_type:?}; it serves {}",
+            limits::listing(served, "ListModels")
+        )),
         AdmitError::NeverFits { .. } => Status::failed_precondition(format!(
             "{msg}; it cannot run on this node — pick a smaller model or a node with larger GPUs"
         )),
@@ -389,8 +481,11 @@ pub(super) fn admin_error(e: &AdminError) -> Status {
 mod tests {
     use std::time::Duration;
 
+    use prost::Message;
+
     use super::*;
     use crate::engine::GpuId;
+    use crate::node::test_support::largest_node;
 
     /// Every refusal and every rejection, one value of each variant (the
     /// matches below are exhaustive, so a new variant must be added here).
@@ -489,5 +584,50 @@ mod tests {
         assert_eq!(r.model, "sd3b");
         assert_eq!(r.reason, "deadline_exceeded");
         assert_eq!(r.code, "DEADLINE_EXCEEDED");
+    }
+
+    #[tokio::test]
+    async fn status_and_the_catalog_fit_one_grpc_message_at_the_largest_config() {
+        let (node, _workers) = largest_node(3000);
+        let s = node.status(None);
+        let residents: usize = s.engine.gpus.iter().map(|g| g.residents.len()).sum();
+        assert_eq!(residents, 64 * 1024, "every model on every GPU");
+
+        let resp = status(&s, node.info());
+        let bytes = resp.encoded_len();
+        assert!(bytes <= MESSAGE_BUDGET, "{bytes} bytes");
+        for g in &resp.gpus {
+            assert_eq!(
+                (g.residents.len(), g.residents_omitted),
+                (MAX_RESIDENTS_LISTED, 1024 - MAX_RESIDENTS_LISTED as u32)
+            );
+        }
+        assert_eq!(resp.leases.len(), MAX_LEASES_LISTED);
+        assert_eq!(resp.leases_omitted, 3000 - MAX_LEASES_LISTED as u32);
+        assert_eq!(resp.active_leases, 3000, "the totals are whole");
+
+        let models = list_models(&node.models());
+        let bytes = models.encoded_len();
+        assert!(bytes <= MESSAGE_BUDGET, "{bytes} bytes");
+        assert_eq!(models.models.len(), 1024);
+        assert!(
+            models
+                .models
+                .iter()
+                .all(|m| m.resident_on.len() == 64 && m.gpus_omitted == 0)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_status_over_its_budget_is_halved_and_counts_what_it_leaves_out() {
+        let (node, _workers) = largest_node(100);
+        let s = node.status(None);
+        let resp = status_within(&s, node.info(), 200_000);
+        assert!(resp.encoded_len() <= 200_000);
+        let listed: u32 = resp.gpus.iter().map(|g| g.residents.len() as u32).sum();
+        let omitted: u32 = resp.gpus.iter().map(|g| g.residents_omitted).sum();
+        assert_eq!(listed + omitted, 64 * 1024);
+        assert!(listed > 0);
+        assert_eq!(resp.leases.len() as u32 + resp.leases_omitted, 100);
     }
 }

@@ -157,11 +157,7 @@ async fn watch_streams_events_as_lines() {
     };
     // The first line (the queue depth) proves the stream is open before we act.
     let mut lines = vec![tokio::task::block_in_place(|| next(&rx))];
-    d.task()
-        .await
-        .admit(admit(&d.token, "yolo-v8n"))
-        .await
-        .unwrap();
+    let lease = lease_of(&mut d.task().await, admit(&d.token, "yolo-v8n")).await;
     while !lines.last().unwrap().contains(" granted: yolo-v8n") {
         lines.push(tokio::task::block_in_place(|| next(&rx)));
     }
@@ -182,10 +178,10 @@ async fn watch_streams_events_as_lines() {
         "{lines:?}"
     );
     assert!(
-        lines
-            .last()
-            .unwrap()
-            .contains("lease 1 granted: yolo-v8n on GPU "),
+        lines.last().unwrap().contains(&format!(
+            "lease {} granted: yolo-v8n on GPU ",
+            lease.lease_id
+        )),
         "{lines:?}"
     );
     d.daemon.shutdown().await;

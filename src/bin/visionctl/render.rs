@@ -180,6 +180,13 @@ pub fn status(s: &pb::StatusResponse) -> String {
             residents,
         ));
     }
+    for g in s.gpus.iter().filter(|g| g.residents_omitted > 0) {
+        let _ = writeln!(
+            o,
+            "… and {} more resident on GPU {}",
+            g.residents_omitted, g.index
+        );
+    }
     let measured: Vec<Vec<String>> = s
         .memory
         .iter()
@@ -236,6 +243,9 @@ pub fn status(s: &pb::StatusResponse) -> String {
             &[0, 2, 4, 5, 6],
             rows,
         ));
+        if s.leases_omitted > 0 {
+            let _ = writeln!(o, "… and {} more leases", s.leases_omitted);
+        }
     }
     if let Some(c) = &s.counters {
         let _ = writeln!(o);
@@ -530,6 +540,7 @@ mod tests {
             free_mib: 11784,
             overcommitted: false,
             residents,
+            residents_omitted: 0,
         };
         vec![
             gpu(
@@ -572,7 +583,11 @@ mod tests {
         let s = pb::StatusResponse {
             node: "dev-node".into(),
             gpu_backend: "simulated".into(),
-            gpus: gpus(),
+            gpus: {
+                let mut g = gpus();
+                g[1].residents_omitted = 3;
+                g
+            },
             queued: 1,
             waiting_on_load: 2,
             active_leases: 1,
@@ -602,6 +617,7 @@ mod tests {
                     returned_mib: None,
                 },
             ],
+            leases_omitted: 4,
         };
         let want = "\
 node dev-node   2 GPUs (simulated)   leases 1   queued 1   waiting on a load 2
@@ -619,12 +635,14 @@ MODEL         GPU   WEIGHTS  PINS  STATE
 clip-vit-b32    0   640 MiB     0  idle 1.2 s (measured; catalog 580 MiB)
 sd3b            0  5700 MiB     1  in use
 sdxl-refiner    1  5800 MiB     2  loading
+… and 3 more resident on GPU 1
 
 MODEL         CATALOG  MEASURED  RETURNED
 clip-vit-b32  580 MiB   640 MiB         -  OUTGREW CATALOG
 
 LEASE  MODEL  GPU  WARM  WAITED  EXPIRES IN   WORKING
    12  sd3b     0  no     8.0 s      57.8 s  6000 MiB
+… and 4 more leases
 
 granted: 0 warm, 1 cold   rejected: 0   released: 0   expired: 0   revoked: 0   loads: 2 (0 failed)   evictions: 0
 ";
@@ -643,6 +661,7 @@ granted: 0 warm, 1 cold   rejected: 0   released: 0   expired: 0   revoked: 0   
             task_types: vec!["embed".into()],
             resident_on: resident.into_iter().map(String::from).collect(),
             loading_on: loading.into_iter().map(String::from).collect(),
+            gpus_omitted: 0,
         };
         let gpus = gpus();
         let m = pb::ListModelsResponse {

@@ -234,6 +234,7 @@ fn every_default_is_filled_in() {
             default_timeout: Duration::from_secs(30),
             lease_ttl: Duration::from_secs(60),
             eviction_policy: EvictionPolicy::Lru,
+            watch_streams_per_pod: 16,
         },
         runtime: crate::config::RuntimeConfig {
             kind: crate::config::RuntimeKind::Bookkeeping {

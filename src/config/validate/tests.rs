@@ -122,6 +122,18 @@ fn a_model_name_over_63_characters_is_rejected() {
 }
 
 #[test]
+fn a_task_type_over_63_bytes_is_rejected() {
+    let long = "t".repeat(64);
+    let text = format!(
+        "node_name: n\nmodels:\n  - {{ name: a, weights_mib: 1, working_mib: 1, load_ms: 0, task_types: [{long}] }}\n"
+    );
+    let e = errors(&text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].path, "models[0].task_types[0]");
+    assert_eq!(e[0].message, "is 64 bytes long; a task type has at most 63");
+}
+
+#[test]
 fn an_empty_task_type_is_reported_at_its_list_item() {
     let text = "\
 node_name: n
@@ -622,6 +634,21 @@ fn a_catalog_larger_than_the_limit_is_refused() {
     let found = errors(&text);
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].path, "models");
+}
+
+#[test]
+fn a_simulated_gpu_name_over_96_bytes_is_rejected() {
+    let long = "g".repeat(97);
+    let text = format!(
+        "node_name: n\ngpus:\n  simulated:\n    - {{ name: {long}, memory_mib: 24576 }}\nmodels:\n  - {{ name: a, weights_mib: 1, working_mib: 1, load_ms: 0 }}\n"
+    );
+    let e = errors(&text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].path, "gpus.simulated[0].name");
+    assert_eq!(
+        e[0].message,
+        "is 97 bytes long; a GPU name has at most 96 (NVML's limit)"
+    );
 }
 
 #[test]

@@ -100,7 +100,7 @@ class ResidentModel(_message.Message):
     def __init__(self, model: _Optional[str] = ..., weights_mib: _Optional[int] = ..., loading: bool = ..., pins: _Optional[int] = ..., idle_ms: _Optional[int] = ..., catalog_mib: _Optional[int] = ...) -> None: ...
 
 class GpuStatus(_message.Message):
-    __slots__ = ("index", "uuid", "name", "healthy", "total_mib", "reserve_mib", "external_mib", "usable_mib", "carved_mib", "weights_mib", "working_mib", "free_mib", "overcommitted", "residents")
+    __slots__ = ("index", "uuid", "name", "healthy", "total_mib", "reserve_mib", "external_mib", "usable_mib", "carved_mib", "weights_mib", "working_mib", "free_mib", "overcommitted", "residents", "residents_omitted")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     UUID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +115,7 @@ class GpuStatus(_message.Message):
     FREE_MIB_FIELD_NUMBER: _ClassVar[int]
     OVERCOMMITTED_FIELD_NUMBER: _ClassVar[int]
     RESIDENTS_FIELD_NUMBER: _ClassVar[int]
+    RESIDENTS_OMITTED_FIELD_NUMBER: _ClassVar[int]
     index: int
     uuid: str
     name: str
@@ -129,7 +130,8 @@ class GpuStatus(_message.Message):
     free_mib: int
     overcommitted: bool
     residents: _containers.RepeatedCompositeFieldContainer[ResidentModel]
-    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., name: _Optional[str] = ..., healthy: bool = ..., total_mib: _Optional[int] = ..., reserve_mib: _Optional[int] = ..., external_mib: _Optional[int] = ..., usable_mib: _Optional[int] = ..., carved_mib: _Optional[int] = ..., weights_mib: _Optional[int] = ..., working_mib: _Optional[int] = ..., free_mib: _Optional[int] = ..., overcommitted: bool = ..., residents: _Optional[_Iterable[_Union[ResidentModel, _Mapping]]] = ...) -> None: ...
+    residents_omitted: int
+    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., name: _Optional[str] = ..., healthy: bool = ..., total_mib: _Optional[int] = ..., reserve_mib: _Optional[int] = ..., external_mib: _Optional[int] = ..., usable_mib: _Optional[int] = ..., carved_mib: _Optional[int] = ..., weights_mib: _Optional[int] = ..., working_mib: _Optional[int] = ..., free_mib: _Optional[int] = ..., overcommitted: bool = ..., residents: _Optional[_Iterable[_Union[ResidentModel, _Mapping]]] = ..., residents_omitted: _Optional[int] = ...) -> None: ...
 
 class Counters(_message.Message):
     __slots__ = ("granted_warm", "granted_cold", "rejected", "released", "expired", "revoked", "loads_started", "loads_failed", "evictions", "outcomes")
@@ -163,7 +165,7 @@ class Counters(_message.Message):
     def __init__(self, granted_warm: _Optional[int] = ..., granted_cold: _Optional[int] = ..., rejected: _Optional[int] = ..., released: _Optional[int] = ..., expired: _Optional[int] = ..., revoked: _Optional[int] = ..., loads_started: _Optional[int] = ..., loads_failed: _Optional[int] = ..., evictions: _Optional[int] = ..., outcomes: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("node", "gpu_backend", "gpus", "queued", "waiting_on_load", "active_leases", "leases", "counters", "slots", "runtime", "memory")
+    __slots__ = ("node", "gpu_backend", "gpus", "queued", "waiting_on_load", "active_leases", "leases", "counters", "slots", "runtime", "memory", "leases_omitted")
     NODE_FIELD_NUMBER: _ClassVar[int]
     GPU_BACKEND_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
@@ -175,6 +177,7 @@ class StatusResponse(_message.Message):
     SLOTS_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     MEMORY_FIELD_NUMBER: _ClassVar[int]
+    LEASES_OMITTED_FIELD_NUMBER: _ClassVar[int]
     node: str
     gpu_backend: str
     gpus: _containers.RepeatedCompositeFieldContainer[GpuStatus]
@@ -186,7 +189,8 @@ class StatusResponse(_message.Message):
     slots: int
     runtime: RuntimeStatus
     memory: _containers.RepeatedCompositeFieldContainer[ModelMemory]
-    def __init__(self, node: _Optional[str] = ..., gpu_backend: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[GpuStatus, _Mapping]]] = ..., queued: _Optional[int] = ..., waiting_on_load: _Optional[int] = ..., active_leases: _Optional[int] = ..., leases: _Optional[_Iterable[_Union[Lease, _Mapping]]] = ..., counters: _Optional[_Union[Counters, _Mapping]] = ..., slots: _Optional[int] = ..., runtime: _Optional[_Union[RuntimeStatus, _Mapping]] = ..., memory: _Optional[_Iterable[_Union[ModelMemory, _Mapping]]] = ...) -> None: ...
+    leases_omitted: int
+    def __init__(self, node: _Optional[str] = ..., gpu_backend: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[GpuStatus, _Mapping]]] = ..., queued: _Optional[int] = ..., waiting_on_load: _Optional[int] = ..., active_leases: _Optional[int] = ..., leases: _Optional[_Iterable[_Union[Lease, _Mapping]]] = ..., counters: _Optional[_Union[Counters, _Mapping]] = ..., slots: _Optional[int] = ..., runtime: _Optional[_Union[RuntimeStatus, _Mapping]] = ..., memory: _Optional[_Iterable[_Union[ModelMemory, _Mapping]]] = ..., leases_omitted: _Optional[int] = ...) -> None: ...
 
 class RuntimeStatus(_message.Message):
     __slots__ = ("kind", "reachable", "reason", "unreachable_ms")
@@ -403,7 +407,7 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "weights_mib", "working_mib", "max_concurrency", "load_ms", "task_ms", "task_types", "resident_on", "loading_on")
+    __slots__ = ("name", "weights_mib", "working_mib", "max_concurrency", "load_ms", "task_ms", "task_types", "resident_on", "loading_on", "gpus_omitted")
     NAME_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_MIB_FIELD_NUMBER: _ClassVar[int]
     WORKING_MIB_FIELD_NUMBER: _ClassVar[int]
@@ -413,6 +417,7 @@ class ModelInfo(_message.Message):
     TASK_TYPES_FIELD_NUMBER: _ClassVar[int]
     RESIDENT_ON_FIELD_NUMBER: _ClassVar[int]
     LOADING_ON_FIELD_NUMBER: _ClassVar[int]
+    GPUS_OMITTED_FIELD_NUMBER: _ClassVar[int]
     name: str
     weights_mib: int
     working_mib: int
@@ -422,7 +427,8 @@ class ModelInfo(_message.Message):
     task_types: _containers.RepeatedScalarFieldContainer[str]
     resident_on: _containers.RepeatedScalarFieldContainer[str]
     loading_on: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., weights_mib: _Optional[int] = ..., working_mib: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., load_ms: _Optional[int] = ..., task_ms: _Optional[int] = ..., task_types: _Optional[_Iterable[str]] = ..., resident_on: _Optional[_Iterable[str]] = ..., loading_on: _Optional[_Iterable[str]] = ...) -> None: ...
+    gpus_omitted: int
+    def __init__(self, name: _Optional[str] = ..., weights_mib: _Optional[int] = ..., working_mib: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., load_ms: _Optional[int] = ..., task_ms: _Optional[int] = ..., task_types: _Optional[_Iterable[str]] = ..., resident_on: _Optional[_Iterable[str]] = ..., loading_on: _Optional[_Iterable[str]] = ..., gpus_omitted: _Optional[int] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)
