@@ -70,7 +70,7 @@ pub(super) enum LeaseEnd {
 impl Engine {
     /// Admits a task: a lease now, a ticket answered later, or an error now.
     pub fn admit(&mut self, req: &AdmitRequest, now: Time) -> Result<Admission, AdmitError> {
-        let changed = self.advance(now);
+        let mut changed = self.advance(now);
         let evictions = self.counters.evictions;
         let result = self.admit_inner(req, now);
         match &result {
@@ -78,6 +78,7 @@ impl Engine {
             Ok(Admission::Pending(_)) => {}
             Err(e) => self.counters.count(Outcome::from(e)),
         }
+        changed |= self.expire_due(now);
         let evicted = self.counters.evictions != evictions;
         if changed || evicted || matches!(result, Ok(Admission::Pending(_))) {
             self.settle(now);
@@ -583,6 +584,7 @@ impl Engine {
         if result.is_ok() {
             self.end_lease(lease, LeaseEnd::Released, now);
         }
+        self.expire_due(now);
         self.settle(now);
         result
     }
@@ -594,15 +596,19 @@ impl Engine {
         token: Option<&str>,
         now: Time,
     ) -> Result<Time, LeaseError> {
-        if self.advance(now) {
+        let mut changed = self.advance(now);
+        let result = self.check_owner(lease, token).map(|()| {
+            let expires_at = now + self.settings.lease_ttl;
+            let e = self.leases.get_mut(&lease).expect("checked above");
+            e.lease.expires_at = expires_at;
+            self.push_deadline(expires_at, DeadlineRef::Lease(lease));
+            expires_at
+        });
+        changed |= self.expire_due(now);
+        if changed {
             self.settle(now);
         }
-        self.check_owner(lease, token)?;
-        let expires_at = now + self.settings.lease_ttl;
-        let e = self.leases.get_mut(&lease).expect("checked above");
-        e.lease.expires_at = expires_at;
-        self.push_deadline(expires_at, DeadlineRef::Lease(lease));
-        Ok(expires_at)
+        result
     }
 
     fn check_owner(&self, lease: LeaseId, token: Option<&str>) -> Result<(), LeaseError> {
@@ -621,6 +627,7 @@ impl Engine {
             self.drop_ticket(ticket);
             self.counters.count(Outcome::Cancelled);
         }
+        self.expire_due(now);
         self.settle(now);
         known
     }
@@ -694,11 +701,28 @@ impl Engine {
         true
     }
 
-    /// Processes every deadline at or before `now`. Returns whether anything ended.
+    /// Processes every deadline strictly before `now`: the first step of every
+    /// operation at `now`. Deadlines that fall exactly at `now` wait for
+    /// [`Engine::expire_due`], after the operation's own event: an answer that
+    /// arrives at the deadline instant counts as in time (the same rule as
+    /// [`LoadWindow`]: a load that ends at the deadline is worth starting), so a
+    /// load that finishes, a release that frees memory or a keep-alive that
+    /// extends a lease at that very millisecond wins over the deadline.
+    /// Returns whether anything ended.
     pub(super) fn advance(&mut self, now: Time) -> bool {
+        self.expire(now, false)
+    }
+
+    /// Processes the deadlines that fall at `now` (and any earlier one left):
+    /// the last step of an operation, before [`Engine::settle`].
+    pub(super) fn expire_due(&mut self, now: Time) -> bool {
+        self.expire(now, true)
+    }
+
+    fn expire(&mut self, now: Time, including_now: bool) -> bool {
         let mut changed = false;
         while let Some(&Reverse((at, r))) = self.deadlines.peek() {
-            if at > now {
+            if at > now || (at == now && !including_now) {
                 break;
             }
             self.deadlines.pop();

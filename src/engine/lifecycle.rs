@@ -17,9 +17,8 @@ impl Engine {
             return Err(AllocError::Empty);
         }
         self.insert_allocation(token, AllocKind::Slots(slots))?;
-        if self.advance(now) {
-            self.settle(now);
-        }
+        let changed = self.advance(now);
+        self.finish(now, changed);
         Ok(())
     }
 
@@ -39,11 +38,11 @@ impl Engine {
         if self.gpu(gpu).is_none() {
             return Err(AllocError::UnknownGpu(gpu));
         }
-        self.advance(now);
         self.insert_allocation(token, AllocKind::Vram { gpu, mib })?;
+        self.advance(now);
         self.pool_mut(gpu).carved_mib += mib;
         self.relieve_pressure(gpu);
-        self.settle(now);
+        self.finish(now, true);
         Ok(())
     }
 
@@ -59,12 +58,12 @@ impl Engine {
     /// Forgets a pod's allocation (the pod is gone): its leases are revoked,
     /// its pending admissions rejected, its carve-out returned to the pool.
     pub fn deallocate(&mut self, token: &str, now: Time) -> Result<AllocKind, AllocError> {
-        self.advance(now);
         let kind = self
             .allocations
             .get(token)
             .map(|a| a.kind)
             .ok_or(AllocError::UnknownToken)?;
+        self.advance(now);
         let mut leases: Vec<LeaseId> = self
             .leases
             .iter()
@@ -89,7 +88,7 @@ impl Engine {
         if let AllocKind::Vram { gpu, mib } = kind {
             self.pool_mut(gpu).carved_mib -= mib;
         }
-        self.settle(now);
+        self.finish(now, true);
         Ok(kind)
     }
 
@@ -99,9 +98,9 @@ impl Engine {
     /// failed meanwhile, and an `Unload` was already issued) is ignored and
     /// returns false.
     pub fn load_finished(&mut self, load: LoadId, result: Result<(), String>, now: Time) -> bool {
-        self.advance(now);
+        let changed = self.advance(now);
         let Some((gpu, model)) = self.loading.remove(&load) else {
-            self.settle(now);
+            self.finish(now, changed);
             return false;
         };
         match result {
@@ -144,7 +143,7 @@ impl Engine {
                 self.pool_mut(gpu).remove_resident(model);
             }
         }
-        self.settle(now);
+        self.finish(now, true);
         true
     }
 
@@ -164,7 +163,7 @@ impl Engine {
                 self.empty_failed_gpu(gpu, now);
             }
         }
-        self.settle(now);
+        self.finish(now, true);
         changed
     }
 
@@ -239,7 +238,7 @@ impl Engine {
             p.external_mib = mib;
             self.relieve_pressure(gpu);
         }
-        self.settle(now);
+        self.finish(now, true);
     }
 
     /// Evicts idle copies in policy order until the pool fits or none is left.
@@ -272,9 +271,18 @@ impl Engine {
         gpu: Option<GpuId>,
         now: Time,
     ) -> Result<(GpuId, LoadId), AdminError> {
-        if self.advance(now) {
-            self.settle(now);
-        }
+        let changed = self.advance(now);
+        let result = self.preload_inner(model, gpu, now);
+        self.finish(now, changed || result.is_ok());
+        result
+    }
+
+    fn preload_inner(
+        &mut self,
+        model: &str,
+        gpu: Option<GpuId>,
+        now: Time,
+    ) -> Result<(GpuId, LoadId), AdminError> {
         let id = self
             .model_id(model)
             .ok_or_else(|| AdminError::UnknownModel(model.to_owned()))?;
@@ -332,7 +340,6 @@ impl Engine {
             .unwrap_or_default();
         self.evict_victims(g, &victims, Some(id));
         let load = self.start_load(g, id, now);
-        self.settle(now);
         Ok((g, load))
     }
 
@@ -344,9 +351,13 @@ impl Engine {
         gpu: Option<GpuId>,
         now: Time,
     ) -> Result<Vec<GpuId>, AdminError> {
-        if self.advance(now) {
-            self.settle(now);
-        }
+        let changed = self.advance(now);
+        let result = self.evict_inner(model, gpu);
+        self.finish(now, changed || result.is_ok());
+        result
+    }
+
+    fn evict_inner(&mut self, model: &str, gpu: Option<GpuId>) -> Result<Vec<GpuId>, AdminError> {
         let id = self
             .model_id(model)
             .ok_or_else(|| AdminError::UnknownModel(model.to_owned()))?;
@@ -393,7 +404,6 @@ impl Engine {
                 gpu,
             }));
         }
-        self.settle(now);
         Ok(evicted)
     }
 

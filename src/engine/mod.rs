@@ -14,6 +14,15 @@
 //! [`Effect::Reject`], unless the caller cancels it first. A lease ends by
 //! `release`, by expiry ([`Effect::Expire`]) or by revocation ([`Effect::Revoke`]).
 //!
+//! # Time
+//! Every operation at `now` first ends what fell due strictly before `now`
+//! (expired leases, admissions past their deadline), then applies its own
+//! event, then ends what falls due exactly at `now`, then places queued work.
+//! So an answer that arrives at the deadline instant counts as in time: a
+//! load that finishes there grants its waiters, a keep-alive there extends
+//! the lease, a release there is a release and not an expiry. This matches
+//! the load window (a load that ends at the deadline is worth starting).
+//!
 //! # Placement (DESIGN.md §Admission)
 //! A GPU where the model is ready and its working memory fits (evicting idle
 //! copies if needed, fewest first); else one where it is loading (join the
@@ -36,7 +45,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use pool::GpuSpec;
-pub use status::{Counters, GpuStatus, Outcome, ResidentStatus, Status};
+pub use status::{Counters, GpuStatus, Outcome, PendingStatus, ResidentStatus, Status};
 pub use types::*;
 
 use crate::config::{self, EvictionPolicy, ModelSpec};
@@ -86,14 +95,14 @@ pub enum AllocKind {
     Vram { gpu: GpuId, mib: u64 },
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Allocation {
     kind: AllocKind,
     /// Leases plus admissions placed on a loading copy (each holds a slot).
     in_use: u32,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct LeaseEntry {
     lease: Lease,
     token: Arc<str>,
@@ -106,7 +115,7 @@ enum TicketState {
     Loading(GpuId),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct TicketEntry {
     token: Arc<str>,
     model: ModelId,
@@ -135,7 +144,10 @@ enum DeadlineRef {
 }
 
 /// The admission engine. See the module docs.
-#[derive(Debug)]
+///
+/// `Clone` makes a what-if copy: the copy decides exactly as the original
+/// would (tests compare an operation against a plain `tick` on a copy).
+#[derive(Debug, Clone)]
 pub struct Engine {
     settings: Settings,
     models: Vec<ModelSpec>,
@@ -304,7 +316,7 @@ impl Engine {
 
     /// Processes every deadline at or before `now`, then places queued work.
     pub fn tick(&mut self, now: Time) {
-        if self.advance(now) {
+        if self.expire_due(now) {
             self.settle(now);
         }
     }
@@ -352,6 +364,15 @@ impl Engine {
 
     fn emit(&mut self, e: Effect) {
         self.effects.push(e);
+    }
+
+    /// The end of every operation at `now`: the deadlines that fall at `now`
+    /// (after the operation's own event; see [`Engine::advance`]), then
+    /// [`Engine::settle`] if anything changed.
+    fn finish(&mut self, now: Time, changed: bool) {
+        if self.expire_due(now) || changed {
+            self.settle(now);
+        }
     }
 
     /// After any change: place queued work, then declare pools entering or

@@ -168,6 +168,20 @@ pub struct ResidentStatus {
     pub idle_since: Option<Time>,
 }
 
+/// An admission that has not been answered yet, and what it waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingStatus {
+    pub ticket: TicketId,
+    pub model: ModelId,
+    pub priority: i32,
+    pub requested_at: Time,
+    pub deadline: Option<Time>,
+    /// `Some(gpu)` while it waits on a copy loading there: it then holds a
+    /// slot, its working memory and a pin on that copy. `None` while queued
+    /// for a slot or for memory.
+    pub loading_on: Option<GpuId>,
+}
+
 /// A snapshot of the whole engine.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Status {
@@ -182,6 +196,22 @@ pub struct Status {
 }
 
 impl Engine {
+    /// The pending admission `ticket`, if it has not been answered yet.
+    pub fn pending(&self, ticket: TicketId) -> Option<PendingStatus> {
+        let t = self.tickets.get(&ticket)?;
+        Some(PendingStatus {
+            ticket,
+            model: t.model,
+            priority: t.key.0.0,
+            requested_at: t.requested_at,
+            deadline: t.deadline,
+            loading_on: match t.state {
+                TicketState::Queued => None,
+                TicketState::Loading(gpu) => Some(gpu),
+            },
+        })
+    }
+
     pub fn status(&self) -> Status {
         let gpus = (0..self.pools.len())
             .filter_map(|i| self.gpu_status(GpuId(i as u32)))

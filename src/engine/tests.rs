@@ -961,3 +961,70 @@ fn a_queued_admission_does_not_start_a_load_it_cannot_wait_for() {
     )));
     audit(&e);
 }
+
+#[test]
+fn a_load_that_finishes_at_its_waiters_deadline_grants_it() {
+    // The load window counts a load that ends at the deadline as in time, so
+    // the load result wins over a deadline that falls at the same instant.
+    let mut e = engine(&[10_000]);
+    let mut r = req("a");
+    r.wait = Wait::For(Duration::from_millis(1000));
+    let Admission::Pending(ticket) = e.admit(&r, t(0)).unwrap() else {
+        panic!("a cold model is loaded first");
+    };
+    let load = effects(&mut e)
+        .into_iter()
+        .find_map(|f| match f {
+            Effect::Load { load, .. } => Some(load),
+            _ => None,
+        })
+        .expect("a load");
+    assert_eq!(e.next_deadline(), Some(t(1000)));
+    assert!(e.load_finished(load, Ok(()), t(1000)));
+    let fx = effects(&mut e);
+    assert!(
+        matches!(fx.as_slice(), [Effect::Grant { ticket: got, .. }] if *got == ticket),
+        "{fx:?}"
+    );
+    audit(&e);
+}
+
+#[test]
+fn a_keep_alive_at_the_expiry_instant_extends_the_lease() {
+    let mut e = engine(&[10_000]);
+    let l = lease_for(&mut e, "a", t(0));
+    assert_eq!(
+        e.keep_alive(l.id, Some("pod"), l.expires_at),
+        Ok(t(120_000))
+    );
+    assert!(effects(&mut e).is_empty(), "no Expire");
+    assert_eq!(e.counters().expired, 0);
+}
+
+#[test]
+fn a_release_at_the_expiry_instant_counts_as_a_release() {
+    let mut e = engine(&[10_000]);
+    let l = lease_for(&mut e, "a", t(0));
+    assert_eq!(e.release(l.id, Some("pod"), l.expires_at), Ok(()));
+    assert!(effects(&mut e).is_empty(), "no Expire");
+    assert_eq!((e.counters().released, e.counters().expired), (1, 0));
+}
+
+#[test]
+fn a_deadline_still_ends_a_wait_when_time_passes_it() {
+    // The same-instant rule is for events at the deadline: a tick there, or
+    // any call after it, still rejects.
+    let mut e = engine(&[4_500]);
+    lease_for(&mut e, "a", t(0));
+    let mut r = req("b");
+    r.wait = Wait::For(Duration::from_millis(300));
+    let Admission::Pending(ticket) = e.admit(&r, t(0)).unwrap() else {
+        panic!()
+    };
+    effects(&mut e);
+    assert!(e.allocate_slots("late", 1, t(301)).is_ok());
+    assert!(matches!(
+        effects(&mut e).as_slice(),
+        [Effect::Reject { ticket: got, .. }] if *got == ticket
+    ));
+}
