@@ -20,6 +20,7 @@ fn settings() -> Settings {
         // Long enough that nothing expires while the benchmark runs.
         lease_ttl: Duration::from_secs(86_400),
         policy: EvictionPolicy::Lru,
+        ..Settings::default()
     }
 }
 

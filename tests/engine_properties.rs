@@ -303,6 +303,8 @@ fn engine(gpus: &[u64], models: &[ModelSpec], policy: EvictionPolicy) -> Engine 
     let settings = Settings {
         reserve_mib: 256,
         queue_limit: 8,
+        pod_queue_limit: 3,
+        pod_loads: 2,
         default_timeout: Duration::from_secs(2),
         lease_ttl: Duration::from_secs(3),
         policy,
@@ -688,6 +690,294 @@ proptest! {
         let first = run(gpus.clone(), models.clone(), EvictionPolicy::Lru, ops.clone())?;
         let second = run(gpus, models, EvictionPolicy::Lru, ops)?;
         prop_assert_eq!(first, second);
+    }
+}
+
+/// What the pods other than the flooder do.
+#[derive(Debug, Clone)]
+enum PeerOp {
+    Admit {
+        pod: usize,
+        model: usize,
+        priority: i32,
+        wait: Option<u16>,
+    },
+    Release {
+        pick: usize,
+    },
+    Tick {
+        ms: u32,
+    },
+    LoadDone {
+        pick: usize,
+        ok: bool,
+    },
+    Cancel {
+        pick: usize,
+    },
+}
+
+/// What the flooding pod does, its only slot held all along.
+#[derive(Debug, Clone)]
+enum FloodOp {
+    Admit {
+        model: usize,
+        priority: i32,
+        wait: Option<u16>,
+    },
+    Cancel {
+        pick: usize,
+    },
+}
+
+fn peer_op() -> impl Strategy<Value = PeerOp> {
+    prop_oneof![
+        6 => (0..3usize, 0..6usize, -2..3i32, prop::option::weighted(0.8, 0..3000u16))
+            .prop_map(|(pod, model, priority, wait)| PeerOp::Admit { pod, model, priority, wait }),
+        4 => any::<usize>().prop_map(|pick| PeerOp::Release { pick }),
+        3 => (0..3000u32).prop_map(|ms| PeerOp::Tick { ms }),
+        4 => (any::<usize>(), prop::bool::weighted(0.85)).prop_map(|(pick, ok)| PeerOp::LoadDone { pick, ok }),
+        1 => any::<usize>().prop_map(|pick| PeerOp::Cancel { pick }),
+    ]
+}
+
+fn flood_op() -> impl Strategy<Value = FloodOp> {
+    prop_oneof![
+        8 => (0..6usize, -2..5i32, prop::option::weighted(0.85, 0..3000u16))
+            .prop_map(|(model, priority, wait)| FloodOp::Admit { model, priority, wait }),
+        1 => any::<usize>().prop_map(|pick| FloodOp::Cancel { pick }),
+    ]
+}
+
+fn wait_of(w: Option<u16>) -> Wait {
+    match w {
+        None => Wait::NoQueue,
+        Some(ms) => Wait::For(Duration::from_millis(u64::from(ms))),
+    }
+}
+
+/// Plays the peers' operations, with the flooder's interleaved or not (then
+/// time passes just the same), and returns what the peers saw: every answer
+/// and effect, tickets named by the peer request that made them.
+fn peers_transcript(
+    gpus: &[u64],
+    models: &[ModelSpec],
+    ops: &[(PeerOp, Vec<FloodOp>)],
+    flood: bool,
+) -> Result<Vec<String>, TestCaseError> {
+    let specs = gpus
+        .iter()
+        .enumerate()
+        .map(|(i, &total_mib)| GpuSpec {
+            uuid: format!("GPU-{i}"),
+            name: "prop".into(),
+            total_mib,
+        })
+        .collect();
+    // Three peers with at most 4 waiting each: never more than queue_limit −
+    // pod_queue_limit, the condition under which one pod cannot touch them.
+    let settings = Settings {
+        reserve_mib: 256,
+        queue_limit: 16,
+        pod_queue_limit: 4,
+        pod_loads: 2,
+        default_timeout: Duration::from_secs(2),
+        lease_ttl: Duration::from_secs(3600),
+        ..Settings::default()
+    };
+    let mut e = Engine::new(specs, models.to_vec(), settings).unwrap();
+    let mut now = Time::ZERO;
+    let peers = ["peer-0", "peer-1", "peer-2"];
+    for (i, p) in peers.iter().enumerate() {
+        e.allocate_slots(p, 1 + i as u32, now).unwrap();
+    }
+    // The flooder holds its only slot with a lease on the smallest model.
+    e.allocate_slots("flood", 1, now).unwrap();
+    let smallest = models
+        .iter()
+        .min_by_key(|m| m.weights_mib + m.working_mib)
+        .unwrap();
+    let req = |token: &str, model: &str, priority, wait| AdmitRequest {
+        token: token.into(),
+        model: model.into(),
+        task_type: None,
+        priority,
+        wait,
+    };
+    match e.admit(&req("flood", &smallest.name, 0, Wait::Default), now) {
+        Ok(Admission::Granted(_)) => {}
+        Ok(Admission::Pending(_)) => {
+            let fx: Vec<Effect> = e.drain_effects().collect();
+            let Some(Effect::Load { load, .. }) = fx.first() else {
+                return Err(TestCaseError::fail(format!("expected a load, got {fx:?}")));
+            };
+            e.load_finished(*load, Ok(()), now);
+        }
+        Err(err) => return Err(TestCaseError::fail(format!("flooder's lease: {err}"))),
+    }
+    e.drain_effects().for_each(drop);
+
+    // Each peer ticket: the request that made it, and its pod.
+    let mut names: HashMap<TicketId, (String, &str)> = HashMap::new();
+    let mut peer_pending: BTreeSet<TicketId> = BTreeSet::new();
+    let mut flood_pending: BTreeSet<TicketId> = BTreeSet::new();
+    // Every ticket the flooder ever had: its answers may come after a cancel.
+    let mut flood_tickets: BTreeSet<TicketId> = BTreeSet::new();
+    let mut leases: BTreeMap<LeaseId, &str> = BTreeMap::new();
+    let mut loads: BTreeSet<LoadId> = BTreeSet::new();
+    let mut out = Vec::new();
+    let mut asked = 0usize;
+    for (op, floods) in ops {
+        for f in floods {
+            now = now + Duration::from_millis(1);
+            if !flood {
+                e.tick(now);
+                continue;
+            }
+            match f {
+                FloodOp::Admit {
+                    model,
+                    priority,
+                    wait,
+                } => {
+                    let r = req("flood", &models[*model].name, *priority, wait_of(*wait));
+                    match e.admit(&r, now) {
+                        Ok(Admission::Pending(t)) => {
+                            flood_pending.insert(t);
+                            flood_tickets.insert(t);
+                        }
+                        Ok(Admission::Granted(l)) => {
+                            return Err(TestCaseError::fail(format!(
+                                "the flooder got {} with its only slot held",
+                                l.id
+                            )));
+                        }
+                        Err(_) => {}
+                    }
+                }
+                FloodOp::Cancel { pick: p } => {
+                    if let Some(t) = pick(flood_pending.iter().copied(), *p) {
+                        e.cancel(t, now);
+                        flood_pending.remove(&t);
+                    }
+                }
+            }
+        }
+        now = now + Duration::from_millis(1);
+        let answer = match op {
+            PeerOp::Admit {
+                pod,
+                model,
+                priority,
+                wait,
+            } => {
+                asked += 1;
+                let r = req(peers[*pod], &models[*model].name, *priority, wait_of(*wait));
+                match e.admit(&r, now) {
+                    Ok(Admission::Pending(t)) => {
+                        names.insert(t, (format!("req{asked}"), peers[*pod]));
+                        peer_pending.insert(t);
+                        format!("req{asked} waits")
+                    }
+                    Ok(Admission::Granted(l)) => {
+                        leases.insert(l.id, peers[*pod]);
+                        format!("req{asked} granted {} on {} warm {}", l.id, l.gpu, l.warm)
+                    }
+                    Err(err) => format!("req{asked} refused: {err}"),
+                }
+            }
+            PeerOp::Release { pick: p } => match pick(leases.clone(), *p) {
+                Some((id, token)) => {
+                    leases.remove(&id);
+                    format!("release {id}: {:?}", e.release(id, Some(token), now))
+                }
+                None => String::new(),
+            },
+            PeerOp::Tick { ms } => {
+                now = now + Duration::from_millis(u64::from(*ms));
+                e.tick(now);
+                String::new()
+            }
+            PeerOp::LoadDone { pick: p, ok } => match pick(loads.iter().copied(), *p) {
+                Some(load) => {
+                    loads.remove(&load);
+                    let result = if *ok { Ok(()) } else { Err("boom".to_string()) };
+                    format!("{load} done: {}", e.load_finished(load, result, now))
+                }
+                None => String::new(),
+            },
+            PeerOp::Cancel { pick: p } => match pick(peer_pending.iter().copied(), *p) {
+                Some(t) => {
+                    peer_pending.remove(&t);
+                    format!("cancel {}: {}", names[&t].0, e.cancel(t, now))
+                }
+                None => String::new(),
+            },
+        };
+        e.tick(now);
+        let mut seen = Vec::new();
+        let fx: Vec<Effect> = e.drain_effects().collect();
+        for f in fx {
+            let ticket = match &f {
+                Effect::Grant { ticket, .. } | Effect::Reject { ticket, .. } => Some(*ticket),
+                _ => None,
+            };
+            if let Some(t) = ticket
+                && flood_tickets.contains(&t)
+            {
+                flood_pending.remove(&t);
+                if let Effect::Grant { lease, .. } = f {
+                    return Err(TestCaseError::fail(format!(
+                        "the flooder got {} with its only slot held",
+                        lease.id
+                    )));
+                }
+                continue;
+            }
+            match f {
+                Effect::Load { load, .. } => {
+                    loads.insert(load);
+                    seen.push(format!("{f:?}"));
+                }
+                Effect::Grant { ticket, lease } => {
+                    peer_pending.remove(&ticket);
+                    let (name, pod) = &names[&ticket];
+                    leases.insert(lease.id, pod);
+                    seen.push(format!(
+                        "{name} granted {} on {} warm {} at {}",
+                        lease.id, lease.gpu, lease.warm, lease.granted_at
+                    ));
+                }
+                Effect::Reject { ticket, reason } => {
+                    peer_pending.remove(&ticket);
+                    seen.push(format!("{} rejected: {reason:?}", names[&ticket].0));
+                }
+                other => seen.push(format!("{other:?}")),
+            }
+        }
+        out.push(format!("{now} {answer} {}", seen.join("; ")));
+    }
+    Ok(out)
+}
+
+proptest! {
+    #![proptest_config(config(128))]
+
+    /// One pod whose slot is held floods the node with admissions (any model,
+    /// any priority, with or without a timeout, some cancelled): the other
+    /// pods see exactly the answers, leases and effects they see without it.
+    #[test]
+    fn one_pod_flooding_never_changes_another_pods_outcome(
+        gpus in prop::collection::vec(12_000..24_000u64, 1..4),
+        models in catalog(),
+        ops in prop::collection::vec(
+            (peer_op(), prop::collection::vec(flood_op(), 0..12)),
+            1..150,
+        ),
+    ) {
+        let alone = peers_transcript(&gpus, &models, &ops, false)?;
+        let flooded = peers_transcript(&gpus, &models, &ops, true)?;
+        prop_assert_eq!(alone, flooded);
     }
 }
 

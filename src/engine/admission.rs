@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::pool::{Resident, ResidentState};
 use super::status::Outcome;
 use super::{
-    AllocKind, DeadlineRef, Engine, LeaseEntry, QueueKey, Queued, TicketEntry, TicketState,
-    types::*,
+    AllocKind, DeadlineRef, Engine, InFlight, LeaseEntry, QueueKey, Queued, TicketEntry,
+    TicketState, types::*,
 };
 
 /// How an admission uses the GPU it is placed on.
@@ -38,9 +38,12 @@ pub(super) enum Blocked {
     Memory,
     /// Memory would do, but the load it needs would not finish before the deadline.
     TooLate,
+    /// It needs a new copy, and its pod already has `pod_loads` loads in flight.
+    PodLoads,
 }
 
-/// When a load started or joined for an admission would be worth it.
+/// When a load started or joined for an admission would be worth it, and
+/// whether its pod may start one at all.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct LoadWindow {
     pub now: Time,
@@ -48,6 +51,8 @@ pub(super) struct LoadWindow {
     /// Asked in this very call: its load warms the model even if the caller
     /// gives up first (a retry then finds it warm), so it is always allowed.
     pub fresh: bool,
+    /// The pod is below its `pod_loads` bound: it may start a new copy.
+    pub may_load: bool,
 }
 
 impl LoadWindow {
@@ -98,6 +103,8 @@ impl Engine {
             return Err(AdmitError::NotSlotAllocation);
         };
         let has_slot = alloc.in_use < slots;
+        let may_wait = (alloc.waiting as usize) < self.settings.pod_queue_limit;
+        let may_load = alloc.loads < self.settings.pod_loads;
         let token = Arc::clone(token);
         let model = self
             .model_id(&req.model)
@@ -128,25 +135,42 @@ impl Engine {
             return Err(AdmitError::NoFreeSlot { slots });
         }
 
+        let pod_queue_full = AdmitError::PodQueueFull {
+            limit: self.settings.pod_queue_limit,
+        };
+        let pod_load_limit = AdmitError::PodLoadLimit {
+            limit: self.settings.pod_loads,
+        };
+        let when = LoadWindow {
+            now,
+            deadline,
+            fresh: true,
+            may_load,
+        };
+
         // Fast path: nothing waits ahead of us.
         if self.queue.is_empty() && has_slot {
-            let when = LoadWindow {
-                now,
-                deadline,
-                fresh: true,
-            };
-            if let Ok(p) = self.place(model, &[], when) {
-                if p.kind == PlaceKind::Warm {
+            match self.place(model, &[], when) {
+                Ok(p) if p.kind == PlaceKind::Warm => {
                     self.commit_placement(&token, model, &p, now);
                     let lease = self.new_lease(token, p.gpu, model, true, now, now);
                     return Ok(Admission::Granted(lease));
                 }
-                let ticket = self.new_ticket(token, model, req.priority, now, deadline, false);
-                return Ok(self.apply(ticket, p, now));
+                // Waiting on a load is waiting too.
+                Ok(_) if !may_wait => return Err(pod_queue_full),
+                Ok(p) => {
+                    let ticket = self.new_ticket(token, model, req.priority, now, deadline, false);
+                    return Ok(self.apply(ticket, p, now));
+                }
+                Err(Blocked::PodLoads) if no_queue => return Err(pod_load_limit),
+                Err(_) if no_queue => return Err(AdmitError::NoCapacityNow),
+                Err(_) => {}
             }
-            if no_queue {
-                return Err(AdmitError::NoCapacityNow);
-            }
+        }
+        // Its own bound first: a pod at its limit learns about its limit,
+        // whatever the rest of the queue looks like.
+        if !may_wait {
+            return Err(pod_queue_full);
         }
         if !no_queue && self.queue.len() >= self.settings.queue_limit {
             return Err(AdmitError::QueueFull {
@@ -165,6 +189,9 @@ impl Engine {
                 .is_some_and(|t| t.state == TicketState::Queued)
         {
             self.drop_ticket(ticket);
+            if !may_load && matches!(self.place(model, &[], when), Err(Blocked::PodLoads)) {
+                return Err(pod_load_limit);
+            }
             return Err(AdmitError::NoCapacityNow);
         }
         // Granted by that dispatch: answer directly rather than by an effect.
@@ -215,6 +242,9 @@ impl Engine {
     ) -> TicketId {
         let id = TicketId(self.next_ticket);
         self.next_ticket += 1;
+        if let Some(a) = self.allocations.get_mut(&token) {
+            a.waiting += 1;
+        }
         let key: QueueKey = (Reverse(priority), self.next_seq);
         self.next_seq += 1;
         if queued {
@@ -261,6 +291,7 @@ impl Engine {
         let spec = self.model(model);
         let mut best: Option<(PlaceKey, Placement)> = None;
         let mut too_late = false;
+        let mut load_limited = false;
         for (i, pool) in self.pools.iter().enumerate() {
             if !pool.healthy {
                 continue;
@@ -278,6 +309,10 @@ impl Engine {
                     }
                 },
                 None => {
+                    if !when.may_load {
+                        load_limited = true;
+                        continue;
+                    }
                     if !when.allows_load_done_at(when.now + Duration::from_millis(spec.load_ms)) {
                         too_late = true;
                         continue;
@@ -304,6 +339,7 @@ impl Engine {
         }
         match best {
             Some((_, p)) => Ok(p),
+            None if load_limited => Err(Blocked::PodLoads),
             None if too_late => Err(Blocked::TooLate),
             None => Err(Blocked::Memory),
         }
@@ -319,7 +355,7 @@ impl Engine {
         let working = self.model(model).working_mib;
         self.pool_mut(p.gpu).working_mib += working;
         if p.kind == PlaceKind::Cold {
-            self.start_load(p.gpu, model, now);
+            self.start_load(p.gpu, model, Some(token), now);
         }
         self.pin(p.gpu, model);
     }
@@ -332,8 +368,7 @@ impl Engine {
         self.commit_placement(&token, model, &p, now);
         if p.kind == PlaceKind::Warm {
             let t = self
-                .tickets
-                .remove(&ticket)
+                .take_ticket(ticket)
                 .expect("ticket being placed exists");
             return Admission::Granted(self.new_lease(
                 token,
@@ -387,8 +422,15 @@ impl Engine {
         }
     }
 
-    /// Starts loading a new copy (weights committed now) and says so.
-    pub(super) fn start_load(&mut self, gpu: GpuId, model: ModelId, now: Time) -> LoadId {
+    /// Starts loading a new copy (weights committed now) and says so; `by`
+    /// is the pod whose admission asked for it.
+    pub(super) fn start_load(
+        &mut self,
+        gpu: GpuId,
+        model: ModelId,
+        by: Option<&Arc<str>>,
+        now: Time,
+    ) -> LoadId {
         let load = LoadId(self.next_load);
         self.next_load += 1;
         let weights = self.model(model).weights_mib;
@@ -401,7 +443,11 @@ impl Engine {
             Resident::new(ResidentState::Loading { load, since: now }, weights, now),
         );
         pool.touch(model, cost, policy);
-        self.loading.insert(load, (gpu, model));
+        if let Some(a) = by.and_then(|t| self.allocations.get_mut(t)) {
+            a.loads += 1;
+        }
+        let by = by.map(Arc::clone);
+        self.loading.insert(load, InFlight { gpu, model, by });
         self.counters.loads_started += 1;
         self.counters.loaded_mib += weights;
         self.emit(Effect::Load { load, gpu, model });
@@ -475,9 +521,12 @@ impl Engine {
                 continue;
             };
             let requested_at = t.requested_at;
-            let has_slot = match self.allocations.get(&t.token) {
-                Some(a) => matches!(a.kind, AllocKind::Slots(n) if a.in_use < n),
-                None => false,
+            let (has_slot, may_load) = match self.allocations.get(&t.token) {
+                Some(a) => (
+                    matches!(a.kind, AllocKind::Slots(n) if a.in_use < n),
+                    a.loads < self.settings.pod_loads,
+                ),
+                None => (false, false),
             };
             if !has_slot {
                 continue;
@@ -486,6 +535,7 @@ impl Engine {
                 now,
                 deadline,
                 fresh: requested_at == now,
+                may_load,
             };
             match self.place(model, &reserved, when) {
                 Ok(p) => {
@@ -503,6 +553,8 @@ impl Engine {
                     }
                     continue;
                 }
+                // Its pod's own bound: other pods' tickets of this model may still load it.
+                Err(Blocked::PodLoads) => continue,
                 Err(Blocked::Memory) => {}
             }
             if self.check_fits_somewhere(model).is_err() {
@@ -675,10 +727,29 @@ impl Engine {
         }
     }
 
+    /// Forgets a pending ticket (granted or dropped); its pod has one fewer waiting.
+    pub(super) fn take_ticket(&mut self, ticket: TicketId) -> Option<TicketEntry> {
+        let t = self.tickets.remove(&ticket)?;
+        if let Some(a) = self.allocations.get_mut(&t.token) {
+            a.waiting -= 1;
+        }
+        Some(t)
+    }
+
+    /// Forgets a load in flight (finished, failed, or dropped with its GPU);
+    /// its pod may start another. Returns its copy, if it was tracked.
+    pub(super) fn end_load(&mut self, load: LoadId) -> Option<(GpuId, ModelId)> {
+        let f = self.loading.remove(&load)?;
+        if let Some(a) = f.by.and_then(|t| self.allocations.get_mut(&t)) {
+            a.loads -= 1;
+        }
+        Some((f.gpu, f.model))
+    }
+
     /// Removes a pending ticket and everything it holds (queue place, or slot,
     /// working memory and pin on a loading copy). Returns false if unknown.
     pub(super) fn drop_ticket(&mut self, ticket: TicketId) -> bool {
-        let Some(t) = self.tickets.remove(&ticket) else {
+        let Some(t) = self.take_ticket(ticket) else {
             return false;
         };
         match t.state {

@@ -50,8 +50,15 @@ impl Engine {
         if self.allocations.contains_key(token) {
             return Err(AllocError::DuplicateToken);
         }
-        self.allocations
-            .insert(Arc::from(token), Allocation { kind, in_use: 0 });
+        self.allocations.insert(
+            Arc::from(token),
+            Allocation {
+                kind,
+                in_use: 0,
+                waiting: 0,
+                loads: 0,
+            },
+        );
         Ok(())
     }
 
@@ -85,6 +92,13 @@ impl Engine {
             self.finish_ticket(id, Rejection::AllocationReleased, now);
         }
         self.allocations.remove(token);
+        // Its loads go on (others may wait on them) but count for no one now:
+        // a later allocation with the same token starts from zero.
+        for f in self.loading.values_mut() {
+            if f.by.as_deref() == Some(token) {
+                f.by = None;
+            }
+        }
         if let AllocKind::Vram { gpu, mib } = kind {
             self.pool_mut(gpu).carved_mib -= mib;
         }
@@ -99,7 +113,7 @@ impl Engine {
     /// returns false.
     pub fn load_finished(&mut self, load: LoadId, result: Result<(), String>, now: Time) -> bool {
         let changed = self.advance(now);
-        let Some((gpu, model)) = self.loading.remove(&load) else {
+        let Some((gpu, model)) = self.end_load(load) else {
             self.finish(now, changed);
             return false;
         };
@@ -117,7 +131,7 @@ impl Engine {
                     r.idle_since = now;
                 }
                 for ticket in waiters {
-                    let Some(t) = self.tickets.remove(&ticket) else {
+                    let Some(t) = self.take_ticket(ticket) else {
                         continue;
                     };
                     let lease = self.new_lease(t.token, gpu, model, false, t.requested_at, now);
@@ -218,7 +232,7 @@ impl Engine {
             if let Some(r) = self.pool_mut(gpu).remove_resident(model)
                 && let ResidentState::Loading { load, .. } = r.state
             {
-                self.loading.remove(&load);
+                self.end_load(load);
             }
             self.emit(Effect::Unload {
                 gpu,
@@ -339,7 +353,7 @@ impl Engine {
             .victims_for(weights, Some(id), self.settings.policy)
             .unwrap_or_default();
         self.evict_victims(g, &victims, Some(id));
-        let load = self.start_load(g, id, now);
+        let load = self.start_load(g, id, None, now);
         Ok((g, load))
     }
 

@@ -58,10 +58,19 @@ use pool::Pool;
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Engine-wide settings (from `config::AdmissionConfig` and `gpus.reserve_mib`).
+///
+/// [`Settings::default`] holds the config's defaults; build literals with
+/// `..Settings::default()` so that new settings do not break them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub reserve_mib: u64,
+    /// Most admissions waiting in the queue, node-wide.
     pub queue_limit: usize,
+    /// Most admissions one pod (allocation token) may have pending: queued
+    /// or waiting on a load.
+    pub pod_queue_limit: usize,
+    /// Most loads one pod's admissions may have in flight.
+    pub pod_loads: u32,
     pub default_timeout: Duration,
     pub lease_ttl: Duration,
     pub policy: EvictionPolicy,
@@ -72,9 +81,26 @@ impl Settings {
         Settings {
             reserve_mib: cfg.gpus.reserve_mib,
             queue_limit: cfg.admission.queue_limit,
+            pod_queue_limit: cfg.admission.per_pod_queue_limit,
+            pod_loads: cfg.admission.per_pod_loads,
             default_timeout: cfg.admission.default_timeout,
             lease_ttl: cfg.admission.lease_ttl,
             policy: cfg.admission.eviction_policy,
+        }
+    }
+}
+
+impl Default for Settings {
+    /// The config's defaults (config/example.yaml).
+    fn default() -> Settings {
+        Settings {
+            reserve_mib: 512,
+            queue_limit: 256,
+            pod_queue_limit: 32,
+            pod_loads: 4,
+            default_timeout: Duration::from_secs(30),
+            lease_ttl: Duration::from_secs(60),
+            policy: EvictionPolicy::Lru,
         }
     }
 }
@@ -100,6 +126,21 @@ struct Allocation {
     kind: AllocKind,
     /// Leases plus admissions placed on a loading copy (each holds a slot).
     in_use: u32,
+    /// Pending admissions (queued or waiting on a load): at most
+    /// `Settings::pod_queue_limit`.
+    waiting: u32,
+    /// Loads in flight that this pod's admissions started: at most
+    /// `Settings::pod_loads`. A load stays counted when its caller leaves.
+    loads: u32,
+}
+
+/// A load in flight.
+#[derive(Debug, Clone)]
+struct InFlight {
+    gpu: GpuId,
+    model: ModelId,
+    /// The pod whose admission started it (`None`: the operator's preload).
+    by: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone)]
@@ -162,7 +203,7 @@ pub struct Engine {
     /// Lease expiries and ticket deadlines; stale entries are skipped lazily.
     deadlines: BinaryHeap<Reverse<(Time, DeadlineRef)>>,
     /// Loads in flight, so a result can be matched without a scan.
-    loading: HashMap<LoadId, (GpuId, ModelId)>,
+    loading: HashMap<LoadId, InFlight>,
     /// Decisions waiting for the shell.
     effects: Vec<Effect>,
     next_lease: u64,

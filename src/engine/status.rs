@@ -23,10 +23,12 @@ pub enum Outcome {
     LoadFailed,
     NoGpuFits,
     AllocationReleased,
+    PodQueueFull,
+    PodLoadLimit,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 17] = [
+    pub const ALL: [Outcome; 19] = [
         Outcome::GrantedWarm,
         Outcome::GrantedCold,
         Outcome::Cancelled,
@@ -44,6 +46,8 @@ impl Outcome {
         Outcome::LoadFailed,
         Outcome::NoGpuFits,
         Outcome::AllocationReleased,
+        Outcome::PodQueueFull,
+        Outcome::PodLoadLimit,
     ];
 
     /// A stable snake_case label (metrics, reports).
@@ -66,6 +70,8 @@ impl Outcome {
             Outcome::LoadFailed => "load_failed",
             Outcome::NoGpuFits => "no_gpu_fits",
             Outcome::AllocationReleased => "allocation_released",
+            Outcome::PodQueueFull => "pod_queue_full",
+            Outcome::PodLoadLimit => "pod_load_limit",
         }
     }
 
@@ -86,6 +92,8 @@ impl From<&AdmitError> for Outcome {
             AdmitError::NoFreeSlot { .. } => Outcome::NoFreeSlot,
             AdmitError::NoCapacityNow => Outcome::NoCapacityNow,
             AdmitError::QueueFull { .. } => Outcome::QueueFull,
+            AdmitError::PodQueueFull { .. } => Outcome::PodQueueFull,
+            AdmitError::PodLoadLimit { .. } => Outcome::PodLoadLimit,
             AdmitError::ShuttingDown => Outcome::ShuttingDown,
         }
     }
@@ -299,8 +307,32 @@ impl Engine {
         if self.queue.len() > self.tickets.len() {
             return Err("queue holds unknown tickets".into());
         }
+        let mut waiting: std::collections::HashMap<&str, u32> = Default::default();
+        for t in self.tickets.values() {
+            *waiting.entry(&t.token).or_default() += 1;
+        }
+        let mut loads: std::collections::HashMap<&str, u32> = Default::default();
+        for f in self.loading.values() {
+            if let Some(by) = &f.by {
+                *loads.entry(by).or_default() += 1;
+            }
+        }
         let mut carved = vec![0u64; self.pools.len()];
         for (token, a) in &self.allocations {
+            let pending = waiting.get(&**token).copied().unwrap_or(0);
+            if a.waiting != pending || pending as usize > self.settings.pod_queue_limit {
+                return Err(format!(
+                    "allocation waiting {} but {pending} pending tickets (limit {})",
+                    a.waiting, self.settings.pod_queue_limit
+                ));
+            }
+            let started = loads.get(&**token).copied().unwrap_or(0);
+            if a.loads != started || started > self.settings.pod_loads {
+                return Err(format!(
+                    "allocation loads {} but {started} loads in flight (limit {})",
+                    a.loads, self.settings.pod_loads
+                ));
+            }
             let used = in_use.get(&**token).copied().unwrap_or(0);
             if a.in_use != used {
                 return Err(format!(

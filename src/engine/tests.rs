@@ -30,6 +30,7 @@ fn settings(policy: EvictionPolicy) -> Settings {
         default_timeout: Duration::from_secs(10),
         lease_ttl: Duration::from_secs(60),
         policy,
+        ..Settings::default()
     }
 }
 
@@ -1027,4 +1028,112 @@ fn a_deadline_still_ends_a_wait_when_time_passes_it() {
         effects(&mut e).as_slice(),
         [Effect::Reject { ticket: got, .. }] if *got == ticket
     ));
+}
+
+fn engine_with_pod_limits(pod_queue_limit: usize, pod_loads: u32) -> Engine {
+    let gpus = vec![GpuSpec {
+        uuid: "GPU-0".into(),
+        name: "test".into(),
+        total_mib: 10_000,
+    }];
+    let models = vec![
+        model("a", 4000, 500, 1, 1000),
+        model("b", 4000, 500, 2, 1000),
+        model("c", 1000, 500, 2, 1000),
+        model("d", 1000, 500, 2, 1000),
+    ];
+    let s = Settings {
+        queue_limit: 8,
+        pod_queue_limit,
+        pod_loads,
+        ..settings(EvictionPolicy::Lru)
+    };
+    let mut e = Engine::new(gpus, models, s).expect("valid engine");
+    e.allocate_slots("flood", 1, t(0)).expect("fresh token");
+    e.allocate_slots("other", 2, t(0)).expect("fresh token");
+    e
+}
+
+fn req_by(token: &str, model: &str, wait: Wait) -> AdmitRequest {
+    AdmitRequest {
+        token: token.into(),
+        wait,
+        ..req(model)
+    }
+}
+
+#[test]
+fn a_pod_over_its_queue_limit_is_refused_with_its_limit_and_others_still_queue() {
+    let mut e = engine_with_pod_limits(2, 4);
+    let flood = |m: &str| req_by("flood", m, Wait::For(Duration::from_secs(5)));
+    // Its only slot is held; two more wait; the third is over its bound.
+    lease_for_token(&mut e, &flood("a"), t(0));
+    assert!(matches!(
+        e.admit(&flood("a"), t(1)),
+        Ok(Admission::Pending(_))
+    ));
+    assert!(matches!(
+        e.admit(&flood("b"), t(2)),
+        Ok(Admission::Pending(_))
+    ));
+    for i in 0..10 {
+        assert_eq!(
+            e.admit(&flood("b"), t(3 + i)),
+            Err(AdmitError::PodQueueFull { limit: 2 })
+        );
+    }
+    assert_eq!(e.counters().outcome(Outcome::PodQueueFull), 10);
+    // Another pod is not affected: it queues behind the busy copy of `a`...
+    let other = req_by("other", "a", Wait::For(Duration::from_secs(5)));
+    assert!(matches!(e.admit(&other, t(20)), Ok(Admission::Pending(_))));
+    // ...and is granted at once where memory allows.
+    let warm = req_by("other", "c", Wait::NoQueue);
+    assert!(matches!(
+        e.admit(&warm, t(21)),
+        Ok(Admission::Pending(_)) | Ok(Admission::Granted(_))
+    ));
+    audit(&e);
+}
+
+fn loads(fx: &[Effect]) -> Vec<(LoadId, ModelId)> {
+    fx.iter()
+        .filter_map(|f| match f {
+            Effect::Load { load, model, .. } => Some((*load, *model)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_pod_at_its_load_limit_waits_for_its_own_loads_and_a_cancelled_admission_still_counts() {
+    let mut e = engine_with_pod_limits(8, 1);
+    let other = |m: &str, wait| req_by("other", m, wait);
+    let Admission::Pending(first) = e.admit(&other("c", Wait::Default), t(0)).unwrap() else {
+        panic!("c is cold");
+    };
+    let [(load_c, _)] = loads(&effects(&mut e))[..] else {
+        panic!("one load");
+    };
+    // The caller leaves; its load goes on and still counts for the pod.
+    assert!(e.cancel(first, t(1)));
+    assert_eq!(
+        e.admit(&other("d", Wait::NoQueue), t(2)),
+        Err(AdmitError::PodLoadLimit { limit: 1 })
+    );
+    // With a timeout it waits, and starts nothing yet.
+    let Admission::Pending(second) = e.admit(&other("d", Wait::Default), t(3)).unwrap() else {
+        panic!("waits");
+    };
+    assert!(loads(&effects(&mut e)).is_empty());
+    // Another pod is not bound by this pod's loads.
+    e.allocate_slots("third", 1, t(4)).unwrap();
+    let third = req_by("third", "a", Wait::NoQueue);
+    assert!(matches!(e.admit(&third, t(5)), Ok(Admission::Pending(_))));
+    assert_eq!(loads(&effects(&mut e)).len(), 1);
+    // The first load ends: the waiting admission may now load `d`.
+    assert!(e.load_finished(load_c, Ok(()), t(1000)));
+    let d = e.model_id("d").unwrap();
+    assert!(loads(&effects(&mut e)).iter().any(|(_, m)| *m == d));
+    assert_eq!(e.pending(second).and_then(|p| p.loading_on), Some(GpuId(0)));
+    audit(&e);
 }

@@ -176,6 +176,12 @@ pub(super) fn admit_error(e: &AdmitError) -> Status {
         AdmitError::QueueFull { .. } => {
             Status::resource_exhausted(format!("{msg}; retry with backoff or use another node"))
         }
+        AdmitError::PodQueueFull { .. } => Status::resource_exhausted(format!(
+            "{msg}; wait for one of this pod's admissions to end before asking again"
+        )),
+        AdmitError::PodLoadLimit { .. } => Status::resource_exhausted(format!(
+            "{msg}; set timeout_ms > 0 to wait for one of them, or ask for a model that is warm"
+        )),
         AdmitError::ShuttingDown => Status::unavailable(format!(
             "{msg}; retry on the restarted daemon or another node"
         )),
@@ -224,5 +230,20 @@ pub(super) fn admin_error(e: &AdminError) -> Status {
         AdminError::AlreadyResident { .. } => Status::already_exists(msg),
         AdminError::Pinned { .. } | AdminError::Loading { .. } => Status::failed_precondition(msg),
         AdminError::NoRoom { .. } => Status::resource_exhausted(msg),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pod_over_its_own_bounds_gets_resource_exhausted_naming_its_limit() {
+        let s = admit_error(&AdmitError::PodQueueFull { limit: 32 });
+        assert_eq!(s.code(), tonic::Code::ResourceExhausted);
+        assert!(s.message().contains("32") && s.message().contains("per_pod_queue_limit"));
+        let s = admit_error(&AdmitError::PodLoadLimit { limit: 4 });
+        assert_eq!(s.code(), tonic::Code::ResourceExhausted);
+        assert!(s.message().contains('4') && s.message().contains("per_pod_loads"));
     }
 }
