@@ -267,6 +267,17 @@ fn absorb(
     Ok(())
 }
 
+/// Memory on a GPU that is free or held only by idle copies.
+fn headroom(g: &GpuStatus) -> u64 {
+    let idle: u64 = g
+        .residents
+        .iter()
+        .filter(|r| !r.loading && r.pins == 0)
+        .map(|r| r.weights_mib)
+        .sum();
+    (g.usable_mib + idle).saturating_sub(g.carved_mib + g.weights_mib + g.working_mib)
+}
+
 fn residents(e: &Engine) -> HashMap<(GpuId, ModelId), (u32, bool)> {
     e.status()
         .gpus
@@ -347,6 +358,18 @@ fn run(
                 Some((*t, (p.loading_on?, p.model)))
             })
             .collect();
+        let head_before = e
+            .head()
+            .map(|h| (h, headroom(&before_status.gpus[h.gpu.0 as usize])));
+        // Work of a higher priority than the head's may use its memory.
+        let outranked = |h: &HeadStatus| {
+            m.pending
+                .iter()
+                .filter_map(|t| e.pending(*t))
+                .any(|p| p.priority > h.priority)
+                || matches!(op, Op::Admit { priority, .. } if priority > h.priority)
+        };
+        let head_before = head_before.filter(|(h, _)| !outranked(h));
         let mut pressure_op = false;
         let mut released = None;
         let mut cancelled = None;
@@ -566,6 +589,22 @@ fn run(
             }
         }
         let after = e.status();
+        // Nothing placed after the head may eat into its reservation: unless
+        // memory pressure or the operator took it, its GPU keeps at least the
+        // reservation free or reclaimable (or what it had, if less).
+        if let Some((h, had)) = head_before
+            && e.head() == Some(h)
+            && !pressure_op
+            && !matches!(op, Op::Preload { .. })
+        {
+            let now_has = headroom(&after.gpus[h.gpu.0 as usize]);
+            prop_assert!(
+                now_has >= had.min(h.reserved_mib),
+                "{op:?} left {now_has} MiB on {} for the head's {} (it had {had})",
+                h.gpu,
+                h.reserved_mib
+            );
+        }
         for (g, b) in after.gpus.iter().zip(&before_status.gpus) {
             let committed = g.carved_mib + g.weights_mib + g.working_mib;
             let was = b.carved_mib + b.weights_mib + b.working_mib;

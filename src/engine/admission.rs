@@ -163,7 +163,10 @@ impl Engine {
                     return Ok(self.apply(ticket, p, now));
                 }
                 Err(Blocked::PodLoads) if no_queue => return Err(pod_load_limit),
-                Err(_) if no_queue => return Err(AdmitError::NoCapacityNow),
+                Err(_) if no_queue => {
+                    self.fairness.record(model, false, now);
+                    return Err(AdmitError::NoCapacityNow);
+                }
                 Err(_) => {}
             }
         }
@@ -173,6 +176,8 @@ impl Engine {
             return Err(pod_queue_full);
         }
         if !no_queue && self.queue.len() >= self.settings.queue_limit {
+            // The node is full, not this pod: it counts against the model.
+            self.fairness.record(model, false, now);
             return Err(AdmitError::QueueFull {
                 limit: self.settings.queue_limit,
             });
@@ -192,6 +197,9 @@ impl Engine {
             if !may_load && matches!(self.place(model, &[], when), Err(Blocked::PodLoads)) {
                 return Err(pod_load_limit);
             }
+            if has_slot {
+                self.fairness.record(model, false, now);
+            }
             return Err(AdmitError::NoCapacityNow);
         }
         // Granted by that dispatch: answer directly rather than by an effect.
@@ -209,7 +217,7 @@ impl Engine {
     }
 
     /// Refuses a model no healthy GPU could hold even when empty.
-    fn check_fits_somewhere(&self, model: ModelId) -> Result<(), AdmitError> {
+    pub(super) fn check_fits_somewhere(&self, model: ModelId) -> Result<(), AdmitError> {
         let spec = self.model(model);
         let need = spec.weights_mib + spec.working_mib;
         let largest = self
@@ -269,6 +277,8 @@ impl Engine {
                 requested_at: now,
                 deadline,
                 state: TicketState::Queued,
+                // Not queued: about to be placed.
+                competed: !queued,
             },
         );
         id
@@ -292,12 +302,23 @@ impl Engine {
         let mut best: Option<(PlaceKey, Placement)> = None;
         let mut too_late = false;
         let mut load_limited = false;
+        // A GPU where it could be served in time but for memory (or a pin on
+        // its copy): then it is waiting for memory, not too late.
+        let mut short_of_memory = false;
         for (i, pool) in self.pools.iter().enumerate() {
             if !pool.healthy {
                 continue;
             }
             let (kind, need) = match pool.residents.peek(&model) {
-                Some(r) if r.pins >= spec.max_concurrency => continue,
+                Some(r) if r.pins >= spec.max_concurrency => {
+                    short_of_memory |= match r.state {
+                        ResidentState::Ready => true,
+                        ResidentState::Loading { since, .. } => {
+                            when.allows_load_done_at(since + Duration::from_millis(spec.load_ms))
+                        }
+                    };
+                    continue;
+                }
                 Some(r) => match r.state {
                     ResidentState::Ready => (PlaceKind::Warm, spec.working_mib),
                     ResidentState::Loading { since, .. } => {
@@ -325,10 +346,12 @@ impl Engine {
                 continue;
             }
             let Some(victims) = pool.victims_for(need, Some(model), self.settings.policy) else {
+                short_of_memory = true;
                 continue;
             };
             let promised = reserved.get(i).copied().unwrap_or(0);
             if promised > 0 && pool.headroom_after(model, need, &victims) < promised {
+                short_of_memory = true;
                 continue;
             }
             let key = (kind, victims.len(), Reverse(pool.free_mib()));
@@ -339,6 +362,7 @@ impl Engine {
         }
         match best {
             Some((_, p)) => Ok(p),
+            None if short_of_memory => Err(Blocked::Memory),
             None if load_limited => Err(Blocked::PodLoads),
             None if too_late => Err(Blocked::TooLate),
             None => Err(Blocked::Memory),
@@ -361,7 +385,7 @@ impl Engine {
     }
 
     /// Places a pending ticket: a grant now (warm), or a wait on a load.
-    fn apply(&mut self, ticket: TicketId, p: Placement, now: Time) -> Admission {
+    pub(super) fn apply(&mut self, ticket: TicketId, p: Placement, now: Time) -> Admission {
         let t = &self.tickets[&ticket];
         let (model, token, key) = (t.model, Arc::clone(&t.token), t.key);
         self.queue.remove(&key);
@@ -464,6 +488,7 @@ impl Engine {
         requested_at: Time,
         now: Time,
     ) -> Lease {
+        self.fairness.record(model, true, now);
         let id = LeaseId(self.next_lease);
         self.next_lease += 1;
         let lease = Lease {
@@ -478,148 +503,6 @@ impl Engine {
         self.push_deadline(lease.expires_at, DeadlineRef::Lease(id));
         self.leases.insert(id, LeaseEntry { lease, token });
         lease
-    }
-
-    /// Places queued tickets in priority then arrival order.
-    ///
-    /// The first ticket of each model that cannot be placed reserves the
-    /// memory it needs on the GPU where it will fit soonest; later work may
-    /// use that GPU only if the reservation stays coverable (free or
-    /// reclaimable from idle copies). So a blocked head cannot be starved,
-    /// yet it never blocks more than the memory it needs (a head waiting for
-    /// a pin on a copy at max_concurrency leaves the rest of the GPU usable).
-    /// Later tickets of a model that failed are skipped for the rest of the
-    /// pass: reservations only grow, so they would fail too.
-    pub(super) fn dispatch(&mut self, now: Time) {
-        if self.queue.is_empty() {
-            return;
-        }
-        let mut reserved = vec![0u64; self.pools.len()];
-        let mut failed: Vec<ModelId> = Vec::new();
-        // Per model, the latest deadline for which its load came too late:
-        // tickets with that deadline or an earlier one would be too late too.
-        let mut too_late: Vec<(ModelId, Option<Time>)> = Vec::new();
-        // A snapshot: placing and rejecting change the queue as we go.
-        let order: Vec<Queued> = self.queue.values().copied().collect();
-        for Queued {
-            ticket,
-            model,
-            deadline,
-        } in order
-        {
-            // Cheap skips first: no lookups for models already known to fail.
-            if failed.contains(&model)
-                || too_late.iter().any(|(m, d)| *m == model && deadline <= *d)
-            {
-                continue;
-            }
-            let Some(t) = self
-                .tickets
-                .get(&ticket)
-                .filter(|t| t.state == TicketState::Queued)
-            else {
-                continue;
-            };
-            let requested_at = t.requested_at;
-            let (has_slot, may_load) = match self.allocations.get(&t.token) {
-                Some(a) => (
-                    matches!(a.kind, AllocKind::Slots(n) if a.in_use < n),
-                    a.loads < self.settings.pod_loads,
-                ),
-                None => (false, false),
-            };
-            if !has_slot {
-                continue;
-            }
-            let when = LoadWindow {
-                now,
-                deadline,
-                fresh: requested_at == now,
-                may_load,
-            };
-            match self.place(model, &reserved, when) {
-                Ok(p) => {
-                    if let Admission::Granted(lease) = self.apply(ticket, p, now) {
-                        self.counters.count(Outcome::GrantedWarm);
-                        self.emit(Effect::Grant { ticket, lease });
-                    }
-                    continue;
-                }
-                // Another ticket of this model, with a later deadline, may still load it.
-                Err(Blocked::TooLate) => {
-                    match too_late.iter_mut().find(|(m, _)| *m == model) {
-                        Some(entry) => entry.1 = entry.1.max(deadline),
-                        None => too_late.push((model, deadline)),
-                    }
-                    continue;
-                }
-                // Its pod's own bound: other pods' tickets of this model may still load it.
-                Err(Blocked::PodLoads) => continue,
-                Err(Blocked::Memory) => {}
-            }
-            if self.check_fits_somewhere(model).is_err() {
-                let reason = self.no_fit_rejection(model);
-                self.finish_ticket(ticket, reason, now);
-                continue;
-            }
-            failed.push(model);
-            if let Some((g, need)) = self.eventual_gpu(model) {
-                reserved[g.0 as usize] += need;
-            }
-            let exhausted = self
-                .pools
-                .iter()
-                .zip(&reserved)
-                .all(|(p, r)| !p.healthy || *r >= p.capacity_for_models_mib());
-            if exhausted {
-                break;
-            }
-        }
-    }
-
-    fn no_fit_rejection(&self, model: ModelId) -> Rejection {
-        let spec = self.model(model);
-        let largest = self
-            .pools
-            .iter()
-            .filter(|p| p.healthy)
-            .map(|p| p.usable_mib())
-            .max();
-        match largest {
-            None => Rejection::NoHealthyGpu,
-            Some(l) => Rejection::NoGpuFits {
-                need_mib: spec.weights_mib + spec.working_mib,
-                largest_usable_mib: l,
-            },
-        }
-    }
-
-    /// The healthy GPU where `model` will fit soonest, and what it will need
-    /// there: one holding a copy (it frees up as tasks end; needs working
-    /// memory), else the one closest to fitting a new copy.
-    fn eventual_gpu(&self, model: ModelId) -> Option<(GpuId, u64)> {
-        let spec = self.model(model);
-        let mut best: Option<(bool, u64, GpuId, u64)> = None;
-        for (i, pool) in self.pools.iter().enumerate() {
-            if !pool.healthy {
-                continue;
-            }
-            let resident = pool.residents.contains(&model);
-            let need = spec.working_mib + if resident { 0 } else { spec.weights_mib };
-            if need > pool.capacity_for_models_mib() {
-                continue;
-            }
-            let cand = (
-                resident,
-                pool.free_after_evicting_idle_mib(),
-                GpuId(i as u32),
-                need,
-            );
-            if best.is_none_or(|b| (cand.0, cand.1) > (b.0, b.1)) {
-                best = Some(cand);
-            }
-        }
-        best.map(|b| (b.2, b.3))
     }
 
     /// Releases a lease: its working memory and slot return; the model stays
@@ -676,6 +559,7 @@ impl Engine {
         self.advance(now);
         let known = self.tickets.contains_key(&ticket);
         if known {
+            self.record_unserved(ticket, true, now);
             self.drop_ticket(ticket);
             self.counters.count(Outcome::Cancelled);
         }
@@ -720,10 +604,30 @@ impl Engine {
     }
 
     /// Answers a pending ticket with a rejection.
-    pub(super) fn finish_ticket(&mut self, ticket: TicketId, reason: Rejection, _now: Time) {
+    pub(super) fn finish_ticket(&mut self, ticket: TicketId, reason: Rejection, now: Time) {
+        let unserved = match reason {
+            Rejection::DeadlineExceeded { .. }
+            | Rejection::LoadFailed { .. }
+            | Rejection::NoHealthyGpu
+            | Rejection::NoGpuFits { .. } => true,
+            Rejection::AllocationReleased | Rejection::ShuttingDown => false,
+        };
+        self.record_unserved(ticket, unserved, now);
         if self.drop_ticket(ticket) {
             self.counters.count(Outcome::from(&reason));
             self.emit(Effect::Reject { ticket, reason });
+        }
+    }
+
+    /// A pending ticket ends without a lease: it counts against its model's
+    /// grant ratio if it competed for capacity and `unserved` says the node
+    /// (not its pod, nor shutdown) is why.
+    fn record_unserved(&mut self, ticket: TicketId, unserved: bool, now: Time) {
+        if let Some(t) = self.tickets.get(&ticket)
+            && t.competed
+            && unserved
+        {
+            self.fairness.record(t.model, false, now);
         }
     }
 

@@ -27,11 +27,31 @@
 //! A GPU where the model is ready and its working memory fits (evicting idle
 //! copies if needed, fewest first); else one where it is loading (join the
 //! load); else the GPU where a new copy fits after the fewest evictions of
-//! idle copies. Queued work is placed in priority then arrival order; a head
-//! that cannot be placed reserves the GPU it will fit on first, so lower
-//! priorities may use the other GPUs but never starve it.
+//! idle copies.
+//!
+//! # Fairness under overload
+//! Queued work is placed in priority then arrival order, around **one head
+//! reservation**: the blocked admission of the least-served model (lowest
+//! recent grant ratio) at the highest waiting priority holds memory on one
+//! GPU for itself and the admissions that can share its copy. Nothing placed
+//! after it may eat into that memory, so it is placed once the tasks that
+//! held the memory when it was chosen have ended; its model then keeps the
+//! head for one turn (load time plus two task times) so the copy serves a
+//! batch. No model with servable work goes without memory while a
+//! better-served model holds the head. `dispatch.rs` has the guarantee in full
+//! and why the earlier per-model reservations starved Stable Diffusion;
+//! `fairness.rs` says what counts towards a model's grant ratio (nothing a pod
+//! does beyond its own bounds).
+//!
+//! # Bounds per pod
+//! A pod (allocation token) holds at most its slots in leases,
+//! `Settings::pod_queue_limit` pending admissions and `Settings::pod_loads`
+//! loads in flight; over them it is refused with an error naming its own
+//! limit, and nothing it asks beyond them touches other pods' outcomes.
 
 mod admission;
+mod dispatch;
+mod fairness;
 mod lifecycle;
 mod pool;
 mod status;
@@ -45,10 +65,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use pool::GpuSpec;
-pub use status::{Counters, GpuStatus, Outcome, PendingStatus, ResidentStatus, Status};
+pub use status::{Counters, GpuStatus, HeadStatus, Outcome, PendingStatus, ResidentStatus, Status};
 pub use types::*;
 
 use crate::config::{self, EvictionPolicy, ModelSpec};
+use dispatch::Head;
+use fairness::Fairness;
 use pool::Pool;
 
 /// The engine's hash maps: foldhash (hashbrown's default hasher, already in
@@ -164,6 +186,9 @@ struct TicketEntry {
     requested_at: Time,
     deadline: Option<Time>,
     state: TicketState,
+    /// A queue pass tried to place it with a free slot of its pod (or it was
+    /// placed at once): its end counts for its model's grant ratio.
+    competed: bool,
 }
 
 /// Queue order: higher priority first, then arrival.
@@ -204,6 +229,10 @@ pub struct Engine {
     deadlines: BinaryHeap<Reverse<(Time, DeadlineRef)>>,
     /// Loads in flight, so a result can be matched without a scan.
     loading: HashMap<LoadId, InFlight>,
+    /// The one reservation for queued work (see `dispatch`).
+    head: Option<Head>,
+    /// Each model's recent grant ratio and the running turn (see `fairness`).
+    fairness: Fairness,
     /// Decisions waiting for the shell.
     effects: Vec<Effect>,
     next_lease: u64,
@@ -227,6 +256,7 @@ impl Engine {
                 return Err(BuildError::DuplicateModel(m.name.clone()));
             }
         }
+        let models_len = models.len();
         let pools = gpus
             .into_iter()
             .map(|spec| Pool::new(spec, settings.reserve_mib))
@@ -242,6 +272,8 @@ impl Engine {
             queue: BTreeMap::new(),
             deadlines: BinaryHeap::new(),
             loading: HashMap::default(),
+            head: None,
+            fairness: Fairness::new(models_len),
             effects: Vec::new(),
             next_lease: 1,
             next_ticket: 1,

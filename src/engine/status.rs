@@ -190,6 +190,19 @@ pub struct PendingStatus {
     pub loading_on: Option<GpuId>,
 }
 
+/// The head reservation: the waiting admission that memory goes to first
+/// (see the engine's fairness guarantee).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadStatus {
+    pub ticket: TicketId,
+    pub model: ModelId,
+    /// Work of a higher priority is placed regardless of the reservation.
+    pub priority: i32,
+    pub gpu: GpuId,
+    /// Held for it and the admissions of its model that share its copy.
+    pub reserved_mib: u64,
+}
+
 /// A snapshot of the whole engine.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Status {
@@ -204,6 +217,17 @@ pub struct Status {
 }
 
 impl Engine {
+    /// The head reservation, if one holds.
+    pub fn head(&self) -> Option<HeadStatus> {
+        self.head.map(|h| HeadStatus {
+            ticket: h.ticket,
+            model: h.model,
+            priority: self.tickets.get(&h.ticket).map_or(0, |t| t.key.0.0),
+            gpu: h.gpu,
+            reserved_mib: h.need_mib,
+        })
+    }
+
     /// The pending admission `ticket`, if it has not been answered yet.
     pub fn pending(&self, ticket: TicketId) -> Option<PendingStatus> {
         let t = self.tickets.get(&ticket)?;

@@ -1137,3 +1137,59 @@ fn a_pod_at_its_load_limit_waits_for_its_own_loads_and_a_cancelled_admission_sti
     assert_eq!(e.pending(second).and_then(|p| p.loading_on), Some(GpuId(0)));
     audit(&e);
 }
+
+#[test]
+fn the_head_goes_to_the_least_served_model_even_behind_older_work() {
+    let models = vec![
+        model("a", 4000, 500, 2, 1000),
+        model("b", 4000, 500, 2, 1000),
+        model("c", 4000, 500, 2, 1000),
+        model("d", 4000, 500, 2, 1000),
+    ];
+    let mut e = engine_with(&[10_000], models, EvictionPolicy::Lru);
+    // c is well served: five leases, then the operator evicts it.
+    for i in 0..5 {
+        let l = lease_for(&mut e, "c", t(i));
+        e.release(l.id, None, t(i)).unwrap();
+    }
+    e.evict("c", None, t(10)).unwrap();
+    let _a = lease_for(&mut e, "a", t(11));
+    let _b = lease_for(&mut e, "b", t(12)); // 9 000 of 10 000 MiB held
+    effects(&mut e);
+    let wait = |m: &str, ms| AdmitRequest {
+        wait: Wait::For(Duration::from_millis(ms)),
+        ..req(m)
+    };
+    // The first waiter of c becomes the head; it will give up soon.
+    let Admission::Pending(c1) = e.admit(&wait("c", 1_500), t(20)).unwrap() else {
+        panic!("c waits")
+    };
+    let Admission::Pending(c2) = e.admit(&wait("c", 5_000), t(21)).unwrap() else {
+        panic!("c waits")
+    };
+    let Admission::Pending(d) = e.admit(&wait("d", 5_000), t(22)).unwrap() else {
+        panic!("d waits")
+    };
+    assert_eq!(e.head().map(|h| h.ticket), Some(c1));
+    e.tick(t(1_520)); // c1 gives up: a new head is chosen
+    assert!(matches!(
+        effects(&mut e).as_slice(),
+        [Effect::Reject { ticket, .. }] if *ticket == c1
+    ));
+    assert_eq!(e.head().map(|h| h.ticket), Some(d), "d was never served");
+    // Memory for one new copy frees up: it goes to d, not to the older c2.
+    e.release(_a.id, None, t(1_530)).unwrap();
+    let fx = effects(&mut e);
+    let d_id = e.model_id("d").unwrap();
+    assert!(
+        fx.iter()
+            .any(|f| matches!(f, Effect::Load { model, .. } if *model == d_id)),
+        "{fx:?}"
+    );
+    assert_eq!(
+        e.pending(c2).and_then(|p| p.loading_on),
+        None,
+        "c2 still queued"
+    );
+    audit(&e);
+}
