@@ -1,4 +1,5 @@
-# vision-node-daemon image: the daemon and visionctl on distroless glibc.
+# vision-node-daemon image: the daemon, visionctl and vision-scheduler-extender
+# on distroless glibc.
 #
 #   docker build -t vision-node-daemon:0.1.0 \
 #     --build-arg REVISION=$(git rev-parse HEAD) --build-arg CREATED=$(date -u +%FT%TZ) .
@@ -23,6 +24,7 @@ COPY benches/ benches/
 RUN mkdir -p src/bin \
  && echo 'fn main() {}' > src/main.rs \
  && echo 'fn main() {}' > src/bin/visionctl.rs \
+ && echo 'fn main() {}' > src/bin/vision-scheduler-extender.rs \
  && touch src/lib.rs \
  && cargo build --release --locked --bins \
  && rm -rf src
@@ -35,7 +37,8 @@ COPY src/ src/
 RUN find src -name '*.rs' -exec touch {} + \
  && cargo build --release --locked --bins \
  && install -D -m 0755 target/release/vision-node-daemon /out/vision-node-daemon \
- && install -D -m 0755 target/release/visionctl /out/visionctl
+ && install -D -m 0755 target/release/visionctl /out/visionctl \
+ && install -D -m 0755 target/release/vision-scheduler-extender /out/vision-scheduler-extender
 
 # --- runtime -----------------------------------------------------------------------
 # glibc, libgcc_s, CA certificates, /etc/passwd; no shell, no package manager.
@@ -55,7 +58,7 @@ LABEL org.opencontainers.image.title="vision-node-daemon" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.base.name="gcr.io/distroless/cc-debian12"
 
-COPY --from=build /out/vision-node-daemon /out/visionctl /usr/local/bin/
+COPY --from=build /out/vision-node-daemon /out/visionctl /out/vision-scheduler-extender /usr/local/bin/
 
 # The image runs as root (distroless's default user, UID 0), on purpose: the
 # daemon creates its device plugin sockets in kubelet's directory
@@ -65,6 +68,8 @@ COPY --from=build /out/vision-node-daemon /out/visionctl /usr/local/bin/
 # every capability, forbids privilege escalation and mounts the root
 # filesystem read-only, so root here owns those files and nothing more.
 # visionctl runs as root too: the admin socket is 0600 and root's.
+# vision-scheduler-extender needs none of that: the chart runs it as the
+# distroless nonroot user (65532).
 
 # The metrics, health and readiness port (/metrics, /healthz, /readyz).
 EXPOSE 9464

@@ -1,5 +1,6 @@
-//! Generates the gRPC code for our protos (admission, model runtime) and for
-//! the two kubelet APIs we speak (device plugin v1beta1, PodResources v1),
+//! Generates the gRPC code for our protos (admission, model runtime), for
+//! the two kubelet APIs we speak (device plugin v1beta1, PodResources v1)
+//! and for the part of Triton's gRPC API the Triton runtime drives,
 //! servers and clients of each: the daemon serves DevicePlugin and calls
 //! Registration and PodResourcesLister; the tests' fake kubelet does the
 //! opposite.
@@ -14,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/vision/v1/runtime.proto",
         "proto/k8s/deviceplugin/v1beta1/api.proto",
         "proto/k8s/podresources/v1/api.proto",
+        "proto/triton/grpc_service.proto",
     ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

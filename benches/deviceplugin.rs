@@ -7,7 +7,8 @@
 //!
 //! Run: `cargo bench --bench deviceplugin`. Figures: benches/README.md.
 
-#[path = "../tests/kubelet_support/mod.rs"]
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/it/kubelet_support/mod.rs"]
 mod kubelet_support;
 
 use std::process::{Command, Stdio};
@@ -15,8 +16,7 @@ use std::time::{Duration, Instant};
 
 use kubelet_support::{DEADLINE, FakeKubelet};
 use vision_node_daemon::config::{Config, RuntimeKind};
-use vision_node_daemon::daemon::{Daemon, Options};
-use vision_node_daemon::deviceplugin;
+use vision_node_daemon::daemon::{Daemon, KubeletOptions, Options};
 use vision_node_daemon::gpu::Health;
 
 const HEALTH_ROUNDS: usize = 200;
@@ -46,7 +46,7 @@ async fn health_to_kubelet() -> (Vec<Duration>, Vec<Duration>) {
         config,
         state_dir: dir.path().join("state"),
         dev_token: false,
-        kubelet: deviceplugin::Options {
+        kubelet: KubeletOptions {
             dir: dir.path().join("device-plugins"),
             pod_resources_socket: dir.path().join("pod-resources.sock"),
             reconcile_interval: Duration::from_secs(3600),

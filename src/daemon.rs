@@ -1,20 +1,37 @@
-//! Wiring: config → inventory → engine → runtime → sockets → background
+//! Wiring: config → inventory → engine → node → sockets → background
 //! tasks, and the designed shutdown. `main` only parses flags and waits for
 //! a signal; tests start and stop a [`Daemon`] in-process.
+//!
+//! Start is two steps, as linkerd2-proxy's `Config::build() → App::spawn()`:
+//! `Built::new` does everything that can fail — opening the GPUs, binding
+//! every socket and port, reading saved allocations, writing the dev token —
+//! and spawns nothing, so a start that fails part-way drops what it made
+//! (bound sockets remove themselves) and leaves nothing running.
+//! `Built::spawn` cannot fail: it starts the servers and the tasks, each of
+//! which ends when the node shuts down.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
-use crate::deviceplugin::{self, DevicePlugins};
-use crate::engine::{Engine, GpuSpec, Settings};
-use crate::gpu::{self, FaultHandle, HealthWatch};
-use crate::service::{self, Access, AdmissionService, Clock, Node, NodeInfo};
+use crate::config::{Config, Publish};
+use crate::deviceplugin::{self, DevicePlugins, Registration};
+use crate::engine::{AllocKind, Engine, GpuSpec, Settings};
+use crate::gpu::{self, FaultHandle, HealthWatch, Inventory};
+use crate::node::{Node, NodeInfo, Workers};
+use crate::service::{Access, AdmissionService};
+use crate::telemetry::http::{self as http_server, Readiness};
+use crate::telemetry::metrics::{self, Scrape, Snapshot};
 use crate::uds::{self, UdsListener};
+use crate::{cluster, runtime};
+
+pub use crate::deviceplugin::Options as KubeletOptions;
 
 /// Where the daemon keeps its sockets and state.
 #[derive(Debug, Clone)]
@@ -25,9 +42,9 @@ pub struct Options {
     /// Write a dev token with slots for every GPU (no kubelet hands out tokens).
     pub dev_token: bool,
     /// Where kubelet's device-plugin directory and PodResources socket are.
-    pub kubelet: deviceplugin::Options,
+    pub kubelet: KubeletOptions,
     /// `/metrics`, `/healthz`, `/readyz`; `None` serves none.
-    pub http_addr: Option<std::net::SocketAddr>,
+    pub http_addr: Option<SocketAddr>,
     /// `/readyz` also requires both device plugins to be registered with
     /// kubelet (off in `--dev`, where there is no kubelet).
     pub ready_needs_kubelet: bool,
@@ -54,191 +71,42 @@ impl Paths {
     }
 }
 
+/// How long shutdown waits for runtime unloads and open calls to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// A running daemon.
 pub struct Daemon {
     node: Arc<Node>,
     paths: Paths,
     faults: Option<FaultHandle>,
     dev_token: Option<String>,
-    servers: Vec<JoinHandle<()>>,
+    /// One per GPU; they finish the unloads that shutdown queues.
     workers: Vec<JoinHandle<()>>,
-    background: Vec<JoinHandle<()>>,
-    health_watch: Option<HealthWatch>,
+    /// The gRPC and HTTP servers, the timer, the GPU reconciler, the
+    /// cluster publisher.
+    tasks: Vec<JoinHandle<()>>,
     plugins: DevicePlugins,
-    http: Option<std::net::SocketAddr>,
+    registration: Registration,
+    /// NVML's event thread; stopped last (it blocks for up to one wait).
+    health_watch: Option<HealthWatch>,
+    http: Option<SocketAddr>,
 }
 
-/// How long shutdown waits for runtime unloads and open calls to finish.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// How long start-up waits for the model runtime's ListLoaded.
-const LIST_LOADED_TIMEOUT: Duration = Duration::from_secs(10);
-
 impl Daemon {
-    /// Starts everything; when this returns, both sockets accept calls.
+    /// Starts everything; when this returns, both sockets accept calls. On
+    /// an error nothing is left running and no socket is left bound.
     pub async fn start(opts: Options) -> anyhow::Result<Daemon> {
-        let cfg = opts.config;
-        let gpu_cfg = cfg.gpus.clone();
-        let opened = tokio::task::spawn_blocking(move || gpu::open(&gpu_cfg))
-            .await?
-            .map_err(|e| anyhow::anyhow!(gpu::error_chain(&e)))
-            .context("cannot open the GPU inventory")?;
-        let inventory = Arc::clone(&opened.inventory);
-        let inv = Arc::clone(&inventory);
-        let snapshot = tokio::task::spawn_blocking(move || inv.snapshot())
-            .await?
-            .map_err(|e| anyhow::anyhow!(gpu::error_chain(&e)))
-            .context("cannot read the GPUs")?;
-        let specs: Vec<GpuSpec> = snapshot
-            .iter()
-            .map(|g| GpuSpec {
-                uuid: g.uuid.clone(),
-                name: g.name.clone(),
-                total_mib: g.total_mib,
-            })
-            .collect();
-        for g in &snapshot {
-            tracing::info!(index = g.index, uuid = %g.uuid, name = %g.name, total_mib = g.total_mib,
-                used_mib = g.used_mib, backend = %inventory.backend(), "GPU");
-        }
-        let engine = Engine::new(specs, cfg.models.clone(), Settings::from_config(&cfg))?;
-        warn_unfittable_models(&engine);
-
-        let runtime: Arc<dyn crate::runtime::ModelRuntime> =
-            Arc::from(crate::runtime::from_config(&cfg.runtime).context("model runtime")?);
-        let clock = Clock::start();
-        let paths = Paths::under(&opts.state_dir);
-        let info = NodeInfo {
-            node_name: cfg.node_name.clone(),
-            gpu_backend: inventory.backend().to_string(),
-            load_timeout: cfg.runtime.load_timeout,
-            admin_socket: paths.admin_socket.display().to_string(),
-        };
-        let (node, queues) = Node::new(engine, info, Arc::clone(&runtime), clock);
-        restore_residency(&node).await;
-
-        // Bind both sockets before anything is announced; a live daemon on
-        // either path stops us here.
-        let task = UdsListener::bind(&paths.task_socket, uds::TASK_SOCKET_MODE).await?;
-        let admin = UdsListener::bind(&paths.admin_socket, uds::ADMIN_SOCKET_MODE).await?;
-
-        let dev_token = if opts.dev_token {
-            Some(write_dev_token(&node, &cfg, &paths.dev_token)?)
-        } else {
-            None
-        };
-
-        let mut servers = Vec::new();
-        for (listener, access) in [(task, Access::Task), (admin, Access::Admin)] {
-            let svc = AdmissionService::new(Arc::clone(&node), access).into_server();
-            let mut stop = node.shutdown_signal();
-            let path = listener.path().display().to_string();
-            servers.push(tokio::spawn(async move {
-                let result = tonic::transport::Server::builder()
-                    .add_service(svc)
-                    .serve_with_incoming_shutdown(listener.incoming(), async move {
-                        service::stopped(&mut stop).await;
-                    })
-                    .await;
-                if let Err(e) = result {
-                    tracing::error!(socket = %path, error = %e, "gRPC server failed");
-                }
-            }));
-        }
-        let workers = service::tasks::spawn_runtime_workers(Arc::clone(&node), queues);
-        let (health_tx, health_rx) = tokio::sync::mpsc::unbounded_channel();
-        let inv = Arc::clone(&inventory);
-        let sink: gpu::HealthSink = Arc::new(move |ev| {
-            let _ = health_tx.send(ev);
-        });
-        let health_watch = match tokio::task::spawn_blocking(move || inv.watch_health(sink)).await?
-        {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!(error = %gpu::error_chain(&e), "no GPU health events; relying on polling");
-                None
-            }
-        };
-        let pods_dir = paths
-            .task_socket
-            .parent()
-            .unwrap_or(&opts.state_dir)
-            .to_owned();
-        let plugins = DevicePlugins::start(
-            Arc::clone(&node),
-            &cfg,
-            &opts.state_dir,
-            &pods_dir,
-            opts.kubelet.clone(),
-        )?;
-        let registration = plugins.state();
-        let _ = node.metrics().plugins.set(registration.clone());
-        let http = match opts.http_addr {
-            Some(addr) => {
-                let needs_kubelet = opts.ready_needs_kubelet;
-                let ready: crate::telemetry::http::Readiness = Arc::new(move || {
-                    if needs_kubelet && !registration.all_registered() {
-                        return Err("the device plugins are not registered with kubelet yet".into());
-                    }
-                    Ok(())
-                });
-                let (local, handle) =
-                    crate::telemetry::http::serve(addr, Arc::clone(&node), ready).await?;
-                tracing::info!(addr = %local, "serving /metrics, /healthz, /readyz");
-                servers.push(handle);
-                Some(local)
-            }
-            None => None,
-        };
-        let mut cluster_task = None;
-        if cfg.cluster.publish == crate::config::Publish::Auto {
-            if let Some(client) = crate::cluster::client_from_env().await {
-                let stats = Arc::new(crate::cluster::Stats::default());
-                let _ = node.metrics().cluster.set(stats.clone());
-                cluster_task = Some(crate::cluster::spawn(
-                    Arc::clone(&node),
-                    client,
-                    crate::cluster::Settings::from_config(&cfg),
-                    stats,
-                ));
-                tracing::info!(node = %cfg.node_name, "publishing node labels, residency annotations and Events");
-            }
-        } else {
-            tracing::info!("cluster publishing is off (cluster.publish: off)");
-        }
-        let mut background = vec![
-            service::tasks::spawn_timer(Arc::clone(&node)),
-            service::tasks::spawn_gpu_reconciler(Arc::clone(&node), inventory, health_rx),
-        ];
-        background.extend(cluster_task);
-        tracing::info!(
-            node = %cfg.node_name,
-            task_socket = %paths.task_socket.display(),
-            admin_socket = %paths.admin_socket.display(),
-            runtime = %runtime.kind(),
-            "ready"
-        );
-        Ok(Daemon {
-            node,
-            paths,
-            faults: opened.faults,
-            dev_token,
-            servers,
-            workers,
-            background,
-            health_watch,
-            plugins,
-            http,
-        })
+        Ok(Built::new(opts).await?.spawn().await)
     }
 
     /// Where `/metrics` is served (the bound address, e.g. for port 0).
-    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+    pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http
     }
 
-    /// The kubelet device plugins.
-    pub fn plugins(&self) -> &DevicePlugins {
-        &self.plugins
+    /// Whether both device plugins are registered with kubelet right now.
+    pub fn registered_with_kubelet(&self) -> bool {
+        self.registration.all_registered()
     }
 
     pub fn node(&self) -> &Arc<Node> {
@@ -260,18 +128,12 @@ impl Daemon {
     }
 
     /// Stops accepting, answers every queued admission UNAVAILABLE, unloads
-    /// through the runtime, removes both sockets.
+    /// through the runtime, removes every socket.
     pub async fn shutdown(self) {
         tracing::info!("shutting down");
         self.node.begin_shutdown();
         let all = async {
-            for h in self.workers {
-                let _ = h.await;
-            }
-            for h in self.servers {
-                let _ = h.await;
-            }
-            for h in self.background {
+            for h in self.workers.into_iter().chain(self.tasks) {
                 let _ = h.await;
             }
             self.plugins.join().await;
@@ -287,6 +149,300 @@ impl Daemon {
             let _ = tokio::task::spawn_blocking(move || w.stop()).await;
         }
         tracing::info!("stopped");
+    }
+}
+
+/// A daemon set up and bound, with nothing running yet. Dropping it undoes
+/// it: the sockets remove themselves, the node and its engine go.
+pub(crate) struct Built {
+    config: Config,
+    node: Arc<Node>,
+    workers: Workers,
+    inventory: Arc<dyn Inventory>,
+    faults: Option<FaultHandle>,
+    paths: Paths,
+    task: UdsListener,
+    admin: UdsListener,
+    plugins: deviceplugin::Built,
+    /// The bound HTTP port and its address (port 0 resolved).
+    http: Option<(TcpListener, SocketAddr)>,
+    ready_needs_kubelet: bool,
+    dev_token: Option<String>,
+}
+
+impl Built {
+    /// Everything that can fail, in the order that lets it fail earliest:
+    /// the GPUs, the engine and the runtime, both sockets (a live daemon on
+    /// either path stops us here), the saved allocations, the HTTP port,
+    /// and last the dev token.
+    pub(crate) async fn new(opts: Options) -> anyhow::Result<Built> {
+        let cfg = opts.config;
+        let gpu_cfg = cfg.gpus.clone();
+        let opened = tokio::task::spawn_blocking(move || gpu::open(&gpu_cfg))
+            .await?
+            .map_err(|e| anyhow::anyhow!(gpu::error_chain(&e)))
+            .context("cannot open the GPU inventory")?;
+        let inventory = Arc::clone(&opened.inventory);
+        let inv = Arc::clone(&inventory);
+        let snapshot = tokio::task::spawn_blocking(move || inv.snapshot())
+            .await?
+            .map_err(|e| anyhow::anyhow!(gpu::error_chain(&e)))
+            .context("cannot read the GPUs")?;
+        for g in &snapshot {
+            tracing::info!(index = g.index, uuid = %g.uuid, name = %g.name, total_mib = g.total_mib,
+                used_mib = g.used_mib, backend = %inventory.backend(), "GPU");
+        }
+        let specs: Vec<GpuSpec> = snapshot
+            .into_iter()
+            .map(|g| GpuSpec {
+                uuid: g.uuid,
+                name: g.name,
+                total_mib: g.total_mib,
+            })
+            .collect();
+        let runtime_gpus = runtime::Gpus {
+            backend: inventory.backend(),
+            uuids: specs.iter().map(|g| g.uuid.clone()).collect(),
+        };
+        let engine = Engine::new(specs, cfg.models.clone(), Settings::from_config(&cfg))?;
+        warn_unfittable_models(&engine);
+
+        let runtime: Arc<dyn runtime::ModelRuntime> =
+            Arc::from(runtime::from_config(&cfg, &runtime_gpus).context("model runtime")?);
+        let paths = Paths::under(&opts.state_dir);
+        let info = NodeInfo {
+            node_name: cfg.node_name.clone(),
+            gpu_backend: inventory.backend().to_string(),
+            load_timeout: cfg.runtime.load_timeout,
+            admin_socket: paths.admin_socket.display().to_string(),
+        };
+        let (node, workers) = Node::new(engine, info, runtime);
+        node.restore_residency().await;
+
+        // Bind both sockets before anything is announced.
+        let task = UdsListener::bind(&paths.task_socket, uds::TASK_SOCKET_MODE).await?;
+        let admin = UdsListener::bind(&paths.admin_socket, uds::ADMIN_SOCKET_MODE).await?;
+
+        let pods_dir = paths
+            .task_socket
+            .parent()
+            .unwrap_or(&opts.state_dir)
+            .to_owned();
+        let plugins =
+            deviceplugin::Built::new(&node, &cfg, &opts.state_dir, &pods_dir, opts.kubelet)?;
+        let http = match opts.http_addr {
+            Some(addr) => {
+                let listener = http_server::bind(addr).await?;
+                let local = listener.local_addr()?;
+                Some((listener, local))
+            }
+            None => None,
+        };
+        let dev_token = if opts.dev_token {
+            Some(write_dev_token(&node, &cfg, &paths.dev_token)?)
+        } else {
+            None
+        };
+        Ok(Built {
+            config: cfg,
+            node,
+            workers,
+            inventory,
+            faults: opened.faults,
+            paths,
+            task,
+            admin,
+            plugins,
+            http,
+            ready_needs_kubelet: opts.ready_needs_kubelet,
+            dev_token,
+        })
+    }
+
+    /// Starts serving and every background task; cannot fail.
+    pub(crate) async fn spawn(self) -> Daemon {
+        let Built {
+            config: cfg,
+            node,
+            workers,
+            inventory,
+            faults,
+            paths,
+            task,
+            admin,
+            plugins,
+            http,
+            ready_needs_kubelet,
+            dev_token,
+        } = self;
+        let workers = workers.spawn(&node);
+        let mut tasks = Vec::new();
+        for (listener, access) in [(task, Access::Task), (admin, Access::Admin)] {
+            // Fault injection (simulated GPUs) is an operator call: admin socket only.
+            let faults = (access == Access::Admin).then(|| faults.clone()).flatten();
+            tasks.push(serve_admission(&node, listener, access, faults));
+        }
+
+        let (health_watch, health_rx) = watch_gpu_health(&inventory).await;
+        tasks.push(node.spawn_timer());
+        tasks.push(node.spawn_gpu_reconciler(inventory, health_rx));
+
+        let registration = plugins.registration();
+        let plugins = plugins.spawn();
+
+        let cluster_stats = match cfg.cluster.publish {
+            Publish::Auto => publish_to_cluster(&node, &cfg, &mut tasks).await,
+            Publish::Off => {
+                tracing::info!("cluster publishing is off (cluster.publish: off)");
+                None
+            }
+        };
+
+        let http_addr = http.as_ref().map(|(_, addr)| *addr);
+        if let Some((listener, addr)) = http {
+            let sources = Arc::new(Sources {
+                node: Arc::clone(&node),
+                registration: registration.clone(),
+                cluster: cluster_stats,
+            });
+            let ready = Box::new(KubeletReady {
+                registration: registration.clone(),
+                needed: ready_needs_kubelet,
+            });
+            let registry = metrics::registry(node.metrics(), sources);
+            tasks.push(http_server::serve(
+                listener,
+                registry,
+                ready,
+                node.shutdown_signal(),
+            ));
+            tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+        }
+        tracing::info!(
+            node = %cfg.node_name,
+            task_socket = %paths.task_socket.display(),
+            admin_socket = %paths.admin_socket.display(),
+            runtime = %node.runtime().kind(),
+            "ready"
+        );
+        Daemon {
+            node,
+            paths,
+            faults,
+            dev_token,
+            workers,
+            tasks,
+            plugins,
+            registration,
+            health_watch,
+            http: http_addr,
+        }
+    }
+}
+
+/// Starts the inventory's health events (NVML Xids, simulated faults);
+/// without them the GPU reconciler's polling still sees health.
+async fn watch_gpu_health(
+    inventory: &Arc<dyn Inventory>,
+) -> (
+    Option<HealthWatch>,
+    tokio::sync::mpsc::UnboundedReceiver<gpu::HealthEvent>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let sink: gpu::HealthSink = Arc::new(move |ev| {
+        let _ = tx.send(ev);
+    });
+    let inv = Arc::clone(inventory);
+    let watch = match tokio::task::spawn_blocking(move || inv.watch_health(sink)).await {
+        Ok(Ok(w)) => Some(w),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %gpu::error_chain(&e), "no GPU health events; relying on polling");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "GPU health watch task failed; relying on polling");
+            None
+        }
+    };
+    (watch, rx)
+}
+
+/// Starts the cluster publisher when a Kubernetes API is configured; its
+/// figures, for `/metrics`.
+async fn publish_to_cluster(
+    node: &Arc<Node>,
+    cfg: &Config,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Option<Arc<cluster::Stats>> {
+    let client = cluster::client_from_env().await?;
+    let stats = Arc::new(cluster::Stats::default());
+    let settings = cluster::Settings::from_config(cfg);
+    tasks.push(cluster::spawn(
+        Arc::clone(node),
+        client,
+        settings,
+        Arc::clone(&stats),
+    ));
+    tracing::info!(node = %cfg.node_name, "publishing node labels, residency annotations and Events");
+    Some(stats)
+}
+
+/// Serves the admission API on one socket until the node shuts down; the
+/// socket file goes with the server.
+fn serve_admission(
+    node: &Arc<Node>,
+    listener: UdsListener,
+    access: Access,
+    faults: Option<FaultHandle>,
+) -> JoinHandle<()> {
+    let svc = AdmissionService::new(Arc::clone(node), access)
+        .with_faults(faults)
+        .into_server();
+    let mut stop = node.shutdown_signal();
+    let path = listener.path().display().to_string();
+    tokio::spawn(async move {
+        let result = tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming_shutdown(listener.incoming(), async move { stop.fired().await })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(socket = %path, error = %e, "gRPC server failed");
+        }
+    })
+}
+
+/// What `/metrics` reads at scrape time: the engine through the node, the
+/// plugins' registration, the cluster publisher's errors.
+struct Sources {
+    node: Arc<Node>,
+    registration: Registration,
+    cluster: Option<Arc<cluster::Stats>>,
+}
+
+impl Scrape for Sources {
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            engine: self.node.engine_status(),
+            kubelet_registered: self.registration.each(),
+            cluster_publish_errors: self
+                .cluster
+                .as_ref()
+                .map_or(0, |s| s.publish_errors.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// `/readyz`: not ready until both plugins are registered, when kubelet is
+/// expected.
+struct KubeletReady {
+    registration: Registration,
+    needed: bool,
+}
+
+impl Readiness for KubeletReady {
+    fn not_ready(&self) -> Option<&'static str> {
+        (self.needed && !self.registration.all_registered())
+            .then_some("the device plugins are not registered with kubelet yet")
     }
 }
 
@@ -309,44 +465,12 @@ fn warn_unfittable_models(engine: &Engine) {
     }
 }
 
-/// Rebuilds residency from the runtime's ListLoaded, so a restart keeps
-/// serving warm copies the model server still holds.
-async fn restore_residency(node: &Node) {
-    let runtime = Arc::clone(node.runtime());
-    let listed = match tokio::time::timeout(LIST_LOADED_TIMEOUT, runtime.list_loaded()).await {
-        Ok(Ok(l)) => l,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "model runtime ListLoaded failed; starting with nothing resident");
-            return;
-        }
-        Err(_) => {
-            tracing::warn!("model runtime ListLoaded timed out; starting with nothing resident");
-            return;
-        }
-    };
-    for copy in listed {
-        let restored = node.with_engine(|e, now| {
-            let gpu = e.gpu_by_uuid(&copy.gpu_uuid)?;
-            let model = e.model_id(&copy.model)?;
-            e.restore_resident(gpu, model, now).ok()
-        });
-        match restored {
-            Some(()) => {
-                tracing::info!(model = %copy.model, gpu = %copy.gpu_uuid, "restored resident model")
-            }
-            None => tracing::warn!(model = %copy.model, gpu = %copy.gpu_uuid,
-                "model runtime holds a copy this daemon does not know (model or GPU not in its config); ignoring it"),
-        }
-    }
-}
-
-/// A fresh random token with slots for every GPU, written 0600 for visionctl.
+/// A fresh token with slots for every GPU, written 0600 for visionctl.
 fn write_dev_token(node: &Node, cfg: &Config, path: &Path) -> anyhow::Result<String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let token = new_token()?;
-    let slots = cfg.devices.slots_per_gpu * node.read(|e| e.gpu_count() as u32).max(1);
-    node.with_engine(|e, now| e.allocate_slots(&token, slots, now))?;
+    let slots = cfg.devices.slots_per_gpu * (node.gpus().len() as u32).max(1);
+    let token = node.allocate(AllocKind::Slots(slots))?;
     let _ = std::fs::remove_file(path);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -357,11 +481,4 @@ fn write_dev_token(node: &Node, cfg: &Config, path: &Path) -> anyhow::Result<Str
     writeln!(f, "{token}")?;
     tracing::info!(path = %path.display(), slots, "dev token written");
     Ok(token)
-}
-
-/// 128 random bits, hex: what Allocate hands each container.
-pub fn new_token() -> anyhow::Result<String> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for a token: {e}"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

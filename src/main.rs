@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use vision_node_daemon::config::{self, EvictionPolicy};
-use vision_node_daemon::{daemon, deviceplugin, sim, telemetry};
+use vision_node_daemon::{daemon, fleet, sim, telemetry};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -80,16 +80,16 @@ struct SimulateArgs {
     /// Seed of the workload: the same seed replays the same requests.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// How long arrivals continue (simulated time), e.g. `10m` [scenario: 10m].
+    /// How long arrivals continue (simulated time), e.g. `10m` [scenario: 10m; --fleet: 1h].
     #[arg(long, value_parser = duration_arg)]
     duration: Option<Duration>,
-    /// Mean arrivals per second (Poisson) [default: 0.55, overload: 20].
+    /// Mean arrivals per second (Poisson) [default: 0.55, overload: 20; --fleet: 8 pods/s].
     #[arg(long)]
     rate: Option<f64>,
     /// Zipf exponent of model popularity, 0 = uniform [scenario: 1].
     #[arg(long)]
     zipf: Option<f64>,
-    /// Fine-tuned variants per catalog model, same sizes and times [default: 2, overload: 8].
+    /// Fine-tuned variants per catalog model, same sizes and times [default: 2, overload: 8; --fleet: 16].
     #[arg(long)]
     variants: Option<u32>,
     /// Pods sending tasks [scenario: 16].
@@ -113,9 +113,39 @@ struct SimulateArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Simulate a fleet of nodes, pods placed by kube-scheduler with or
+    /// without the scheduler extender (--routing), instead of one node.
+    #[arg(long, conflicts_with_all = ["pods", "slots", "faults_per_hour", "fault_duration"])]
+    fleet: bool,
+    #[command(flatten)]
+    fleet_args: FleetArgs,
 }
 
-fn duration_arg(s: &str) -> Result<Duration, String> {
+/// `simulate --fleet` flags; defaults match `fleet::Options::default()`.
+#[derive(clap::Args, Debug)]
+struct FleetArgs {
+    /// Nodes in the fleet, each a real admission engine.
+    #[arg(long, default_value_t = 100, requires = "fleet")]
+    nodes: u32,
+    /// GPUs per node, each the size of the config's first simulated GPU.
+    #[arg(long, default_value_t = 4, requires = "fleet")]
+    gpus_per_node: u32,
+    /// How pods are placed: `spread` (kube-scheduler's default scoring) or
+    /// `warm` (plus the extender's, fed by the published annotations).
+    #[arg(long, default_value = "warm", value_parser = fleet::parse_routing, requires = "fleet")]
+    routing: fleet::Routing,
+    /// Mean tasks a pod runs before it leaves.
+    #[arg(long, default_value_t = 20.0, requires = "fleet")]
+    tasks_per_pod: f64,
+    /// The first stretch of simulated time, left out of the measured figures.
+    #[arg(long, default_value = "10m", value_parser = duration_arg, requires = "fleet")]
+    warmup: Duration,
+    /// The extender's weight in kube-scheduler's configuration.
+    #[arg(long, default_value_t = fleet::DEFAULT_EXTENDER_WEIGHT, requires = "fleet")]
+    extender_weight: i64,
+}
+
+fn duration_arg(s: &str) -> Result<Duration, config::duration::DurationError> {
     config::duration::parse(s)
 }
 
@@ -165,7 +195,7 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut kubelet = deviceplugin::Options::standard();
+    let mut kubelet = daemon::KubeletOptions::standard();
     if args.dev {
         kubelet.dir = state_dir.join("device-plugins");
         kubelet.pod_resources_socket = state_dir.join("pod-resources").join("kubelet.sock");
@@ -194,6 +224,9 @@ fn run(args: RunArgs) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+        // Listen before starting: a SIGTERM that arrives while the daemon
+        // starts is acted on once it has, not lost to the default action.
+        let signals = Signals::listen();
         let daemon = match daemon::Daemon::start(options).await {
             Ok(d) => d,
             Err(e) => {
@@ -202,8 +235,11 @@ fn run(args: RunArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match wait_for_signal().await {
-            Ok(signal) => tracing::info!(signal, "signal received"),
+        match signals {
+            Ok(signals) => {
+                let signal = signals.next().await;
+                tracing::info!(signal, "signal received");
+            }
             Err(e) => tracing::error!(error = %e, "cannot listen for signals; shutting down"),
         }
         daemon.shutdown().await;
@@ -215,15 +251,29 @@ fn run(args: RunArgs) -> ExitCode {
 const DEFAULT_STATE_DIR: &str = "/var/lib/vision-node-daemon";
 const DEV_STATE_DIR: &str = "./.vision-dev";
 
-/// SIGTERM (kubelet stopping the pod) or SIGINT (Ctrl-C).
-async fn wait_for_signal() -> std::io::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGTERM (kubelet stopping the pod) and SIGINT (Ctrl-C), caught from
+/// the moment `listen` returns.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The first of them to arrive (since `listen`).
+    async fn next(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {
@@ -250,6 +300,9 @@ fn simulate(args: SimulateArgs) -> ExitCode {
             }
         },
     };
+    if args.fleet {
+        return simulate_fleet(&cfg, &args);
+    }
     let base = args.scenario.options();
     let options = sim::Options {
         seed: args.seed,
@@ -276,6 +329,42 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("simulate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn simulate_fleet(cfg: &config::Config, args: &SimulateArgs) -> ExitCode {
+    let defaults = fleet::Options::default();
+    let f = &args.fleet_args;
+    let options = fleet::Options {
+        seed: args.seed,
+        duration: args.duration.unwrap_or(defaults.duration),
+        warmup: f.warmup,
+        rate_per_s: args.rate.unwrap_or(defaults.rate_per_s),
+        zipf: args.zipf.unwrap_or(1.0),
+        variants: args.variants.unwrap_or(defaults.variants),
+        nodes: f.nodes,
+        gpus_per_node: f.gpus_per_node,
+        tasks_per_pod: f.tasks_per_pod,
+        routing: f.routing,
+        extender_weight: f.extender_weight,
+        timeout: args.timeout,
+        policy: args.policy,
+    };
+    let wall = std::time::Instant::now();
+    match fleet::run(cfg, &options) {
+        Ok(report) if args.json => {
+            print!("{}", report.json());
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            print!("{}", report.text());
+            println!("simulated in {:.2} s", wall.elapsed().as_secs_f64());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("simulate --fleet: {e}");
             ExitCode::FAILURE
         }
     }

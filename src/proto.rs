@@ -13,6 +13,13 @@ pub mod vision {
     }
 }
 
+/// Triton Inference Server's `inference.GRPCInferenceService`: the subset
+/// in `proto/triton/grpc_service.proto` (the daemon is its client; the tests
+/// call `ModelInfer` through it).
+pub mod inference {
+    tonic::include_proto!("inference");
+}
+
 /// The kubelet's gRPC APIs; constants that go with them are in
 /// [`crate::kubelet`].
 pub mod k8s {

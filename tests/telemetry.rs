@@ -1,9 +1,15 @@
 //! OTLP traces end to end: an in-test collector (a real TraceService over
 //! gRPC) receives the daemon's spans, with the resource and the parent link
-//! from a client-supplied `traceparent`. One test: it installs the process's
-//! global tracing subscriber.
+//! from a client-supplied `traceparent`, and each model load as the child
+//! of the admission or preload that caused it — also when another call
+//! started it. One test: it installs the process's global tracing subscriber.
 
+// The tests' shared helpers, of which this test uses a part.
+#[allow(dead_code, unused_imports)]
+#[path = "it/common/mod.rs"]
 mod common;
+#[allow(dead_code, unused_imports)]
+#[path = "it/kubelet_support/mod.rs"]
 mod kubelet_support;
 
 use std::sync::{Arc, Mutex};
@@ -58,6 +64,51 @@ fn attr(attrs: &[KeyValue], key: &str) -> Option<String> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A request carrying the W3C trace context of a caller's span.
+fn traced<T>(msg: T, trace_id: &str, parent_id: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-{parent_id}-01").parse().unwrap(),
+    );
+    req
+}
+
+/// A node that holds one of `a` and `b` at a time: `b` queues behind a
+/// lease on `a`, and its load is started by the Release of that lease.
+async fn queued_load(queued_trace: &str, queued_parent: &str) {
+    let d = start(small_config(
+        1000,
+        vec![model("a", 600, 300, 1), model("b", 600, 300, 1)],
+    ))
+    .await;
+    let mut c = d.task().await;
+    let held = lease_of(&mut c, admit(&d.token, "a")).await;
+    let mut watch = d
+        .admin()
+        .await
+        .watch(pb::WatchRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut waiting_client = d.task().await;
+    let req = traced(
+        with_timeout(admit(&d.token, "b"), 60_000),
+        queued_trace,
+        queued_parent,
+    );
+    let waiting = tokio::spawn(async move { waiting_client.admit(req).await });
+    next_matching(
+        &mut watch,
+        |b| matches!(b, pb::watch_event::Event::Queue(q) if q.queued == 1),
+    )
+    .await;
+    release(&mut c, &d.token, held.lease_id).await;
+    let lease = waiting.await.unwrap().unwrap().into_inner().lease.unwrap();
+    assert_eq!(lease.model, "b");
+    d.daemon.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -127,7 +178,28 @@ async fn spans_reach_an_otlp_collector_joined_to_the_callers_trace() {
         .clone();
     kubelet.allocate("vision.ai/slot", &[&slot]).await.unwrap();
 
+    // An operator's preload: its load is the preload's child.
+    let preload_trace = "0af7651916cd43dd8448eb211c80319c";
+    let preload_parent = "b7ad6b7169203331";
+    d.admin()
+        .await
+        .preload(traced(
+            pb::PreloadRequest {
+                model: "clip-vit-b32".into(),
+                gpu: String::new(),
+            },
+            preload_trace,
+            preload_parent,
+        ))
+        .await
+        .unwrap();
     d.daemon.shutdown().await;
+
+    // A queued admission whose load another call (a Release) starts.
+    let queued_trace = "5b8efff798038103d269b633813fc60c";
+    let queued_parent = "eee19b7ec3c1b174";
+    queued_load(queued_trace, queued_parent).await;
+
     tracing.shutdown().await; // flushes the batch
 
     let exports = collector.0.lock().unwrap().clone();
@@ -180,7 +252,12 @@ async fn spans_reach_an_otlp_collector_joined_to_the_callers_trace() {
     );
     assert!(attr(&admit.attributes, "queue_wait_ms").is_some());
 
-    let load = named("model.load").next().expect("a model.load span");
+    let load_of = |model: &str| {
+        named("model.load")
+            .find(|s| attr(&s.attributes, "model").as_deref() == Some(model))
+            .unwrap_or_else(|| panic!("a model.load span for {model}"))
+    };
+    let load = load_of("yolo-v8n");
     assert_eq!(attr(&load.attributes, "model").as_deref(), Some("yolo-v8n"));
     assert_eq!(
         attr(&load.attributes, "runtime").as_deref(),
@@ -193,6 +270,35 @@ async fn spans_reach_an_otlp_collector_joined_to_the_callers_trace() {
         trace_id,
         "the load runs within the admission's trace"
     );
+    assert_eq!(
+        load.parent_span_id, admit.span_id,
+        "the load is the child of the admission that caused it"
+    );
+
+    let preload = named("preload").next().expect("a preload span");
+    assert_eq!(hex(&preload.trace_id), preload_trace);
+    assert_eq!(hex(&preload.parent_span_id), preload_parent);
+    assert_eq!(
+        attr(&preload.attributes, "outcome").as_deref(),
+        Some("loaded")
+    );
+    let preloaded = load_of("clip-vit-b32");
+    assert_eq!(hex(&preloaded.trace_id), preload_trace);
+    assert_eq!(
+        preloaded.parent_span_id, preload.span_id,
+        "a preload's load is the preload's child"
+    );
+
+    let queued = named("admit")
+        .find(|s| hex(&s.trace_id) == queued_trace)
+        .expect("the queued admission's span");
+    let started_by_release = load_of("b");
+    assert_eq!(
+        hex(&started_by_release.trace_id),
+        queued_trace,
+        "a load started by another call runs in the trace of the admission it serves"
+    );
+    assert_eq!(started_by_release.parent_span_id, queued.span_id);
 
     let expire = named("lease.expire").next().expect("a lease.expire span");
     assert_eq!(

@@ -1,142 +1,66 @@
-"""A task pod's client of vision-node-daemon: Admit → run the task → Release.
+#!/usr/bin/env python3
+"""A task pod's work with vision-node-client: admit, run, release.
 
-Runs inside a pod that requested `vision.ai/slot`; Allocate put VISION_SOCKET
-(the task socket's path in the container) and VISION_TOKEN in its environment.
-The channel uses grpcio's default options: the daemon accepts the `:authority`
-grpcio derives from a Unix socket path.
+    pip install ./clients/python                        # in a pod: an image that has it
+    python vision_client.py yolo-v8n                    # one task
+    python vision_client.py yolo-v8n --tasks 2 --watch  # two, and the Watch events they caused
 
-    python vision_client.py run yolo-v8n --seconds 0.2
-    python vision_client.py status
-    python vision_client.py watch --count 5
-
-Generate the stubs first (./generate.sh) or put them on PYTHONPATH.
+Prints one JSON line: the node, the leases, the client's stats and (--watch)
+the event types; or {"error": CODE, "details": ...} when the daemon refuses.
+In a pod, VISION_SOCKET and VISION_TOKEN come from the device plugin;
+elsewhere pass --socket and --token (the dev daemon's .vision-dev/pods/agent.sock
+and .vision-dev/dev-token).
 """
 
+from __future__ import annotations
+
 import argparse
-import contextlib
 import json
-import os
 import sys
-import threading
 import time
+from dataclasses import asdict
+from typing import Any
 
-import grpc
-from google.protobuf import json_format
-from vision.v1 import admission_pb2 as pb
-from vision.v1 import admission_pb2_grpc as rpc
-
-
-def connect(socket_path):
-    return grpc.insecure_channel("unix:" + socket_path)
+from vision_node import Client, LeaseReleased, VisionError
 
 
-@contextlib.contextmanager
-def gpu_lease(stub, token, model, timeout_ms=None, priority=0, task_type=""):
-    """Holds a lease for one task; keeps it alive and releases it on exit."""
-    request = pb.AdmitRequest(token=token, model=model, priority=priority, task_type=task_type)
-    if timeout_ms is not None:
-        request.timeout_ms = timeout_ms
-    lease = stub.Admit(request).lease
-    stop = threading.Event()
-
-    def keep_alive():
-        # Renew at half the TTL so that a slow task never loses its memory.
-        while not stop.wait(lease.ttl_ms / 2000.0):
-            stub.KeepAlive(pb.KeepAliveRequest(token=token, lease_id=lease.lease_id))
-
-    renewer = threading.Thread(target=keep_alive, daemon=True)
-    renewer.start()
-    try:
-        yield lease
-    finally:
-        stop.set()
-        stub.Release(pb.ReleaseRequest(token=token, lease_id=lease.lease_id))
-
-
-def as_dict(message):
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
-
-
-def cmd_run(stub, token, args):
-    with gpu_lease(stub, token, args.model, timeout_ms=args.timeout_ms) as lease:
-        # The task would run on lease.gpu_uuid (through lease.runtime_endpoint
-        # when the node has a model server) here.
-        time.sleep(args.seconds)
-        print(json.dumps({"lease": as_dict(lease)}))
-
-
-def cmd_status(stub, token, _args):
-    print(json.dumps(as_dict(stub.Status(pb.StatusRequest(token=token)))))
-
-
-def cmd_watch(stub, token, args):
-    for n, event in enumerate(stub.Watch(pb.WatchRequest(token=token)), start=1):
-        print(json.dumps(as_dict(event)), flush=True)
-        if args.count and n >= args.count:
-            break
-
-
-def cmd_demo(stub, token, args):
-    """Watch, Status, a cold then a warm Admit/Release: one JSON summary line."""
-    events = []
-    subscribed = threading.Event()
-    seen_two_releases = threading.Event()
-    watch = stub.Watch(pb.WatchRequest(token=token))
-
-    def collect():
-        for event in watch:
-            kind = event.WhichOneof("event")
-            events.append(kind)
-            # The stream opens with the queue depth: from here on nothing is missed.
-            subscribed.set()
-            if events.count("lease_released") >= 2:
-                seen_two_releases.set()
-                return
-
-    watcher = threading.Thread(target=collect, daemon=True)
-    watcher.start()
-    if not subscribed.wait(timeout=10):
-        raise RuntimeError("the Watch stream did not open within 10 s")
-    status = stub.Status(pb.StatusRequest(token=token))
-    leases = []
-    for _ in range(2):
-        with gpu_lease(stub, token, args.model) as lease:
-            leases.append(as_dict(lease))
-    seen_two_releases.wait(timeout=10)
-    watch.cancel()
-    print(json.dumps({
-        "grpcio": grpc.__version__,
-        "node": status.node,
-        "slots": status.slots,
-        "gpus": len(status.gpus),
-        "leases": leases,
-        "events": events,
-    }))
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--socket", default=os.environ.get("VISION_SOCKET", "/var/run/vision/agent.sock"))
-    parser.add_argument("--token", default=os.environ.get("VISION_TOKEN", ""))
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="admit, run a (pretend) task, release")
-    run.add_argument("model")
-    run.add_argument("--seconds", type=float, default=0.1)
-    run.add_argument("--timeout-ms", type=int, default=None)
-    sub.add_parser("status")
-    watch = sub.add_parser("watch")
-    watch.add_argument("--count", type=int, default=0)
-    demo = sub.add_parser("demo")
-    demo.add_argument("model")
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("--task-type", default="")
+    parser.add_argument("--tasks", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=0.1, help="how long each (pretend) task holds the GPU")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a lease")
+    parser.add_argument("--watch", action="store_true", help="also report the Watch events")
+    parser.add_argument("--socket", help="default: $VISION_SOCKET")
+    parser.add_argument("--token", help="default: $VISION_TOKEN")
     args = parser.parse_args()
-    with connect(args.socket) as channel:
-        stub = rpc.AdmissionStub(channel)
+
+    client = Client(args.socket, args.token) if args.socket and args.token else Client.from_env()
+    with client:
+        events = client.watch(timeout=30) if args.watch else None
+        seen = [type(next(events)).__name__] if events else []  # the stream is open: nothing is missed
+        leases: list[dict[str, Any]] = []
         try:
-            {"run": cmd_run, "status": cmd_status, "watch": cmd_watch, "demo": cmd_demo}[args.command](
-                stub, args.token, args)
-        except grpc.RpcError as e:
-            print(json.dumps({"error": e.code().name, "details": e.details()}))
+            status = client.status()
+            for _ in range(args.tasks):
+                with client.task(args.model, task_type=args.task_type, timeout=args.timeout) as lease:
+                    # The task runs here: its model on torch.device("cuda", lease.cuda_device),
+                    # or through the node's Triton with lease.infer(...). It holds the GPU memory
+                    # until the block ends; the lease is kept alive meanwhile.
+                    time.sleep(args.seconds)
+                    leases.append({**asdict(lease.info), "cuda_device": lease.cuda_device})
+        except VisionError as e:
+            print(json.dumps({"error": e.code or type(e).__name__, "details": e.details or str(e)}))
             return 1
+        released = 0
+        for event in events or []:
+            seen.append(type(event).__name__)
+            released += isinstance(event, LeaseReleased)
+            if released == len(leases):
+                break
+        node = {"node": status.node, "slots": status.slots, "gpus": len(status.gpus)}
+        print(json.dumps({**node, "leases": leases, "stats": asdict(client.stats()), "events": seen}))
     return 0
 
 

@@ -3,7 +3,8 @@
 //! Where it connects: `--socket PATH`; else `$VISION_SOCKET` (set in pods by
 //! Allocate); else, under `--state-dir` (default `/var/lib/vision-node-daemon`,
 //! `--dev` = `./.vision-dev`), the admin socket for operator commands and the
-//! task socket for admit / release / keepalive. Token: `--token`, then
+//! task socket for admit / release / keepalive. `fault` (simulated GPUs
+//! only) is an operator command on the admin socket. Token: `--token`, then
 //! `$VISION_TOKEN`, then the state dir's `dev-token`.
 
 use std::path::{Path, PathBuf};
@@ -88,6 +89,17 @@ enum Command {
     },
     /// Stream state changes until interrupted.
     Watch,
+    /// Simulated GPUs only: mark GPU (UUID or index) faulted, as an Xid error
+    /// would (its leases are revoked), or healthy again with --clear.
+    Fault {
+        gpu: String,
+        /// Mark the GPU healthy again.
+        #[arg(long)]
+        clear: bool,
+        /// Why (shown in the gpu_health event).
+        #[arg(long, conflicts_with = "clear")]
+        reason: Option<String>,
+    },
 }
 
 const DEFAULT_STATE_DIR: &str = "/var/lib/vision-node-daemon";
@@ -270,6 +282,19 @@ async fn run(cli: &Cli) -> Result<(), String> {
             let r = c.evict(req).await.map_err(status_err)?.into_inner();
             print(json, &r, |r| {
                 format!("{model} evicted from {}\n", r.gpu_uuids.join(", "))
+            })
+        }
+        Command::Fault { gpu, clear, reason } => {
+            let mut c = connect(&cli.socket(false)).await?;
+            let req = pb::SetGpuFaultRequest {
+                gpu: gpu.clone(),
+                faulted: !clear,
+                reason: reason.clone().unwrap_or_default(),
+            };
+            let r = c.set_gpu_fault(req).await.map_err(status_err)?.into_inner();
+            let state = if *clear { "healthy again" } else { "faulted" };
+            print(json, &r, |r| {
+                format!("GPU {} ({}) {state}\n", r.gpu_index, r.gpu_uuid)
             })
         }
         Command::Watch => {

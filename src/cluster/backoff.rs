@@ -8,21 +8,21 @@ use tokio::time::Instant;
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
 /// No retry waits longer: an API server back from an outage hears from us
 /// within five minutes.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// One kind of write's failure streak: 1 s, 2 s, 4 s … 5 min, reset on
 /// success. No jitter: one daemon writes one object, so there is no herd of
 /// retries from this process to spread (the nodes of a cluster fail at
 /// different moments anyway).
 #[derive(Debug, Default)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     failures: u32,
     retry_at: Option<Instant>,
 }
 
 impl Backoff {
     /// The wait after the `failures`-th failure in a row (≥ 1).
-    pub fn delay(failures: u32) -> Duration {
+    pub(crate) fn delay(failures: u32) -> Duration {
         let doublings = failures.saturating_sub(1).min(31);
         BACKOFF_MIN
             .saturating_mul(1u32 << doublings)
@@ -30,25 +30,25 @@ impl Backoff {
     }
 
     /// Whether a write may be tried at `now`.
-    pub fn ready(&self, now: Instant) -> bool {
+    pub(crate) fn ready(&self, now: Instant) -> bool {
         self.retry_at.is_none_or(|at| now >= at)
     }
 
     /// When the next try is allowed, while a streak lasts.
-    pub fn retry_at(&self) -> Option<Instant> {
+    pub(crate) fn retry_at(&self) -> Option<Instant> {
         self.retry_at
     }
 
     /// Records a failure at `now`; returns the number of failures in a row
     /// (1 for the first of a streak, the one worth a warning).
-    pub fn failed(&mut self, now: Instant) -> u32 {
+    pub(crate) fn failed(&mut self, now: Instant) -> u32 {
         self.failures = self.failures.saturating_add(1);
         self.retry_at = Some(now + Backoff::delay(self.failures));
         self.failures
     }
 
     /// Records a success; returns how many failures the streak it ends had.
-    pub fn succeeded(&mut self) -> u32 {
+    pub(crate) fn succeeded(&mut self) -> u32 {
         self.retry_at = None;
         std::mem::take(&mut self.failures)
     }

@@ -8,83 +8,97 @@
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::EventType;
 
-use crate::proto::vision::v1::watch_event::Event as Body;
+use crate::gpu::Health;
+use crate::node::EventKind;
 
 /// The API server refuses an `events.k8s.io/v1` note over 1 KiB.
-pub const NOTE_MAX_BYTES: usize = 1024;
+pub(crate) const NOTE_MAX_BYTES: usize = 1024;
 
 /// One Kubernetes Event to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventSpec {
-    pub type_: EventType,
+pub(crate) struct EventSpec {
+    pub(crate) type_: EventType,
     /// Machine-readable, CamelCase (`GpuUnhealthy`).
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
     /// What the daemon was doing (`events.k8s.io/v1` requires one).
-    pub action: &'static str,
+    pub(crate) action: &'static str,
     /// For the human: which GPU, model or resource, and why. At most
     /// [`NOTE_MAX_BYTES`].
-    pub note: String,
+    pub(crate) note: String,
 }
 
 /// The Event a daemon event deserves, if any:
 ///
 /// | daemon event | type | reason |
 /// |---|---|---|
-/// | `Kubelet` with `registered` | Normal | `DevicePluginRegistered` |
+/// | `Kubelet`, registered | Normal | `DevicePluginRegistered` |
 /// | `GpuHealth`, unhealthy | Warning | `GpuUnhealthy` |
 /// | `GpuHealth`, healthy | Normal | `GpuRecovered` |
 /// | `ModelLoadFailed` | Warning | `ModelLoadFailed` |
-/// | `Pool` with `overcommitted` | Warning | `GpuPoolOvercommitted` |
+/// | `PoolOvercommitted` | Warning | `GpuPoolOvercommitted` |
 ///
 /// Everything else — admissions, leases, queue changes, successful loads,
 /// evictions, a pool draining, a registration attempt failing (retried
 /// with backoff, and logged) — gets none.
-pub fn event_for(body: &Body) -> Option<EventSpec> {
-    let (type_, reason, action, note) = match body {
-        Body::Kubelet(k) if k.registered => (
+pub(crate) fn event_for(kind: &EventKind) -> Option<EventSpec> {
+    let (type_, reason, action, note) = match kind {
+        EventKind::Kubelet(k) if k.registered => (
             EventType::Normal,
             "DevicePluginRegistered",
             "Register",
-            format!("{}: {}", k.resource, k.message),
+            format!(
+                "{}: registered with kubelet (endpoint {})",
+                k.resource, k.endpoint
+            ),
         ),
-        Body::GpuHealth(h) if !h.healthy => (
+        EventKind::GpuHealth {
+            gpu,
+            health: Health::Unhealthy(why),
+        } => (
             EventType::Warning,
             "GpuUnhealthy",
             "HealthCheck",
             format!(
                 "GPU {} ({}) is unhealthy: {}; its models were dropped and its leases revoked",
-                h.gpu_index,
-                h.gpu_uuid,
-                if h.reason.is_empty() {
+                gpu.id.0,
+                gpu.uuid,
+                if why.is_empty() {
                     "no reason given"
                 } else {
-                    &h.reason
+                    why
                 }
             ),
         ),
-        Body::GpuHealth(h) => (
+        EventKind::GpuHealth {
+            gpu,
+            health: Health::Healthy,
+        } => (
             EventType::Normal,
             "GpuRecovered",
             "HealthCheck",
-            format!("GPU {} ({}) is healthy again", h.gpu_index, h.gpu_uuid),
+            format!("GPU {} ({}) is healthy again", gpu.id.0, gpu.uuid),
         ),
-        Body::ModelLoadFailed(m) => (
+        EventKind::ModelLoadFailed { copy, error, .. } => (
             EventType::Warning,
             "ModelLoadFailed",
             "LoadModel",
             format!(
-                "model {} ({} MiB) failed to load on GPU {} ({}): {}",
-                m.model, m.weights_mib, m.gpu_index, m.gpu_uuid, m.reason
+                "model {} ({} MiB) failed to load on GPU {} ({}): {error}",
+                copy.model, copy.weights_mib, copy.gpu.id.0, copy.gpu.uuid
             ),
         ),
-        Body::Pool(p) if p.overcommitted => (
+        EventKind::PoolOvercommitted {
+            gpu,
+            committed_mib,
+            usable_mib,
+        } => (
             EventType::Warning,
             "GpuPoolOvercommitted",
             "AccountMemory",
             format!(
-                "GPU {} ({}) pool is over-committed: {} MiB committed of {} MiB usable; \
+                "GPU {} ({}) pool is over-committed: {committed_mib} MiB committed of {usable_mib} MiB usable; \
                  admissions there wait until it drains",
-                p.gpu_index, p.gpu_uuid, p.committed_mib, p.usable_mib
+                gpu.id.0, gpu.uuid
             ),
         ),
         _ => return None,
@@ -117,7 +131,7 @@ fn truncate(mut text: String, max: usize) -> String {
 /// `kubectl describe node` searches events by both the real UID and the
 /// name. It also spares a GET of the Node (and the RBAC for it) before the
 /// first Event, and keeps Events flowing when the label writes fail.
-pub fn node_reference(node_name: &str) -> ObjectReference {
+pub(crate) fn node_reference(node_name: &str) -> ObjectReference {
     ObjectReference {
         api_version: Some("v1".into()),
         kind: Some("Node".into()),
@@ -129,16 +143,38 @@ pub fn node_reference(node_name: &str) -> ObjectReference {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::proto::vision::v1 as pb;
+    use std::time::Duration;
 
-    fn health(healthy: bool, reason: &str) -> Body {
-        Body::GpuHealth(pb::GpuHealthEvent {
-            gpu_index: 1,
-            gpu_uuid: "GPU-1".into(),
-            healthy,
-            reason: reason.into(),
-        })
+    use super::*;
+    use crate::engine::{GpuId, LeaseId, Outcome, RevokeReason};
+    use crate::node::{
+        GpuRef, LeaseInfo, LoadError, ModelCopy, QueueDepth, Registration, UnloadCause,
+    };
+
+    fn gpu(i: u32) -> GpuRef {
+        GpuRef {
+            id: GpuId(i),
+            uuid: format!("GPU-{i}"),
+        }
+    }
+
+    fn health(healthy: bool, reason: &str) -> EventKind {
+        EventKind::GpuHealth {
+            gpu: gpu(1),
+            health: if healthy {
+                Health::Healthy
+            } else {
+                Health::Unhealthy(reason.into())
+            },
+        }
+    }
+
+    fn copy(model: &str, weights_mib: u64) -> ModelCopy {
+        ModelCopy {
+            model: model.into(),
+            gpu: gpu(0),
+            weights_mib,
+        }
     }
 
     #[test]
@@ -169,10 +205,10 @@ mod tests {
     #[test]
     fn only_a_successful_kubelet_registration_is_an_event() {
         let k = |registered| {
-            Body::Kubelet(pb::KubeletEvent {
+            EventKind::Kubelet(Registration {
                 resource: "vision.ai/slot".into(),
+                endpoint: "vision-slot.sock".into(),
                 registered,
-                message: "registered with kubelet (endpoint vision-slot.sock)".into(),
             })
         };
         let e = event_for(&k(true)).expect("an event");
@@ -189,58 +225,83 @@ mod tests {
 
     #[test]
     fn a_failed_model_load_is_a_warning() {
-        let e = event_for(&Body::ModelLoadFailed(pb::ModelEvent {
-            model: "sam".into(),
-            gpu_index: 0,
-            gpu_uuid: "GPU-0".into(),
-            weights_mib: 2400,
-            reason: "out of memory".into(),
-            duration_ms: 30,
-        }))
+        let e = event_for(&EventKind::ModelLoadFailed {
+            copy: copy("sam", 2400),
+            took: Duration::from_millis(30),
+            error: LoadError::Runtime(crate::runtime::Error::Refused("out of memory".into())),
+        })
         .expect("an event");
         assert_eq!((e.type_, e.reason), (EventType::Warning, "ModelLoadFailed"));
         assert_eq!(
             e.note,
-            "model sam (2400 MiB) failed to load on GPU 0 (GPU-0): out of memory"
+            "model sam (2400 MiB) failed to load on GPU 0 (GPU-0): model runtime refused: out of memory"
+        );
+        let timed_out = event_for(&EventKind::ModelLoadFailed {
+            copy: copy("sam", 2400),
+            took: Duration::from_secs(60),
+            error: LoadError::TimedOut(Duration::from_secs(60)),
+        })
+        .expect("an event");
+        assert!(
+            timed_out.note.ends_with(": load timed out after 1m"),
+            "{}",
+            timed_out.note
         );
     }
 
     #[test]
     fn only_entering_overcommit_is_an_event() {
-        let p = |overcommitted| {
-            Body::Pool(pb::PoolEvent {
-                gpu_index: 0,
-                gpu_uuid: "GPU-0".into(),
-                overcommitted,
-                committed_mib: 30000,
-                usable_mib: 24000,
-            })
-        };
-        let e = event_for(&p(true)).expect("an event");
+        let e = event_for(&EventKind::PoolOvercommitted {
+            gpu: gpu(0),
+            committed_mib: 30000,
+            usable_mib: 24000,
+        })
+        .expect("an event");
         assert_eq!(
             (e.type_, e.reason),
             (EventType::Warning, "GpuPoolOvercommitted")
         );
         assert!(e.note.contains("30000 MiB committed of 24000 MiB usable"));
-        assert_eq!(event_for(&p(false)), None);
+        assert_eq!(event_for(&EventKind::PoolDrained { gpu: gpu(0) }), None);
     }
 
     #[test]
     fn admissions_leases_and_routine_residency_changes_are_not_events() {
-        let lease = pb::LeaseEvent::default();
-        let model = pb::ModelEvent::default();
-        for body in [
-            Body::LeaseGranted(lease.clone()),
-            Body::LeaseReleased(lease.clone()),
-            Body::LeaseExpired(lease.clone()),
-            Body::LeaseRevoked(lease),
-            Body::ModelLoading(model.clone()),
-            Body::ModelLoaded(model.clone()),
-            Body::ModelEvicted(model),
-            Body::Queue(pb::QueueEvent::default()),
-            Body::AdmissionRejected(pb::AdmissionRejected::default()),
+        let lease = LeaseInfo {
+            id: LeaseId(1),
+            model: "yolo".into(),
+            gpu: gpu(0),
+            warm: true,
+            waited: Duration::ZERO,
+            expires_in: Duration::from_secs(60),
+            ttl: Duration::from_secs(60),
+            runtime_endpoint: String::new(),
+            working_mib: 100,
+        };
+        for kind in [
+            EventKind::LeaseGranted(lease.clone()),
+            EventKind::LeaseReleased(lease.clone()),
+            EventKind::LeaseExpired(lease.clone()),
+            EventKind::LeaseRevoked {
+                lease,
+                reason: RevokeReason::GpuUnhealthy,
+            },
+            EventKind::ModelLoading(copy("yolo", 12)),
+            EventKind::ModelLoaded {
+                copy: copy("yolo", 12),
+                took: Duration::from_millis(5),
+            },
+            EventKind::ModelUnloaded {
+                copy: copy("yolo", 12),
+                reason: UnloadCause::Evicted { for_model: None },
+            },
+            EventKind::Queue(QueueDepth::default()),
+            EventKind::AdmissionRejected {
+                model: "yolo".into(),
+                outcome: Outcome::DeadlineExceeded,
+            },
         ] {
-            assert_eq!(event_for(&body), None, "{body:?}");
+            assert_eq!(event_for(&kind), None, "{kind:?}");
         }
     }
 

@@ -10,13 +10,13 @@ use std::collections::BTreeMap;
 use crate::engine::Status;
 
 /// Label key → value, sorted (the order the apply body is written in).
-pub type Labels = BTreeMap<String, String>;
+pub(crate) type Labels = BTreeMap<String, String>;
 
 /// The most characters a label value may have.
-pub const LABEL_VALUE_MAX: usize = 63;
+pub(crate) const LABEL_VALUE_MAX: usize = 63;
 
 /// What `<domain>/gpu.product` says when no GPU name survives sanitising.
-pub const UNKNOWN_PRODUCT: &str = "unknown";
+pub(crate) const UNKNOWN_PRODUCT: &str = "unknown";
 
 /// The labels this node should carry:
 ///
@@ -32,7 +32,7 @@ pub const UNKNOWN_PRODUCT: &str = "unknown";
 ///
 /// With no GPUs, `gpu.product` and `gpu.memory-mib` are left out (there is
 /// nothing to describe) and server-side apply removes them.
-pub fn node_labels(status: &Status, domain: &str, slots_per_gpu: u32) -> Labels {
+pub(crate) fn node_labels(status: &Status, domain: &str, slots_per_gpu: u32) -> Labels {
     let key = |name: &str| format!("{domain}/{name}");
     let mut labels = Labels::new();
     labels.insert(key("present"), "true".into());
@@ -82,7 +82,7 @@ fn most_common_name(status: &Status) -> Option<&str> {
 /// `-`, so `NVIDIA A100-SXM4-80GB` reads `NVIDIA-A100-SXM4-80GB` and
 /// `NVIDIA L4 (simulated)` reads `NVIDIA-L4-simulated`. The result may be
 /// empty (itself a valid value) when nothing usable is left.
-pub fn sanitize_label_value(text: &str) -> String {
+pub(crate) fn sanitize_label_value(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(2 * LABEL_VALUE_MAX));
     let mut replaced = false;
     for c in text.chars() {
@@ -102,8 +102,10 @@ pub fn sanitize_label_value(text: &str) -> String {
         .to_owned()
 }
 
-/// Whether `value` is a valid label value (the API server's rule).
-pub fn is_valid_label_value(value: &str) -> bool {
+/// Whether `value` is a valid label value (the API server's rule): the
+/// tests' oracle for [`sanitize_label_value`].
+#[cfg(test)]
+fn is_valid_label_value(value: &str) -> bool {
     let inner = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     value.is_empty()
         || (value.len() <= LABEL_VALUE_MAX

@@ -8,7 +8,8 @@
 //!   rewritten only when they change — [`labels`];
 //! - **annotations** (what is warm where, queue depth, for a scheduler
 //!   extender or a router) by server-side apply, change-driven and rate
-//!   limited — [`residency`];
+//!   limited — [`residency`], public because its schema is a contract with
+//!   readers outside the daemon (`vision-scheduler-extender`);
 //! - **Events** on the Node for what a human should see in
 //!   `kubectl describe node` — [`events`].
 //!
@@ -18,13 +19,13 @@
 //! the daemon's other work: the engine lock is held for one status read.
 //!
 //! # Layout
-//! - [`labels`], [`residency`], [`events`]: the pure mappings.
+//! - `labels`, [`residency`], `events`: the pure mappings.
 //! - [`backoff`]: the retry schedule.
 //! - `publisher`: the task, [`spawn`]ed once per daemon.
 
 pub mod backoff;
-pub mod events;
-pub mod labels;
+mod events;
+mod labels;
 mod publisher;
 pub mod residency;
 #[cfg(test)]
@@ -39,14 +40,10 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::service::Node;
-
-pub use events::{EventSpec, event_for, node_reference};
-pub use labels::{node_labels, sanitize_label_value};
-pub use residency::node_annotations;
+use crate::node::Node;
 
 /// The Events' reporting controller (the instance is the node name).
-pub const REPORTER: &str = "vision-node-daemon";
+pub(crate) const REPORTER: &str = "vision-node-daemon";
 /// Field manager of the label apply.
 pub const LABEL_MANAGER: &str = "vision-node-daemon";
 /// Field manager of the annotation apply. Separate from [`LABEL_MANAGER`]
@@ -146,7 +143,7 @@ fn api_source(
 /// `kube::Config::infer` falls back to, makes "no API configured" an
 /// explicit, quiet outcome that can never turn into writes to some default
 /// address.
-pub async fn client_from_env() -> Option<kube::Client> {
+pub(crate) async fn client_from_env() -> Option<kube::Client> {
     let Some(source) = api_source(|k| std::env::var_os(k), Path::exists) else {
         tracing::info!("no Kubernetes API configured; cluster publishing is off");
         return None;
@@ -170,13 +167,6 @@ pub async fn client_from_env() -> Option<kube::Client> {
                 "cannot build a Kubernetes client; cluster publishing is off");
             None
         }
-    }
-}
-
-impl crate::telemetry::metrics::ClusterStats for Stats {
-    fn publish_errors(&self) -> u64 {
-        self.publish_errors
-            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

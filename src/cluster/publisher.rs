@@ -11,7 +11,10 @@
 //!   them stale and the task wakes once at the end of the window to read the
 //!   state *then* and write it if it differs from what was written — one
 //!   write per interval at most, the latest state wins, none when nothing
-//!   changed. This also keeps a busy node from reading its status per event;
+//!   changed. This also keeps a busy node from reading its status per event.
+//!   Each write is stamped (`<domain>/residency-time`); a quiet node's
+//!   unchanged state is re-stamped every [`REFRESH`], the heartbeat that
+//!   lets readers tell a live daemon's state from a dead one's;
 //! - Events are queued as they come and sent in order.
 //!
 //! Each of the three has its own [`Backoff`], so an RBAC gap for Events does
@@ -33,14 +36,13 @@ use tokio::time::Instant;
 use super::backoff::Backoff;
 use super::events::{EventSpec, event_for, node_reference};
 use super::labels::{Labels, node_labels};
-use super::residency::{Annotations, node_annotations};
+use super::residency::{self, Annotations, REFRESH, node_annotations};
 use super::{ANNOTATION_MANAGER, LABEL_MANAGER, REPORTER, Settings, Stats};
-use crate::proto::vision::v1::watch_event::Event as Body;
-use crate::service::{self, Node};
+use crate::node::{self, EventKind, Node};
 
 /// Re-read the state this often even without events: memory taken by other
 /// processes changes free pool memory without an event of its own.
-pub const SAFETY_NET: Duration = Duration::from_secs(30);
+pub(crate) const SAFETY_NET: Duration = Duration::from_secs(30);
 
 /// Events waiting while the API fails; older ones are dropped first (what
 /// is happening now matters more than a backlog).
@@ -122,27 +124,27 @@ impl Publisher {
 
     /// Runs until the node shuts down (or is dropped). Writes in flight are
     /// abandoned at shutdown; nothing here can fail the daemon.
-    pub(super) async fn run(mut self, mut events: broadcast::Receiver<service::Event>) {
+    pub(super) async fn run(mut self, mut events: broadcast::Receiver<node::Shared>) {
         let mut shutdown = self.node.shutdown_signal();
         loop {
             self.refresh(Instant::now());
             tokio::select! {
                 biased;
-                _ = service::stopped(&mut shutdown) => break,
+                _ = shutdown.fired() => break,
                 _ = self.write_due() => {}
             }
             let wake = self.next_wake(Instant::now());
             tokio::select! {
                 biased;
-                _ = service::stopped(&mut shutdown) => break,
+                _ = shutdown.fired() => break,
                 received = events.recv() => match received {
                     Ok(ev) => {
-                        self.observe(&ev.body);
+                        self.observe(&ev.kind);
                         // Take whatever else is already there: one status
                         // read and one round of writes for a burst.
                         loop {
                             match events.try_recv() {
-                                Ok(ev) => self.observe(&ev.body),
+                                Ok(ev) => self.observe(&ev.kind),
                                 Err(TryRecvError::Lagged(missed)) => self.lagged(missed),
                                 Err(TryRecvError::Empty | TryRecvError::Closed) => break,
                             }
@@ -161,12 +163,12 @@ impl Publisher {
     }
 
     /// Notes what one node event changes.
-    fn observe(&mut self, body: &Body) {
-        if matches!(body, Body::GpuHealth(_)) {
+    fn observe(&mut self, kind: &EventKind) {
+        if matches!(kind, EventKind::GpuHealth { .. }) {
             self.labels_stale = true;
         }
         self.annotations_stale = true;
-        if let Some(spec) = event_for(body) {
+        if let Some(spec) = event_for(kind) {
             if self.events.len() == MAX_QUEUED_EVENTS
                 && let Some(dropped) = self.events.pop_front()
             {
@@ -201,14 +203,31 @@ impl Publisher {
         if !self.labels_stale && !annotations {
             return;
         }
-        let status = self.node.read(|engine| engine.status());
+        let status = self.node.engine_status();
         let s = &self.settings;
         if self.labels_stale {
             self.labels.desired = Some(node_labels(&status, &s.domain, s.slots_per_gpu));
             self.labels_stale = false;
         }
         if annotations {
-            self.annotations.desired = Some(node_annotations(&status, &s.domain));
+            let read = node_annotations(&status, &s.domain, std::time::SystemTime::now());
+            // The stamp alone is no reason to write until REFRESH has passed.
+            let restamp_due = self
+                .annotations_written_at
+                .is_none_or(|at| now >= at + REFRESH);
+            let unchanged = !restamp_due
+                && (self.annotations.written.as_ref())
+                    .is_some_and(|w| residency::same_state(w, &read, &s.domain));
+            if unchanged {
+                self.annotations.desired = self.annotations.written.clone();
+            } else {
+                if restamp_due {
+                    // The heartbeat is written even if the wall clock has
+                    // not moved (or went back) since the last write.
+                    self.annotations.written = None;
+                }
+                self.annotations.desired = Some(read);
+            }
             self.annotations_stale = false;
         }
     }
@@ -227,6 +246,15 @@ impl Publisher {
         }
         if !self.events.is_empty() {
             wake = wake.min(self.events_backoff.retry_at().unwrap_or(now));
+        }
+        // The heartbeat: re-stamp a quiet node's annotations on time. Only a
+        // future instant, so a clock that makes the re-stamp equal to what
+        // was written cannot spin the loop (the safety net covers it).
+        if !self.annotations.pending()
+            && let Some(restamp) = self.annotations_written_at.map(|at| at + REFRESH)
+            && restamp > now
+        {
+            wake = wake.min(restamp);
         }
         wake
     }

@@ -20,14 +20,32 @@ const UNITS: [(&str, u128); 6] = [
 
 const UNIT_LIST: &str = "h, m, s, ms, us, ns";
 
+/// Why a duration did not parse; each says how to write it right.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty duration; write e.g. `30s`")]
+    Empty,
+    #[error("`{text}` is not a duration: expected a number at `{at}`; write e.g. `30s` or `1m30s`")]
+    ExpectedNumber { text: String, at: String },
+    #[error("`{0}` has no unit; write e.g. `{0}s` (units: {UNIT_LIST})")]
+    NoUnit(String),
+    #[error("`{text}` has no unit after `{number}`; write e.g. `{number}s` (units: {UNIT_LIST})")]
+    NoUnitAfter { text: String, number: u128 },
+    #[error("`{text}` has an unknown unit `{unit}` (units: {UNIT_LIST})")]
+    UnknownUnit { text: String, unit: String },
+    #[error("`{0}` is too long a duration")]
+    TooLong(String),
+}
+
 /// Parses a sequence of `<integer><unit>` parts, summed: `1m30s` is 90 s.
 ///
 /// Units: `h`, `m`, `s`, `ms`, `us` (or `µs`), `ns`. No sign, no spaces, no
 /// fractions (`1.5s` is spelled `1s500ms`), and every number needs a unit.
-pub fn parse(s: &str) -> Result<Duration, String> {
+pub fn parse(s: &str) -> Result<Duration, DurationError> {
     if s.is_empty() {
-        return Err("empty duration; write e.g. `30s`".to_owned());
+        return Err(DurationError::Empty);
     }
+    let too_long = || DurationError::TooLong(s.to_owned());
     let mut rest = s;
     let mut total: u128 = 0;
     while !rest.is_empty() {
@@ -35,11 +53,11 @@ pub fn parse(s: &str) -> Result<Duration, String> {
             .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!(
-                "`{s}` is not a duration: expected a number at `{rest}`; write e.g. `30s` or `1m30s`"
-            ));
+            return Err(DurationError::ExpectedNumber {
+                text: s.to_owned(),
+                at: rest.to_owned(),
+            });
         }
-        let too_long = || format!("`{s}` is too long a duration");
         let number: u128 = rest[..digits].parse().map_err(|_| too_long())?;
         rest = &rest[digits..];
         let unit_len = rest
@@ -48,23 +66,21 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let nanos = match unit {
-            "" if digits == s.len() => {
-                return Err(format!(
-                    "`{s}` has no unit; write e.g. `{s}s` (units: {UNIT_LIST})"
-                ));
-            }
+            "" if digits == s.len() => return Err(DurationError::NoUnit(s.to_owned())),
             "" => {
-                return Err(format!(
-                    "`{s}` has no unit after `{number}`; write e.g. `{number}s` (units: {UNIT_LIST})"
-                ));
+                return Err(DurationError::NoUnitAfter {
+                    text: s.to_owned(),
+                    number,
+                });
             }
             "µs" => 1_000,
             _ => match UNITS.iter().find(|(name, _)| *name == unit) {
                 Some((_, nanos)) => *nanos,
                 None => {
-                    return Err(format!(
-                        "`{s}` has an unknown unit `{unit}` (units: {UNIT_LIST})"
-                    ));
+                    return Err(DurationError::UnknownUnit {
+                        text: s.to_owned(),
+                        unit: unit.to_owned(),
+                    });
                 }
             },
         };
@@ -73,8 +89,7 @@ pub fn parse(s: &str) -> Result<Duration, String> {
             .and_then(|part| total.checked_add(part))
             .ok_or_else(too_long)?;
     }
-    let secs = u64::try_from(total / 1_000_000_000)
-        .map_err(|_| format!("`{s}` is too long a duration"))?;
+    let secs = u64::try_from(total / 1_000_000_000).map_err(|_| too_long())?;
     // The remainder is below 1e9, so it always fits a u32.
     let subsec = (total % 1_000_000_000) as u32;
     Ok(Duration::new(secs, subsec))
@@ -105,6 +120,10 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn err(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
     #[test]
     fn single_units_parse_to_their_length() {
         assert_eq!(parse("500ms"), Ok(Duration::from_millis(500)));
@@ -124,27 +143,27 @@ mod tests {
 
     #[test]
     fn a_bare_number_is_rejected_with_a_hint_to_add_a_unit() {
-        let e = parse("30").unwrap_err();
+        let e = parse("30").unwrap_err().to_string();
         assert!(e.contains("no unit") && e.contains("`30s`"), "{e}");
-        assert!(parse("1m30").unwrap_err().contains("no unit after `30`"));
+        assert!(err("1m30").contains("no unit after `30`"));
     }
 
     #[test]
     fn malformed_durations_are_rejected() {
-        assert!(parse("").unwrap_err().contains("empty"));
-        assert!(parse("5x").unwrap_err().contains("unknown unit `x`"));
-        assert!(parse("-5s").unwrap_err().contains("expected a number"));
-        assert!(parse("1.5s").unwrap_err().contains("unknown unit `.`"));
-        assert!(parse("5 s").unwrap_err().contains("unknown unit ` s`"));
-        assert!(parse("s").unwrap_err().contains("expected a number"));
+        assert!(err("").contains("empty"));
+        assert!(err("5x").contains("unknown unit `x`"));
+        assert!(err("-5s").contains("expected a number"));
+        assert!(err("1.5s").contains("unknown unit `.`"));
+        assert!(err("5 s").contains("unknown unit ` s`"));
+        assert!(err("s").contains("expected a number"));
     }
 
     #[test]
     fn durations_beyond_the_range_of_duration_are_rejected() {
         let huge = format!("{}h", u64::MAX);
-        assert!(parse(&huge).unwrap_err().contains("too long"));
+        assert!(err(&huge).contains("too long"));
         let digits = "9".repeat(60) + "s";
-        assert!(parse(&digits).unwrap_err().contains("too long"));
+        assert!(err(&digits).contains("too long"));
     }
 
     #[test]

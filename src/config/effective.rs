@@ -76,12 +76,27 @@ fn to_wire(config: &Config) -> WireConfig {
             RuntimeKind::Bookkeeping { simulate_load_time } => WireRuntime {
                 kind: Some(WireRuntimeKind::Bookkeeping),
                 endpoint: None,
+                client_endpoint: None,
+                model_repository: None,
                 load_timeout: Some(WireDuration(duration::format(config.runtime.load_timeout))),
                 simulate_load_time: Some(*simulate_load_time),
             },
             RuntimeKind::Grpc { endpoint } => WireRuntime {
                 kind: Some(WireRuntimeKind::Grpc),
                 endpoint: Some(endpoint.clone()),
+                client_endpoint: None,
+                model_repository: None,
+                load_timeout: Some(WireDuration(duration::format(config.runtime.load_timeout))),
+                simulate_load_time: None,
+            },
+            RuntimeKind::Triton(t) => WireRuntime {
+                kind: Some(WireRuntimeKind::Triton),
+                endpoint: Some(t.endpoint.clone()),
+                client_endpoint: Some(t.client_endpoint.clone()),
+                model_repository: t
+                    .model_repository
+                    .as_ref()
+                    .map(|p| p.to_string_lossy().into_owned()),
                 load_timeout: Some(WireDuration(duration::format(config.runtime.load_timeout))),
                 simulate_load_time: None,
             },
@@ -104,6 +119,10 @@ fn to_wire(config: &Config) -> WireConfig {
                 .iter()
                 .map(|m| WireModel {
                     name: Some(m.name.clone()),
+                    runtime_name: match &config.runtime.kind {
+                        RuntimeKind::Triton(t) => t.model_names.get(&m.name).cloned(),
+                        _ => None,
+                    },
                     weights_mib: Some(m.weights_mib),
                     working_mib: Some(m.working_mib),
                     max_concurrency: Some(m.max_concurrency),
@@ -168,6 +187,21 @@ mod tests {
             );
         }
         assert!(!yaml.contains("nvml_library"), "{yaml}");
+        round_trip(&config);
+    }
+
+    #[test]
+    fn a_triton_runtime_survives_the_round_trip() {
+        let text = "\
+node_name: n
+runtime: { kind: triton, endpoint: 'http://triton:8001', client_endpoint: '10.0.0.1:8001', model_repository: /models }
+models:
+  - { name: a, runtime_name: a_onnx, weights_mib: 1, working_mib: 1, load_ms: 0 }
+  - { name: b, weights_mib: 1, working_mib: 1, load_ms: 0 }
+";
+        let config = load_str(text, "t", &no_env).expect("loads");
+        let yaml = config.effective_yaml();
+        assert!(yaml.contains("runtime_name: a_onnx"), "{yaml}");
         round_trip(&config);
     }
 

@@ -182,6 +182,34 @@ pub enum RuntimeKind {
     /// A node-local model server implementing `vision.v1.ModelRuntime`, at
     /// `unix:///path` or `http://host:port`.
     Grpc { endpoint: String },
+    /// Triton Inference Server in explicit model-control mode, driven over
+    /// its gRPC API.
+    Triton(TritonConfig),
+}
+
+/// How the daemon reaches Triton, and what Triton calls the catalog's models.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TritonConfig {
+    /// Triton's gRPC address as the daemon dials it (`host:port` or
+    /// `http://host:port`).
+    pub endpoint: String,
+    /// What leases tell pods (`host:port`, as Triton's clients take it);
+    /// `endpoint` unless set.
+    pub client_endpoint: String,
+    /// Triton's model repository as the daemon sees it (read-only): where it
+    /// reads a model's `config.pbtxt` to pin copies to GPUs. Without it,
+    /// copies are not pinned and the repository's own config stands.
+    pub model_repository: Option<PathBuf>,
+    /// Catalog name → Triton model name, for the models whose names differ
+    /// (`models[].runtime_name`).
+    pub model_names: std::collections::BTreeMap<String, String>,
+}
+
+impl TritonConfig {
+    /// Triton's name for the catalog model `model`.
+    pub fn triton_name<'a>(&'a self, model: &'a str) -> &'a str {
+        self.model_names.get(model).map_or(model, String::as_str)
+    }
 }
 
 /// One catalog entry.

@@ -86,9 +86,47 @@ pub(crate) fn model_name_problem(name: &str) -> Option<String> {
     None
 }
 
+/// Why `name` cannot be a Triton model name, or `None`.
+///
+/// A Triton model is a directory of the model repository, named in gRPC
+/// calls and in URL paths of Triton's HTTP API: no path separators, no
+/// whitespace or control characters, not `.`/`..`, at most 255 bytes.
+pub(crate) fn triton_model_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("must not be empty".to_owned());
+    }
+    if name.len() > 255 {
+        return Some(format!(
+            "is {} bytes long; a directory name has at most 255",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." || name.contains(['/', '\\']) {
+        return Some(format!(
+            "`{name}` is not a directory name of the model repository"
+        ));
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some(format!(
+            "`{name}` contains whitespace or control characters; Triton's HTTP API puts the name in URL paths"
+        ));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn triton_model_names_are_plain_directory_names() {
+        for ok in ["yolov8n_onnx", "clip-ViT.B32", "a"] {
+            assert_eq!(triton_model_name_problem(ok), None, "{ok}");
+        }
+        for bad in ["", ".", "..", "a/b", "a b", "tab\there", &"x".repeat(256)] {
+            assert!(triton_model_name_problem(bad).is_some(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn ordinary_node_names_and_domains_are_dns_subdomains() {

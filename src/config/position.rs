@@ -42,7 +42,7 @@ pub(crate) struct Index {
 impl Index {
     /// Indexes `text`. On a syntax error the index holds what came before it;
     /// the syntax error itself is reported by serde_yaml.
-    pub fn build(text: &str) -> Self {
+    pub(crate) fn build(text: &str) -> Self {
         let mut builder = Builder::default();
         // Only the first document: serde_yaml rejects multi-document input.
         let _ = Parser::new_from_str(text).load(&mut builder, false);
@@ -50,24 +50,24 @@ impl Index {
     }
 
     /// Whether `path` names a value in the document.
-    pub fn contains(&self, path: &str) -> bool {
+    pub(crate) fn contains(&self, path: &str) -> bool {
         self.values.contains_key(path)
     }
 
     /// Where the value at `path` starts.
-    pub fn value(&self, path: &str) -> Option<Pos> {
+    pub(crate) fn value(&self, path: &str) -> Option<Pos> {
         self.values.get(path).copied()
     }
 
     /// Where the key introducing `path` starts.
-    pub fn key(&self, path: &str) -> Option<Pos> {
+    pub(crate) fn key(&self, path: &str) -> Option<Pos> {
         self.keys.get(path).copied()
     }
 
     /// The value at `path`, else its nearest enclosing value: a key that was
     /// left out (and took its default) is reported at the mapping it belongs
     /// in. Never the document root, which would point at line 1 for no reason.
-    pub fn locate(&self, path: &str) -> Option<Pos> {
+    pub(crate) fn locate(&self, path: &str) -> Option<Pos> {
         let mut path = path;
         while !path.is_empty() {
             if let Some(pos) = self.value(path) {

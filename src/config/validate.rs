@@ -21,7 +21,7 @@ use super::wire::{
 };
 use super::{
     AdmissionConfig, ClusterConfig, Config, DevicesConfig, EvictionPolicy, GpuBackend, GpuConfig,
-    ModelSpec, Publish, RuntimeConfig, RuntimeKind, SimulatedGpu, TelemetryConfig,
+    ModelSpec, Publish, RuntimeConfig, RuntimeKind, SimulatedGpu, TelemetryConfig, TritonConfig,
 };
 
 pub(crate) const DEFAULT_DOMAIN: &str = "vision.ai";
@@ -82,10 +82,11 @@ pub(crate) fn validate(
     let gpus = gpus(&mut c, wire.gpus.unwrap_or_default());
     let devices = devices(&mut c, wire.devices.unwrap_or_default());
     let admission = admission(&mut c, wire.admission.unwrap_or_default());
-    let runtime = runtime(&mut c, wire.runtime.unwrap_or_default());
+    let mut runtime = runtime(&mut c, wire.runtime.unwrap_or_default());
     let cluster = cluster(&mut c, wire.cluster.unwrap_or_default());
     let telemetry = telemetry(&mut c, wire.telemetry.unwrap_or_default());
-    let models = models(&mut c, wire.models.unwrap_or_default());
+    let (models, runtime_names) = models(&mut c, wire.models.unwrap_or_default());
+    runtime_model_names(&mut c, &mut runtime.kind, &models, runtime_names);
     if models.is_empty() {
         c.fail(
             "models",
@@ -156,7 +157,7 @@ impl Check<'_> {
         match value {
             None => default,
             Some(WireDuration(text)) => duration::parse(&text).unwrap_or_else(|problem| {
-                self.fail(path, problem);
+                self.fail(path, problem.to_string());
                 default
             }),
         }
@@ -415,10 +416,24 @@ fn runtime(c: &mut Check<'_>, wire: WireRuntime) -> RuntimeConfig {
     if load_timeout.is_zero() {
         c.fail("runtime.load_timeout", "must be > 0");
     }
-    let kind = match wire.kind.unwrap_or(WireRuntimeKind::Bookkeeping) {
+    let kind = wire.kind.unwrap_or(WireRuntimeKind::Bookkeeping);
+    if kind != WireRuntimeKind::Triton {
+        for (key, present) in [
+            ("runtime.client_endpoint", wire.client_endpoint.is_some()),
+            ("runtime.model_repository", wire.model_repository.is_some()),
+        ] {
+            if present {
+                c.fail(key, "is only used with `kind: triton`");
+            }
+        }
+    }
+    let kind = match kind {
         WireRuntimeKind::Bookkeeping => {
             if wire.endpoint.is_some() {
-                c.fail("runtime.endpoint", "is only used with `kind: grpc`");
+                c.fail(
+                    "runtime.endpoint",
+                    "is only used with `kind: grpc` or `kind: triton`",
+                );
             }
             RuntimeKind::Bookkeeping {
                 simulate_load_time: wire.simulate_load_time.unwrap_or(false),
@@ -437,8 +452,136 @@ fn runtime(c: &mut Check<'_>, wire: WireRuntime) -> RuntimeConfig {
             }
             RuntimeKind::Grpc { endpoint }
         }
+        WireRuntimeKind::Triton => {
+            if wire.simulate_load_time.is_some() {
+                c.fail(
+                    "runtime.simulate_load_time",
+                    "is only used with `kind: bookkeeping`",
+                );
+            }
+            RuntimeKind::Triton(triton(
+                c,
+                wire.endpoint,
+                wire.client_endpoint,
+                wire.model_repository,
+            ))
+        }
     };
     RuntimeConfig { kind, load_timeout }
+}
+
+/// `runtime` with `kind: triton`; `model_names` is filled in from the catalog.
+fn triton(
+    c: &mut Check<'_>,
+    endpoint: Option<String>,
+    client_endpoint: Option<String>,
+    model_repository: Option<String>,
+) -> TritonConfig {
+    let endpoint = endpoint.unwrap_or_default();
+    if endpoint.is_empty() {
+        c.fail(
+            "runtime.endpoint",
+            "is required with `kind: triton`: Triton's gRPC address, e.g. 127.0.0.1:8001",
+        );
+    } else if let Some(problem) = tcp_address_problem(&endpoint) {
+        c.fail("runtime.endpoint", problem);
+    }
+    let client_endpoint = match client_endpoint.filter(|e| !e.is_empty()) {
+        Some(e) => {
+            if let Some(problem) = tcp_address_problem(&e) {
+                c.fail("runtime.client_endpoint", problem);
+            }
+            e
+        }
+        None => endpoint.clone(),
+    };
+    let model_repository = model_repository.map(|path| {
+        if !path.starts_with('/') {
+            c.fail(
+                "runtime.model_repository",
+                format!("{path:?}: must be an absolute path (Triton's model repository as the daemon sees it)"),
+            );
+        }
+        PathBuf::from(path)
+    });
+    TritonConfig {
+        endpoint,
+        client_endpoint,
+        model_repository,
+        model_names: Default::default(),
+    }
+}
+
+/// Triton's gRPC address: `host:port` or `http://host:port` (Triton serves
+/// gRPC on TCP only).
+fn tcp_address_problem(address: &str) -> Option<String> {
+    let rest = address.strip_prefix("http://").unwrap_or(address);
+    match rest.rsplit_once(':') {
+        Some((host, port))
+            if !host.is_empty()
+                && !host.contains(['/', ' ', '\t'])
+                && port.parse::<u16>().is_ok_and(|p| p > 0) =>
+        {
+            None
+        }
+        _ => Some(format!(
+            "{address:?}: expected host:port or http://host:port, e.g. 127.0.0.1:8001"
+        )),
+    }
+}
+
+/// Puts `models[].runtime_name` into the Triton config, or reports it where
+/// no runtime uses it. Two catalog models may not share one Triton model:
+/// the runtime tracks each Triton model's copies as one set.
+fn runtime_model_names(
+    c: &mut Check<'_>,
+    kind: &mut RuntimeKind,
+    models: &[ModelSpec],
+    runtime_names: Vec<(usize, String)>,
+) {
+    let RuntimeKind::Triton(triton) = kind else {
+        for (i, _) in runtime_names {
+            c.fail(
+                &format!("models[{i}].runtime_name"),
+                "is only used with `runtime.kind: triton`",
+            );
+        }
+        return;
+    };
+    let mut given: HashMap<usize, String> = HashMap::new();
+    for (i, name) in runtime_names {
+        if let Some(problem) = names::triton_model_name_problem(&name) {
+            c.fail(&format!("models[{i}].runtime_name"), problem);
+        }
+        given.insert(i, name);
+    }
+    let mut first_use: HashMap<String, usize> = HashMap::new();
+    for (i, model) in models.iter().enumerate() {
+        let triton_name = given.get(&i).unwrap_or(&model.name).clone();
+        if triton_name.is_empty() {
+            continue;
+        }
+        let path = if given.contains_key(&i) {
+            format!("models[{i}].runtime_name")
+        } else {
+            format!("models[{i}].name")
+        };
+        match first_use.get(&triton_name) {
+            Some(first) => c.fail(
+                &path,
+                format!(
+                    "Triton model `{triton_name}` is already served for models[{first}]; \
+                     each catalog model needs its own Triton model"
+                ),
+            ),
+            None => {
+                first_use.insert(triton_name.clone(), i);
+            }
+        }
+        if given.contains_key(&i) && triton_name != model.name {
+            triton.model_names.insert(model.name.clone(), triton_name);
+        }
+    }
 }
 
 /// A model runtime is reached over a Unix socket (`unix:///abs/path`) or TCP
@@ -460,11 +603,17 @@ fn endpoint_problem(endpoint: &str) -> Option<String> {
     ))
 }
 
-fn models(c: &mut Check<'_>, wire: Vec<WireModel>) -> Vec<ModelSpec> {
+/// The catalog, and each `runtime_name` given (by index), checked later
+/// against the runtime.
+fn models(c: &mut Check<'_>, wire: Vec<WireModel>) -> (Vec<ModelSpec>, Vec<(usize, String)>) {
     let mut first_use: HashMap<String, usize> = HashMap::new();
     let mut models = Vec::with_capacity(wire.len());
+    let mut runtime_names = Vec::new();
     for (i, model) in wire.into_iter().enumerate() {
         let base = format!("models[{i}]");
+        if let Some(runtime_name) = model.runtime_name {
+            runtime_names.push((i, runtime_name));
+        }
         let name_path = join(&base, "name");
         let present = model.name.is_some();
         let name = c.required(&name_path, model.name);
@@ -506,7 +655,7 @@ fn models(c: &mut Check<'_>, wire: Vec<WireModel>) -> Vec<ModelSpec> {
             task_types,
         });
     }
-    models
+    (models, runtime_names)
 }
 
 /// A required size: missing is reported as required, zero as `> 0`.

@@ -117,13 +117,17 @@ pub(crate) enum WireEvictionPolicy {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(
-    expecting = "a mapping of model runtime settings (kind, endpoint, load_timeout, simulate_load_time)"
+    expecting = "a mapping of model runtime settings (kind, endpoint, client_endpoint, model_repository, load_timeout, simulate_load_time)"
 )]
 pub(crate) struct WireRuntime {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<WireRuntimeKind>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_repository: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load_timeout: Option<WireDuration>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -158,15 +162,18 @@ pub(crate) struct WireTelemetry {
 pub(crate) enum WireRuntimeKind {
     Bookkeeping,
     Grpc,
+    Triton,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(
-    expecting = "a mapping of model settings (name, weights_mib, working_mib, max_concurrency, load_ms, task_ms, task_types)"
+    expecting = "a mapping of model settings (name, runtime_name, weights_mib, working_mib, max_concurrency, load_ms, task_ms, task_types)"
 )]
 pub(crate) struct WireModel {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weights_mib: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -248,10 +255,17 @@ pub(crate) const ADMISSION_KEYS: &[&str] = &[
 ];
 pub(crate) const CLUSTER_KEYS: &[&str] = &["publish", "annotation_interval"];
 pub(crate) const TELEMETRY_KEYS: &[&str] = &["otlp_endpoint"];
-pub(crate) const RUNTIME_KEYS: &[&str] =
-    &["kind", "endpoint", "load_timeout", "simulate_load_time"];
+pub(crate) const RUNTIME_KEYS: &[&str] = &[
+    "kind",
+    "endpoint",
+    "client_endpoint",
+    "model_repository",
+    "load_timeout",
+    "simulate_load_time",
+];
 pub(crate) const MODEL_KEYS: &[&str] = &[
     "name",
+    "runtime_name",
     "weights_mib",
     "working_mib",
     "max_concurrency",
@@ -369,6 +383,8 @@ mod tests {
         let runtime = WireRuntime {
             kind: Some(WireRuntimeKind::Grpc),
             endpoint: Some(String::new()),
+            client_endpoint: Some(String::new()),
+            model_repository: Some(String::new()),
             load_timeout: d(),
             simulate_load_time: Some(false),
         };
@@ -384,6 +400,7 @@ mod tests {
         assert_eq!(keys_of(&telemetry), TELEMETRY_KEYS);
         let model = WireModel {
             name: Some(String::new()),
+            runtime_name: Some(String::new()),
             weights_mib: Some(1),
             working_mib: Some(1),
             max_concurrency: Some(1),

@@ -9,13 +9,13 @@ use super::devices::{Layout, Resource};
 
 /// What one container's devices amount to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Plan {
+pub(crate) enum Plan {
     Slots(u32),
     Vram { gpu: usize, mib: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PlanError {
+pub(crate) enum PlanError {
     #[error("no devices in the request")]
     Empty,
     #[error("unknown {resource} device IDs: {}", ids.join(", "))]
@@ -34,7 +34,7 @@ pub enum PlanError {
 }
 
 /// Checks one container's device IDs and says what they amount to.
-pub fn plan(layout: &Layout, resource: Resource, ids: &[String]) -> Result<Plan, PlanError> {
+pub(crate) fn plan(layout: &Layout, resource: Resource, ids: &[String]) -> Result<Plan, PlanError> {
     if ids.is_empty() {
         return Err(PlanError::Empty);
     }
@@ -74,26 +74,26 @@ pub fn plan(layout: &Layout, resource: Resource, ids: &[String]) -> Result<Plan,
 
 /// The environment, mounts and CDI names one container gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerSetup {
-    pub envs: BTreeMap<String, String>,
+pub(crate) struct ContainerSetup {
+    pub(crate) envs: BTreeMap<String, String>,
     /// (container path, host path), read-only.
-    pub mount: (String, String),
-    pub cdi_devices: Vec<String>,
+    pub(crate) mount: (String, String),
+    pub(crate) cdi_devices: Vec<String>,
 }
 
 /// Env var names. A container asking for both resources gets one Allocate
 /// per plugin, so the vram plugin's token has its own name.
-pub const ENV_SOCKET: &str = "VISION_SOCKET";
-pub const ENV_TOKEN: &str = "VISION_TOKEN";
-pub const ENV_VRAM_TOKEN: &str = "VISION_VRAM_TOKEN";
-pub const ENV_SLOTS: &str = "VISION_SLOTS";
-pub const ENV_GPU_UUIDS: &str = "VISION_GPU_UUIDS";
-pub const ENV_VRAM_MIB: &str = "VISION_VRAM_MIB";
+pub(crate) const ENV_SOCKET: &str = "VISION_SOCKET";
+pub(crate) const ENV_TOKEN: &str = "VISION_TOKEN";
+pub(crate) const ENV_VRAM_TOKEN: &str = "VISION_VRAM_TOKEN";
+pub(crate) const ENV_SLOTS: &str = "VISION_SLOTS";
+pub(crate) const ENV_GPU_UUIDS: &str = "VISION_GPU_UUIDS";
+pub(crate) const ENV_VRAM_MIB: &str = "VISION_VRAM_MIB";
 
 /// What a container is given for `plan`: the task socket's directory
 /// mounted read-only (the admin socket lives outside it), the token, and
 /// for vram the GPU it may use.
-pub fn setup(
+pub(crate) fn setup(
     layout: &Layout,
     plan: &Plan,
     token: &str,

@@ -13,7 +13,7 @@ use crate::config::{LISTANDWATCH_LIMIT_BYTES, VRAM_DEVICE_WIRE_BYTES};
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
-pub enum Resource {
+pub(crate) enum Resource {
     /// `<domain>/slot`: concurrency tokens for task admission.
     Slot,
     /// `<domain>/vram`: dedicated GPU memory, one device per unit.
@@ -21,9 +21,9 @@ pub enum Resource {
 }
 
 impl Resource {
-    pub const ALL: [Resource; 2] = [Resource::Slot, Resource::Vram];
+    pub(crate) const ALL: [Resource; 2] = [Resource::Slot, Resource::Vram];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Resource::Slot => "slot",
             Resource::Vram => "vram",
@@ -31,12 +31,12 @@ impl Resource {
     }
 
     /// The extended resource name kubelet advertises, e.g. `vision.ai/slot`.
-    pub fn name(self, domain: &str) -> String {
+    pub(crate) fn name(self, domain: &str) -> String {
         format!("{domain}/{}", self.as_str())
     }
 
     /// This plugin's socket file in the kubelet device-plugin directory.
-    pub fn socket_file(self) -> &'static str {
+    pub(crate) fn socket_file(self) -> &'static str {
         match self {
             Resource::Slot => "vision-slot.sock",
             Resource::Vram => "vision-vram.sock",
@@ -52,34 +52,34 @@ impl fmt::Display for Resource {
 
 /// One device as kubelet sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceView {
-    pub id: String,
-    pub healthy: bool,
+pub(crate) struct DeviceView {
+    pub(crate) id: String,
+    pub(crate) healthy: bool,
 }
 
 /// One GPU's share of the devices.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GpuLayout {
-    pub uuid: String,
-    pub vram_units: u32,
+pub(crate) struct GpuLayout {
+    pub(crate) uuid: String,
+    pub(crate) vram_units: u32,
 }
 
 /// Which devices exist: fixed at start-up from the GPUs and the config, so
 /// IDs (and kubelet's checkpoint) stay stable while the daemon runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layout {
-    pub slots_per_gpu: u32,
+pub(crate) struct Layout {
+    pub(crate) slots_per_gpu: u32,
     /// MiB per vram device (may exceed the configured unit, see [`Layout::new`]).
-    pub vram_unit_mib: u64,
-    pub gpus: Vec<GpuLayout>,
+    pub(crate) vram_unit_mib: u64,
+    pub(crate) gpus: Vec<GpuLayout>,
 }
 
 /// A device ID taken apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ParsedId {
-    pub gpu: usize,
-    pub resource: Resource,
-    pub n: u32,
+pub(crate) struct ParsedId {
+    pub(crate) gpu: usize,
+    pub(crate) resource: Resource,
+    pub(crate) n: u32,
 }
 
 impl Layout {
@@ -89,7 +89,7 @@ impl Layout {
     /// fit kubelet's 4 MiB ListAndWatch limit (an NVML node larger than
     /// `check-config` could know), the unit is doubled until it does, and the
     /// caller logs it.
-    pub fn new(
+    pub(crate) fn new(
         gpus: &[(String, u64)],
         reserve_mib: u64,
         slots_per_gpu: u32,
@@ -119,12 +119,12 @@ impl Layout {
         }
     }
 
-    pub fn id(&self, gpu: usize, resource: Resource, n: u32) -> String {
+    pub(crate) fn id(&self, gpu: usize, resource: Resource, n: u32) -> String {
         format!("{}-{}-{n}", self.gpus[gpu].uuid, resource.as_str())
     }
 
     /// Devices of `resource` on GPU `gpu`.
-    pub fn count(&self, gpu: usize, resource: Resource) -> u32 {
+    pub(crate) fn count(&self, gpu: usize, resource: Resource) -> u32 {
         match resource {
             Resource::Slot => self.slots_per_gpu,
             Resource::Vram => self.gpus[gpu].vram_units,
@@ -132,7 +132,7 @@ impl Layout {
     }
 
     /// Parses an ID this layout issued; `None` for anything else.
-    pub fn parse(&self, id: &str) -> Option<ParsedId> {
+    pub(crate) fn parse(&self, id: &str) -> Option<ParsedId> {
         let (rest, n) = id.rsplit_once('-')?;
         let n: u32 = n.parse().ok()?;
         let (uuid, kind) = rest.rsplit_once('-')?;
@@ -146,7 +146,7 @@ impl Layout {
     }
 
     /// Every device of `resource`; a GPU's devices follow `healthy[gpu]`.
-    pub fn devices(&self, resource: Resource, healthy: &[bool]) -> Vec<DeviceView> {
+    pub(crate) fn devices(&self, resource: Resource, healthy: &[bool]) -> Vec<DeviceView> {
         let mut out = Vec::new();
         for gpu in 0..self.gpus.len() {
             let ok = healthy.get(gpu).copied().unwrap_or(false);

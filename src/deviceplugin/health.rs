@@ -14,14 +14,14 @@ struct GpuState {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Advertised {
+pub(crate) struct Advertised {
     recovery: Duration,
     gpus: Vec<GpuState>,
 }
 
 impl Advertised {
     /// All GPUs start as the inventory reported them (no hysteresis at start).
-    pub fn new(initial: &[bool], recovery: Duration) -> Advertised {
+    pub(crate) fn new(initial: &[bool], recovery: Duration) -> Advertised {
         Advertised {
             recovery,
             gpus: initial
@@ -35,13 +35,13 @@ impl Advertised {
     }
 
     /// What kubelet should see now, per GPU.
-    pub fn healthy(&self) -> Vec<bool> {
+    pub(crate) fn healthy(&self) -> Vec<bool> {
         self.gpus.iter().map(|g| g.advertised).collect()
     }
 
     /// The engine's current health of every GPU at `now`; returns whether
     /// the advertised health changed.
-    pub fn observe(&mut self, actual: &[bool], now: Time) -> bool {
+    pub(crate) fn observe(&mut self, actual: &[bool], now: Time) -> bool {
         let mut changed = false;
         for (g, &healthy) in self.gpus.iter_mut().zip(actual) {
             match (healthy, g.advertised) {
@@ -66,7 +66,7 @@ impl Advertised {
     }
 
     /// When a recovering GPU is due to be advertised Healthy.
-    pub fn next_recovery(&self) -> Option<Time> {
+    pub(crate) fn next_recovery(&self) -> Option<Time> {
         self.gpus
             .iter()
             .filter_map(|g| g.healthy_since)

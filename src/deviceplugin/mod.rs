@@ -1,40 +1,43 @@
 //! The kubelet device plugins: `<domain>/slot` and `<domain>/vram`.
 //!
-//! Each resource is its own plugin on its own socket in the kubelet
-//! device-plugin directory; each serves first, then registers, and does it
-//! again when kubelet restarts ([`registration`]). Device lists are pure
-//! functions of the GPUs ([`devices`]); health goes Unhealthy at once and
-//! Healthy after a recovery period ([`health`], [`publisher`]); vram is
-//! packed onto one GPU ([`preferred`]); Allocate records the allocation in
-//! the engine under a fresh token and persists it ([`allocate`], [`store`]);
-//! allocations of gone pods are released through PodResources
-//! ([`podresources`]).
+//! Each resource is one [`Plugin`] value — name, socket, registration state,
+//! device list, socket-gone counter — served on its own socket in the
+//! kubelet device-plugin directory; each serves first, then registers, and
+//! does it again when kubelet restarts (`registration`). Device lists are
+//! pure functions of the GPUs (`devices`); health goes Unhealthy at once and
+//! Healthy after a recovery period (`health`, `publisher`); vram is packed
+//! onto one GPU (`preferred`); Allocate records the allocation in the node,
+//! which mints its token, and persists it (`allocate`, `allocations`,
+//! `store`); allocations of gone pods are released through PodResources
+//! (`podresources`).
+//!
+//! Set up in two steps, like the daemon: [`Built::new`] restores saved
+//! allocations and spawns nothing; [`Built::spawn`] starts serving.
 
-pub mod allocate;
-pub mod devices;
-pub mod health;
+mod allocate;
+mod allocations;
+mod devices;
+mod health;
+mod plugin;
 mod podresources;
-pub mod preferred;
+mod preferred;
 mod publisher;
 mod registration;
 mod server;
-pub mod store;
+mod store;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio::task::JoinHandle;
 
-pub use devices::{DeviceView, Layout, Resource};
-pub use server::Shared;
-
+use self::allocations::{Allocations, Mounts};
+use self::devices::{Layout, Resource};
+use self::plugin::Plugin;
 use crate::config::Config;
-use crate::engine::GpuId;
 use crate::kubelet;
-use crate::service::Node;
+use crate::node::Node;
 
 /// Where kubelet is.
 #[derive(Debug, Clone)]
@@ -58,55 +61,59 @@ impl Options {
     }
 }
 
+/// Why the device plugins could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BuildError {
+    #[error("cannot read the saved allocations: {0}")]
+    Saved(#[source] store::Error),
+}
+
 /// Which plugins are registered with kubelet right now.
-#[derive(Debug)]
-pub struct Registration {
-    names: [String; 2],
-    flags: [Arc<AtomicBool>; 2],
+#[derive(Debug, Clone)]
+pub(crate) struct Registration {
+    plugins: Vec<Arc<Plugin>>,
 }
 
 impl Registration {
-    pub fn all_registered(&self) -> bool {
-        self.flags.iter().all(|f| f.load(Ordering::SeqCst))
+    pub(crate) fn all_registered(&self) -> bool {
+        self.plugins.iter().all(|p| p.is_registered())
     }
-}
 
-impl crate::telemetry::metrics::PluginState for Registration {
-    fn registered(&self) -> Vec<(String, bool)> {
-        self.names
+    /// (resource name, registered now), per plugin.
+    pub(crate) fn each(&self) -> Vec<(String, bool)> {
+        self.plugins
             .iter()
-            .cloned()
-            .zip(self.flags.iter().map(|f| f.load(Ordering::SeqCst)))
+            .map(|p| (p.name().to_owned(), p.is_registered()))
             .collect()
     }
 }
 
-/// The running plugins.
-pub struct DevicePlugins {
-    shared: Arc<Shared>,
-    registered: [Arc<AtomicBool>; 2],
-    handles: Vec<JoinHandle<()>>,
+/// The plugins, set up (saved allocations restored into the node) but not
+/// yet serving: dropping this leaves nothing behind.
+pub(crate) struct Built {
+    allocations: Arc<Allocations>,
+    plugins: Vec<Arc<Plugin>>,
+    opts: Options,
+    health_recovery: Duration,
+    release_grace: Duration,
 }
 
-impl DevicePlugins {
-    /// Restores saved allocations into the engine, then serves and registers
-    /// both plugins. `host_pods_dir` is the task socket's directory, which
-    /// Allocate mounts into containers.
-    pub fn start(
-        node: Arc<Node>,
+impl Built {
+    /// Lays out the devices and restores saved allocations into the node.
+    /// `host_pods_dir` is the task socket's directory, which Allocate mounts
+    /// into containers.
+    pub(crate) fn new(
+        node: &Arc<Node>,
         cfg: &Config,
         state_dir: &Path,
         host_pods_dir: &Path,
         opts: Options,
-    ) -> anyhow::Result<DevicePlugins> {
-        let gpus: Vec<(String, u64)> = node.read(|e| {
-            (0..e.gpu_count())
-                .filter_map(|i| {
-                    e.gpu(GpuId(i as u32))
-                        .map(|g| (g.uuid.clone(), g.total_mib))
-                })
-                .collect()
-        });
+    ) -> Result<Built, BuildError> {
+        let gpus: Vec<(String, u64)> = node
+            .gpus()
+            .into_iter()
+            .map(|g| (g.uuid, g.total_mib))
+            .collect();
         let d = &cfg.devices;
         let layout = Layout::new(
             &gpus,
@@ -123,23 +130,26 @@ impl DevicePlugins {
             );
         }
         let store = store::Store::new(state_dir);
-        let saved = store.load().context("cannot read the saved allocations")?;
-        let healthy = node.read(|e| e.gpu_healthy());
-        let mounts = server::Mounts {
+        let saved = store.load().map_err(BuildError::Saved)?;
+        let healthy = node.gpu_healthy();
+        let plugins: Vec<Arc<Plugin>> = Resource::ALL
+            .into_iter()
+            .map(|r| {
+                let plugin = Plugin::new(r, &cfg.domain, &opts.dir, layout.devices(r, &healthy));
+                tracing::info!(resource = %plugin.name(), devices = layout.devices(r, &healthy).len(),
+                    unit_mib = layout.vram_unit_mib, "device plugin");
+                Arc::new(plugin)
+            })
+            .collect();
+        let mounts = Mounts {
             domain: cfg.domain.clone(),
             host_pods_dir: host_pods_dir.to_owned(),
             container_socket_dir: d.container_socket_dir.clone(),
             cdi: d.cdi,
         };
-        let shared = Arc::new(Shared::new(
-            Arc::clone(&node),
-            layout,
-            mounts,
-            store,
-            &healthy,
-        ));
+        let allocations = Arc::new(Allocations::new(Arc::clone(node), layout, mounts, store));
         let saved_count = saved.len();
-        let restored = shared.restore(saved);
+        let restored = allocations.restore(saved);
         if saved_count > 0 {
             tracing::info!(
                 restored,
@@ -147,63 +157,67 @@ impl DevicePlugins {
                 "restored allocations of running pods"
             );
         }
-        for r in Resource::ALL {
-            let devices = shared.layout.devices(r, &healthy).len();
-            tracing::info!(resource = %r.name(&cfg.domain), devices, unit_mib = shared.layout.vram_unit_mib, "device plugin");
+        Ok(Built {
+            allocations,
+            plugins,
+            opts,
+            health_recovery: d.health_recovery,
+            release_grace: d.release_grace,
+        })
+    }
+
+    /// What readiness and `/metrics` read.
+    pub(crate) fn registration(&self) -> Registration {
+        Registration {
+            plugins: self.plugins.clone(),
         }
-        let ours: [PathBuf; 2] = Resource::ALL.map(|r| opts.dir.join(r.socket_file()));
-        let (changes, watch_handle) =
-            registration::spawn_kubelet_watch(opts.dir.clone(), ours, node.shutdown_signal());
-        let registered = [
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicBool::new(false)),
-        ];
+    }
+
+    /// Serves and registers every plugin, watches kubelet's directory,
+    /// publishes health and releases gone pods' allocations; all of it ends
+    /// when the node shuts down.
+    pub(crate) fn spawn(self) -> DevicePlugins {
+        let node = Arc::clone(self.allocations.node());
+        let (kubelet_starts, watch_handle) = registration::spawn_kubelet_watch(
+            self.opts.dir.clone(),
+            self.plugins.clone(),
+            node.shutdown_signal(),
+        );
         let mut handles = vec![
             watch_handle,
-            publisher::spawn_health_publisher(Arc::clone(&shared), d.health_recovery),
+            publisher::spawn_health_publisher(
+                Arc::clone(&node),
+                self.allocations.layout().clone(),
+                self.plugins.clone(),
+                self.health_recovery,
+            ),
             podresources::spawn_reconciler(
-                Arc::clone(&shared),
-                opts.pod_resources_socket.clone(),
-                opts.reconcile_interval,
-                d.release_grace,
+                Arc::clone(&self.allocations),
+                self.opts.pod_resources_socket.clone(),
+                self.opts.reconcile_interval,
+                self.release_grace,
             ),
         ];
-        for (i, r) in Resource::ALL.into_iter().enumerate() {
+        for plugin in &self.plugins {
             handles.push(registration::spawn_plugin(
-                Arc::clone(&shared),
-                r,
-                i,
-                opts.dir.clone(),
-                changes.clone(),
-                Arc::clone(&registered[i]),
+                Arc::clone(plugin),
+                Arc::clone(&self.allocations),
+                self.opts.dir.clone(),
+                kubelet_starts.clone(),
             ));
         }
-        Ok(DevicePlugins {
-            shared,
-            registered,
-            handles,
-        })
+        DevicePlugins { handles }
     }
+}
 
-    /// Whether both plugins are registered with kubelet right now.
-    pub fn registered(&self) -> bool {
-        self.state().all_registered()
-    }
+/// The running plugins.
+pub(crate) struct DevicePlugins {
+    handles: Vec<JoinHandle<()>>,
+}
 
-    /// A shareable view of the registration state (readiness, metrics).
-    pub fn state(&self) -> Arc<Registration> {
-        Arc::new(Registration {
-            names: Resource::ALL.map(|r| r.name(&self.shared.domain)),
-            flags: self.registered.clone(),
-        })
-    }
-
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-
+impl DevicePlugins {
     /// Waits for the plugin tasks after the node began shutting down.
-    pub async fn join(self) {
+    pub(crate) async fn join(self) {
         for h in self.handles {
             let _ = h.await;
         }

@@ -13,9 +13,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::server::Shared;
+use super::allocations::Allocations;
 use crate::proto::k8s::podresources::v1 as pb;
-use crate::service::stopped;
 use crate::uds;
 
 const LIST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,13 +22,13 @@ const LIST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Every `interval`, List the pods' devices and release what no pod holds
 /// any more (after `grace`). The first check runs at once, so that a daemon
 /// restart starts the grace clock of stale allocations immediately.
-pub fn spawn_reconciler(
-    shared: Arc<Shared>,
+pub(super) fn spawn_reconciler(
+    allocations: Arc<Allocations>,
     socket: PathBuf,
     interval: Duration,
     grace: Duration,
 ) -> JoinHandle<()> {
-    let mut shutdown = shared.node.shutdown_signal();
+    let mut shutdown = allocations.node().shutdown_signal();
     tokio::spawn(async move {
         let mut missing_since: HashMap<String, Instant> = HashMap::new();
         let mut unreachable_reported = false;
@@ -38,7 +37,7 @@ pub fn spawn_reconciler(
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = stopped(&mut shutdown) => return,
+                _ = shutdown.fired() => return,
             }
             let held = match list(&socket).await {
                 Ok(held) => {
@@ -60,9 +59,9 @@ pub fn spawn_reconciler(
             };
             let now = Instant::now();
             let mut gone = Vec::new();
-            let records = shared.records();
+            let records = allocations.records();
             for rec in &records {
-                let resource_name = rec.resource.name(&shared.domain);
+                let resource_name = rec.resource.name(allocations.domain());
                 let present = rec
                     .device_ids
                     .iter()
@@ -83,7 +82,7 @@ pub fn spawn_reconciler(
                 tracing::info!(resource = %rec.resource, devices = ?rec.device_ids,
                     "no pod holds these devices any more; allocation released");
             }
-            let s = Arc::clone(&shared);
+            let s = Arc::clone(&allocations);
             let released = gone.clone();
             match tokio::task::spawn_blocking(move || s.release(&released)).await {
                 Ok(Ok(())) => {
@@ -100,16 +99,24 @@ pub fn spawn_reconciler(
     })
 }
 
+/// Why PodResources could not be listed.
+#[derive(Debug, thiserror::Error)]
+enum ListError {
+    #[error("cannot connect: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    #[error("{:?}: {}", .0.code(), .0.message())]
+    Refused(#[from] tonic::Status),
+    #[error("List timed out")]
+    TimedOut,
+}
+
 /// `(resource name, device id)` of every device a pod holds.
-async fn list(socket: &PathBuf) -> Result<HashSet<(String, String)>, String> {
+async fn list(socket: &PathBuf) -> Result<HashSet<(String, String)>, ListError> {
     let call = async {
-        let channel = uds::client::connect(socket)
-            .await
-            .map_err(|e| e.to_string())?;
+        let channel = uds::client::connect(socket).await?;
         let reply = pb::pod_resources_lister_client::PodResourcesListerClient::new(channel)
             .list(pb::ListPodResourcesRequest {})
-            .await
-            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+            .await?
             .into_inner();
         let mut held = HashSet::new();
         for pod in reply.pod_resources {
@@ -125,5 +132,5 @@ async fn list(socket: &PathBuf) -> Result<HashSet<(String, String)>, String> {
     };
     tokio::time::timeout(LIST_TIMEOUT, call)
         .await
-        .unwrap_or_else(|_| Err("List timed out".into()))
+        .unwrap_or(Err(ListError::TimedOut))
 }

@@ -14,7 +14,7 @@ use super::devices::{Layout, Resource};
 ///   treats the answer as a hint, and Allocate refuses a multi-GPU set.
 /// - slots: round-robin over the GPUs, most free pool first, so one pod's
 ///   tasks are not all funnelled through one GPU's slots.
-pub fn preferred(
+pub(crate) fn preferred(
     layout: &Layout,
     resource: Resource,
     available: &[String],

@@ -1,41 +1,47 @@
-//! Feeds the plugins' device lists from the engine's GPU health, through the
+//! Feeds the plugins' device lists from the node's GPU health, through the
 //! recovery hysteresis of [`super::health`]. Woken by the node's GPU health
-//! events and by the next recovery deadline; never polls.
+//! changes and by the next recovery deadline; never polls, and never wakes
+//! for the node's other events (a lease granted or released: issue 11).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
+use super::devices::Layout;
 use super::health::Advertised;
-use super::server::Shared;
-use crate::proto::vision::v1::watch_event::Event as Body;
-use crate::service::stopped;
+use super::plugin::Plugin;
+use crate::node::Node;
 
-pub fn spawn_health_publisher(shared: Arc<Shared>, recovery: Duration) -> JoinHandle<()> {
-    let node = Arc::clone(&shared.node);
+pub(super) fn spawn_health_publisher(
+    node: Arc<Node>,
+    layout: Layout,
+    plugins: Vec<Arc<Plugin>>,
+    recovery: Duration,
+) -> JoinHandle<()> {
     let mut shutdown = node.shutdown_signal();
-    let mut events = node.subscribe();
+    let mut health = node.health_changes();
+    let publish = move |healthy: &[bool]| {
+        for p in &plugins {
+            p.publish_devices(layout.devices(p.resource(), healthy));
+        }
+    };
     tokio::spawn(async move {
-        let initial = node.read(|e| e.gpu_healthy());
-        let mut advertised = Advertised::new(&initial, recovery);
-        shared.publish(&advertised.healthy());
+        let mut advertised = Advertised::new(&node.gpu_healthy(), recovery);
+        publish(&advertised.healthy());
         loop {
             let due = node.clock().sleep_until(advertised.next_recovery());
             tokio::select! {
-                ev = events.recv() => match ev {
-                    Ok(ev) if matches!(ev.body, Body::GpuHealth(_)) => {}
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => return,
-                },
+                changed = health.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
                 _ = due => {}
-                _ = stopped(&mut shutdown) => return,
+                _ = shutdown.fired() => return,
             }
-            let actual = node.read(|e| e.gpu_healthy());
-            if advertised.observe(&actual, node.clock().now()) {
-                shared.publish(&advertised.healthy());
+            if advertised.observe(&node.gpu_healthy(), node.clock().now()) {
+                publish(&advertised.healthy());
             }
         }
     })

@@ -9,19 +9,18 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::devices::Resource;
-use super::server::{PluginService, Shared};
+use super::allocations::Allocations;
+use super::plugin::Plugin;
+use super::server::PluginService;
 use crate::kubelet;
+use crate::node::{Node, Registration};
 use crate::proto::k8s::deviceplugin::v1beta1 as pb;
-use crate::proto::vision::v1::KubeletEvent;
-use crate::proto::vision::v1::watch_event::Event as Body;
-use crate::service::stopped;
+use crate::shutdown;
 use crate::uds::{self, UdsListener};
 
 /// How often the directory is checked when no notification came.
@@ -31,24 +30,27 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What changed in the kubelet directory, as counters that only grow.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Changes {
-    /// `kubelet.sock` was (re)created: kubelet (re)started.
-    pub kubelet: u64,
-    /// Each of our sockets (in the order given) disappeared.
-    pub sockets: [u64; 2],
+/// Why a registration with kubelet failed.
+#[derive(Debug, thiserror::Error)]
+enum RegisterError {
+    #[error("cannot connect to kubelet: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    #[error("kubelet refused: {:?}: {}", .0.code(), .0.message())]
+    Refused(#[from] tonic::Status),
+    #[error("kubelet did not answer Register")]
+    TimedOut,
 }
 
 /// Watches the kubelet device-plugin directory (inotify, plus a slow
-/// fallback check) and counts the changes that call for serving and
-/// registering again.
-pub fn spawn_kubelet_watch(
+/// fallback check). Returns a counter of kubelet (re)starts —
+/// `kubelet.sock` (re)created — and tells each plugin when its own socket
+/// disappears.
+pub(super) fn spawn_kubelet_watch(
     dir: PathBuf,
-    ours: [PathBuf; 2],
-    mut shutdown: watch::Receiver<bool>,
-) -> (watch::Receiver<Changes>, JoinHandle<()>) {
-    let (tx, rx) = watch::channel(Changes::default());
+    plugins: Vec<Arc<Plugin>>,
+    mut shutdown: shutdown::Signal,
+) -> (watch::Receiver<u64>, JoinHandle<()>) {
+    let (tx, rx) = watch::channel(0u64);
     let handle = tokio::spawn(async move {
         let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
         let _ = std::fs::create_dir_all(&dir);
@@ -71,21 +73,33 @@ pub fn spawn_kubelet_watch(
         };
         let kubelet_sock = dir.join(kubelet::KUBELET_SOCKET);
         let mut last_kubelet = inode(&kubelet_sock);
-        let mut last_ours: [bool; 2] = [ours[0].exists(), ours[1].exists()];
+        // Each plugin with whether its socket existed at the last check.
+        let mut ours: Vec<(Arc<Plugin>, bool)> = plugins
+            .into_iter()
+            .map(|p| {
+                let exists = p.socket().exists();
+                (p, exists)
+            })
+            .collect();
         // The first check waits a period: at start our sockets are being bound.
         let mut check =
             tokio::time::interval_at(tokio::time::Instant::now() + FALLBACK_CHECK, FALLBACK_CHECK);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let (kubelet_new, gone) = tokio::select! {
+            tokio::select! {
                 Some(ev) = ev_rx.recv() => {
                     use notify::EventKind::{Create, Remove};
-                    let kubelet_new = matches!(ev.kind, Create(_)) && ev.paths.iter().any(|p| p == &kubelet_sock);
-                    if kubelet_new {
+                    if matches!(ev.kind, Create(_)) && ev.paths.iter().any(|p| p == &kubelet_sock) {
                         last_kubelet = inode(&kubelet_sock);
+                        tx.send_modify(|n| *n += 1);
                     }
-                    let removed = matches!(ev.kind, Remove(_));
-                    (kubelet_new, [0, 1].map(|i| removed && ev.paths.iter().any(|p| p == &ours[i])))
+                    if matches!(ev.kind, Remove(_)) {
+                        for (plugin, _) in &ours {
+                            if ev.paths.iter().any(|p| p == plugin.socket()) {
+                                plugin.note_socket_gone();
+                            }
+                        }
+                    }
                 }
                 _ = check.tick() => {
                     // Missed notifications: a kubelet.sock that appeared or
@@ -93,22 +107,19 @@ pub fn spawn_kubelet_watch(
                     // the fallback), or one of our sockets that was there and
                     // is gone.
                     let now = inode(&kubelet_sock);
-                    let kubelet_new = now.is_some() && now != last_kubelet;
-                    last_kubelet = now;
-                    let exists = [ours[0].exists(), ours[1].exists()];
-                    let gone = [0, 1].map(|i| last_ours[i] && !exists[i]);
-                    last_ours = exists;
-                    (kubelet_new, gone)
-                }
-                _ = stopped(&mut shutdown) => return,
-            };
-            if kubelet_new || gone.iter().any(|g| *g) {
-                tx.send_modify(|c| {
-                    c.kubelet += u64::from(kubelet_new);
-                    for (count, g) in c.sockets.iter_mut().zip(gone) {
-                        *count += u64::from(g);
+                    if now.is_some() && now != last_kubelet {
+                        tx.send_modify(|n| *n += 1);
                     }
-                });
+                    last_kubelet = now;
+                    for (plugin, existed) in &mut ours {
+                        let exists = plugin.socket().exists();
+                        if *existed && !exists {
+                            plugin.note_socket_gone();
+                        }
+                        *existed = exists;
+                    }
+                }
+                _ = shutdown.fired() => return,
             }
         }
     });
@@ -119,170 +130,238 @@ fn inode(p: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
 }
 
-/// Waits until kubelet restarted, or our socket at `socket` (bound as
-/// `mine`) is really gone, since `since` (the changes already acted on, kept
-/// by the caller across calls so that nothing that happened meanwhile is
-/// lost). A removal of our previous socket file — our own server removing it
-/// on restart — arrives late and is not a reason.
-async fn restart_needed(
-    changes: &mut watch::Receiver<Changes>,
-    since: &mut Changes,
-    slot: usize,
-    socket: &Path,
-    mine: Option<(u64, u64)>,
-) {
-    loop {
-        let now = *changes.borrow_and_update();
-        if now.kubelet != since.kubelet {
-            return;
-        }
-        if now.sockets[slot] != since.sockets[slot] {
-            if inode(socket) != mine {
+/// What one incarnation of a plugin's server has taken into account, so
+/// that nothing that happens meanwhile is lost.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    kubelet_starts: u64,
+    socket_gone: u64,
+}
+
+/// Why a plugin's server stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Kubelet restarted or our socket is gone: serve and register again.
+    Restart,
+    Shutdown,
+}
+
+/// One plugin's serve-and-register loop.
+struct Runner {
+    plugin: Arc<Plugin>,
+    allocations: Arc<Allocations>,
+    node: Arc<Node>,
+    dir: PathBuf,
+    changes: Changes,
+    shutdown: shutdown::Signal,
+    /// "Waiting for kubelet" is logged once per wait, then at debug.
+    waiting_logged: bool,
+}
+
+/// Serves one plugin and keeps it registered until shutdown.
+pub(super) fn spawn_plugin(
+    plugin: Arc<Plugin>,
+    allocations: Arc<Allocations>,
+    dir: PathBuf,
+    kubelet_starts: watch::Receiver<u64>,
+) -> JoinHandle<()> {
+    let node = Arc::clone(allocations.node());
+    let runner = Runner {
+        changes: Changes {
+            kubelet_starts,
+            socket_gone: plugin.socket_gone(),
+        },
+        shutdown: node.shutdown_signal(),
+        plugin,
+        allocations,
+        node,
+        dir,
+        waiting_logged: false,
+    };
+    tokio::spawn(runner.run())
+}
+
+impl Runner {
+    async fn run(mut self) {
+        loop {
+            let seen = self.changes.now();
+            let listener = match UdsListener::bind(self.plugin.socket(), 0o600).await {
+                Ok(l) => l,
+                Err(e) => {
+                    let resource = self.plugin.resource();
+                    tracing::warn!(%resource, error = %e, "cannot serve the device plugin socket; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(BACKOFF_MAX) => continue,
+                        _ = self.changes.changed() => continue,
+                        _ = self.shutdown.fired() => return,
+                    }
+                }
+            };
+            let mine = inode(self.plugin.socket());
+            let server = Serving::start(listener, &self.plugin, &self.allocations);
+            let next = self.register_and_hold(seen, mine).await;
+            server.stop().await;
+            if next == Next::Shutdown {
                 return;
             }
-            since.sockets[slot] = now.sockets[slot];
         }
-        if changes.changed().await.is_err() {
-            return std::future::pending().await;
+    }
+
+    /// Registers (serving already), retrying with backoff, then holds the
+    /// registration until kubelet restarts, our socket goes, or shutdown.
+    async fn register_and_hold(&mut self, mut seen: Seen, mine: Option<(u64, u64)>) -> Next {
+        let resource = self.plugin.resource();
+        let mut delay = BACKOFF_MIN;
+        loop {
+            match register(&self.dir, &self.plugin).await {
+                Ok(()) => {
+                    self.plugin.set_registered(true);
+                    self.waiting_logged = false;
+                    tracing::info!(%resource, resource_name = %self.plugin.name(), "registered with kubelet");
+                    self.node.kubelet_registration(Registration {
+                        resource: self.plugin.name().to_owned(),
+                        endpoint: resource.socket_file().to_owned(),
+                        registered: true,
+                    });
+                    break;
+                }
+                Err(e) => {
+                    self.plugin.set_registered(false);
+                    if self.waiting_logged {
+                        tracing::debug!(%resource, error = %e, "kubelet registration failed; retrying");
+                    } else {
+                        tracing::info!(%resource, dir = %self.dir.display(), error = %e,
+                            "waiting for kubelet to accept registration; admissions are served meanwhile");
+                        self.waiting_logged = true;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.changes.restart_needed(self.plugin.socket(), &mut seen, mine) => return Next::Restart,
+                        _ = self.shutdown.fired() => return Next::Shutdown,
+                    }
+                    delay = (delay * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+        tokio::select! {
+            _ = self.changes.restart_needed(self.plugin.socket(), &mut seen, mine) => {
+                self.plugin.set_registered(false);
+                tracing::info!(%resource, "kubelet restarted or our socket vanished; serving and registering again");
+                Next::Restart
+            }
+            _ = self.shutdown.fired() => Next::Shutdown,
         }
     }
 }
 
-/// Serves one plugin and keeps it registered until shutdown.
-pub fn spawn_plugin(
-    shared: Arc<Shared>,
-    resource: Resource,
-    slot: usize,
-    dir: PathBuf,
-    mut changes: watch::Receiver<Changes>,
-    registered: Arc<AtomicBool>,
-) -> JoinHandle<()> {
-    let mut shutdown = shared.node.shutdown_signal();
-    tokio::spawn(async move {
-        let socket = dir.join(resource.socket_file());
-        let mut waiting_logged = false;
-        loop {
-            // What this incarnation of the server has taken into account.
-            let mut since = *changes.borrow_and_update();
-            let (stop_tx, stop_rx) = watch::channel(false);
-            let listener = match UdsListener::bind(&socket, 0o600).await {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(%resource, error = %e, "cannot serve the device plugin socket; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(BACKOFF_MAX) => continue,
-                        _ = changes.changed() => continue,
-                        _ = stopped(&mut shutdown) => return,
-                    }
-                }
-            };
-            let mine = inode(&socket);
-            let svc = PluginService {
-                resource,
-                shared: Arc::clone(&shared),
-                stop: stop_rx.clone(),
-            };
-            let mut stop_serving = stop_rx.clone();
-            let server = tokio::spawn(async move {
-                let result = tonic::transport::Server::builder()
-                    .add_service(pb::device_plugin_server::DevicePluginServer::new(svc))
-                    .serve_with_incoming_shutdown(listener.incoming(), async move {
-                        stopped(&mut stop_serving).await
-                    })
-                    .await;
-                if let Err(e) = result {
-                    tracing::error!(%resource, error = %e, "device plugin server failed");
-                }
-            });
-
-            // Serve first, then register; retry with backoff, waking early when kubelet appears.
-            let mut delay = BACKOFF_MIN;
-            let mut restart = false;
-            loop {
-                match register(&dir, resource, &shared.domain).await {
-                    Ok(()) => {
-                        registered.store(true, Ordering::SeqCst);
-                        waiting_logged = false;
-                        tracing::info!(%resource, resource_name = %resource.name(&shared.domain), "registered with kubelet");
-                        shared
-                            .node
-                            .metrics()
-                            .kubelet_registrations
-                            .get_or_create(&crate::telemetry::metrics::ResourceLabel {
-                                resource: resource.name(&shared.domain),
-                            })
-                            .inc();
-                        shared.node.publish(Body::Kubelet(KubeletEvent {
-                            resource: resource.name(&shared.domain),
-                            registered: true,
-                            message: format!(
-                                "registered with kubelet (endpoint {})",
-                                resource.socket_file()
-                            ),
-                        }));
-                        break;
-                    }
-                    Err(e) => {
-                        registered.store(false, Ordering::SeqCst);
-                        if waiting_logged {
-                            tracing::debug!(%resource, error = %e, "kubelet registration failed; retrying");
-                        } else {
-                            tracing::info!(%resource, dir = %dir.display(), error = %e,
-                                "waiting for kubelet to accept registration; admissions are served meanwhile");
-                            waiting_logged = true;
-                        }
-                        tokio::select! {
-                            _ = tokio::time::sleep(delay) => {}
-                            _ = restart_needed(&mut changes, &mut since, slot, &socket, mine) => { restart = true; break; }
-                            _ = stopped(&mut shutdown) => {
-                                let _ = stop_tx.send(true);
-                                let _ = server.await;
-                                return;
-                            }
-                        }
-                        delay = (delay * 2).min(BACKOFF_MAX);
-                    }
-                }
-            }
-            if !restart {
-                tokio::select! {
-                    _ = restart_needed(&mut changes, &mut since, slot, &socket, mine) => {
-                        registered.store(false, Ordering::SeqCst);
-                        tracing::info!(%resource, "kubelet restarted or our socket vanished; serving and registering again");
-                    }
-                    _ = stopped(&mut shutdown) => {
-                        let _ = stop_tx.send(true);
-                        let _ = server.await;
-                        return;
-                    }
-                }
-            }
-            let _ = stop_tx.send(true);
-            let _ = server.await;
-        }
-    })
+/// What calls for serving and registering again, as counters that only grow.
+struct Changes {
+    /// Kubelet (re)starts.
+    kubelet_starts: watch::Receiver<u64>,
+    /// Disappearances of this plugin's socket.
+    socket_gone: watch::Receiver<u64>,
 }
 
-async fn register(dir: &Path, resource: Resource, domain: &str) -> Result<(), String> {
+impl Changes {
+    fn now(&mut self) -> Seen {
+        Seen {
+            kubelet_starts: *self.kubelet_starts.borrow_and_update(),
+            socket_gone: *self.socket_gone.borrow_and_update(),
+        }
+    }
+
+    /// Resolves on the next change of either; never once they are gone.
+    async fn changed(&mut self) {
+        let open = tokio::select! {
+            r = self.kubelet_starts.changed() => r.is_ok(),
+            r = self.socket_gone.changed() => r.is_ok(),
+        };
+        if !open {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Waits until kubelet restarted, or our socket at `socket` (bound as
+    /// `mine`) is really gone, since `seen` (kept by the caller across
+    /// calls, so that nothing that happened meanwhile is lost). A removal of
+    /// our previous socket file — our own server removing it on restart —
+    /// arrives late and is not a reason.
+    async fn restart_needed(&mut self, socket: &Path, seen: &mut Seen, mine: Option<(u64, u64)>) {
+        loop {
+            let now = self.now();
+            if now.kubelet_starts != seen.kubelet_starts {
+                return;
+            }
+            if now.socket_gone != seen.socket_gone {
+                if inode(socket) != mine {
+                    return;
+                }
+                seen.socket_gone = now.socket_gone;
+            }
+            self.changed().await;
+        }
+    }
+}
+
+/// One incarnation of a plugin's gRPC server.
+struct Serving {
+    stop: shutdown::Trigger,
+    server: JoinHandle<()>,
+}
+
+impl Serving {
+    fn start(
+        listener: UdsListener,
+        plugin: &Arc<Plugin>,
+        allocations: &Arc<Allocations>,
+    ) -> Serving {
+        let stop = shutdown::Trigger::new();
+        let svc = PluginService {
+            plugin: Arc::clone(plugin),
+            allocations: Arc::clone(allocations),
+            stop: stop.signal(),
+        };
+        let mut stop_serving = stop.signal();
+        let resource = plugin.resource();
+        let server = tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .add_service(pb::device_plugin_server::DevicePluginServer::new(svc))
+                .serve_with_incoming_shutdown(listener.incoming(), async move {
+                    stop_serving.fired().await
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(%resource, error = %e, "device plugin server failed");
+            }
+        });
+        Serving { stop, server }
+    }
+
+    /// Stops serving (ending ListAndWatch streams) and waits for the server,
+    /// which removes our socket.
+    async fn stop(self) {
+        self.stop.fire();
+        let _ = self.server.await;
+    }
+}
+
+async fn register(dir: &Path, plugin: &Plugin) -> Result<(), RegisterError> {
     let call = async {
-        let channel = uds::client::connect(dir.join(kubelet::KUBELET_SOCKET))
-            .await
-            .map_err(|e| e.to_string())?;
+        let channel = uds::client::connect(dir.join(kubelet::KUBELET_SOCKET)).await?;
         pb::registration_client::RegistrationClient::new(channel)
             .register(pb::RegisterRequest {
                 version: kubelet::VERSION.to_owned(),
-                endpoint: resource.socket_file().to_owned(),
-                resource_name: resource.name(domain),
+                endpoint: plugin.resource().socket_file().to_owned(),
+                resource_name: plugin.name().to_owned(),
                 options: Some(pb::DevicePluginOptions {
                     pre_start_required: false,
                     get_preferred_allocation_available: true,
                 }),
             })
-            .await
-            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+            .await?;
         Ok(())
     };
     tokio::time::timeout(REGISTER_TIMEOUT, call)
         .await
-        .unwrap_or_else(|_| Err("kubelet did not answer Register".into()))
+        .unwrap_or(Err(RegisterError::TimedOut))
 }

@@ -12,22 +12,22 @@ use super::devices::Resource;
 
 /// One container's allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
-    pub token: String,
-    pub resource: Resource,
+pub(crate) struct Record {
+    pub(crate) token: String,
+    pub(crate) resource: Resource,
     /// The devices kubelet assigned, as it will list them in PodResources.
-    pub device_ids: Vec<String>,
+    pub(crate) device_ids: Vec<String>,
     /// For vram: the GPU and the MiB carved out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vram: Option<VramRecord>,
+    pub(crate) vram: Option<VramRecord>,
     /// Unix milliseconds, for operators reading the file.
-    pub allocated_at_ms: u64,
+    pub(crate) allocated_at_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VramRecord {
-    pub gpu_uuid: String,
-    pub mib: u64,
+pub(crate) struct VramRecord {
+    pub(crate) gpu_uuid: String,
+    pub(crate) mib: u64,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -39,7 +39,7 @@ struct File {
 const VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("cannot {op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -57,23 +57,24 @@ pub enum Error {
 
 /// The allocations file (`<state>/allocations.json`).
 #[derive(Debug, Clone)]
-pub struct Store {
+pub(crate) struct Store {
     path: PathBuf,
 }
 
 impl Store {
-    pub fn new(state_dir: &Path) -> Store {
+    pub(crate) fn new(state_dir: &Path) -> Store {
         Store {
             path: state_dir.join("allocations.json"),
         }
     }
 
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The saved allocations; none when the file does not exist yet.
-    pub fn load(&self) -> Result<Vec<Record>, Error> {
+    pub(crate) fn load(&self) -> Result<Vec<Record>, Error> {
         let text = match std::fs::read(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -93,7 +94,7 @@ impl Store {
     }
 
     /// Replaces the saved list with `records`, atomically.
-    pub fn save(&self, records: &[Record]) -> Result<(), Error> {
+    pub(crate) fn save(&self, records: &[Record]) -> Result<(), Error> {
         let io = |op: &'static str, path: &Path| {
             let path = path.to_owned();
             move |source| Error::Io { op, path, source }

@@ -356,6 +356,19 @@ impl Engine {
         v
     }
 
+    /// The admissions waiting on `load`, in placement order: the first is
+    /// the one whose placement started it. Empty for a preload's load (until
+    /// an admission joins it) and once the load has finished.
+    pub fn load_waiters(&self, load: LoadId) -> &[TicketId] {
+        self.loading
+            .get(&load)
+            .and_then(|f| self.pools.get(f.gpu.0 as usize)?.residents.peek(&f.model))
+            .filter(
+                |r| matches!(r.state, pool::ResidentState::Loading { load: l, .. } if l == load),
+            )
+            .map_or(&[], |r| r.waiters.as_slice())
+    }
+
     /// What `token` was allocated, if it is known.
     pub fn allocation(&self, token: &str) -> Option<AllocKind> {
         self.allocations.get(token).map(|a| a.kind)

@@ -184,6 +184,36 @@ fn admissions_for_a_loading_model_join_the_load() {
 }
 
 #[test]
+fn a_loads_first_waiter_is_the_admission_that_started_it() {
+    let mut e = engine(&[10_000]);
+    let (gpu, load) = e.preload("a", None, t(0)).unwrap();
+    assert_eq!(gpu, GpuId(0));
+    assert!(e.load_waiters(load).is_empty(), "a preload has no waiter");
+    let Admission::Pending(joined) = e.admit(&req("a"), t(1)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(e.load_waiters(load), [joined]);
+
+    let Admission::Pending(first) = e.admit(&req("b"), t(2)).unwrap() else {
+        panic!()
+    };
+    let Admission::Pending(second) = e.admit(&req("b"), t(3)).unwrap() else {
+        panic!()
+    };
+    let b_load = effects(&mut e)
+        .into_iter()
+        .find_map(|f| match f {
+            Effect::Load { load, model, .. } if model == e.model_id("b").unwrap() => Some(load),
+            _ => None,
+        })
+        .expect("b is loading");
+    assert_eq!(e.load_waiters(b_load), [first, second]);
+    e.load_finished(b_load, Ok(()), t(500));
+    assert!(e.load_waiters(b_load).is_empty(), "finished");
+    audit(&e);
+}
+
+#[test]
 fn eviction_takes_the_least_recently_used_idle_model() {
     let mut e = engine(&[10_000]);
     let a = lease_for(&mut e, "a", t(0));

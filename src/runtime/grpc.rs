@@ -8,7 +8,7 @@ use pb::model_runtime_client::ModelRuntimeClient;
 
 /// Client of a node-local model server at `unix:///path` or `http://host:port`.
 #[derive(Debug, Clone)]
-pub struct GrpcRuntime {
+pub(crate) struct GrpcRuntime {
     endpoint: String,
     client: ModelRuntimeClient<Channel>,
 }
@@ -16,7 +16,7 @@ pub struct GrpcRuntime {
 impl GrpcRuntime {
     /// Connects lazily: the model server may start after the daemon; calls
     /// made before it is up fail (and the loads waiting on them with it).
-    pub fn new(endpoint: &str) -> Result<GrpcRuntime, Error> {
+    pub(crate) fn new(endpoint: &str) -> Result<GrpcRuntime, Error> {
         let bad = |message: String| Error::BadEndpoint {
             endpoint: endpoint.to_owned(),
             message,

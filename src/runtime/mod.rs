@@ -5,17 +5,21 @@
 //! - [`Bookkeeping`] (default): no model server; the daemon keeps the memory
 //!   ledger and pods run their own model code. Optionally a load takes the
 //!   catalog's `load_ms` (demos, the dev config).
-//! - [`GrpcRuntime`]: a node-local model server implementing
+//! - `GrpcRuntime`: a node-local model server implementing
 //!   `vision.v1.ModelRuntime` (proto/vision/v1/runtime.proto), in the spirit
 //!   of KServe ModelMesh's model-runtime SPI.
+//! - [`TritonRuntime`]: Triton Inference Server in explicit model-control
+//!   mode, driven over its own gRPC API ([`triton`]).
 
 mod grpc;
+pub mod triton;
 
 use std::time::Duration;
 
-pub use grpc::GrpcRuntime;
+pub(crate) use grpc::GrpcRuntime;
+pub use triton::TritonRuntime;
 
-use crate::config::{RuntimeConfig, RuntimeKind};
+use crate::config::{Config, RuntimeKind};
 
 /// One load the engine asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +70,18 @@ pub trait ModelRuntime: Send + Sync + 'static {
     async fn load(&self, req: LoadRequest) -> Result<Loaded, Error>;
     async fn unload(&self, model: &str, gpu_uuid: &str) -> Result<(), Error>;
     async fn list_loaded(&self) -> Result<Vec<LoadedCopy>, Error>;
+
+    /// Whether the shell unloads every copy when the daemon shuts down.
+    /// A runtime whose copies outlive the daemon (Triton: the next daemon
+    /// adopts them) says no.
+    fn unload_on_shutdown(&self) -> bool {
+        true
+    }
+
+    /// Whether the runtime can take loads now (Triton: ServerReady).
+    async fn ready(&self) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 /// The ledger-only runtime.
@@ -102,12 +118,47 @@ impl ModelRuntime for Bookkeeping {
     }
 }
 
+/// What a runtime needs to know of the node's GPUs.
+#[derive(Debug, Clone)]
+pub struct Gpus {
+    pub backend: crate::gpu::Backend,
+    /// UUIDs by engine index.
+    pub uuids: Vec<String>,
+}
+
 /// Builds the configured runtime.
-pub fn from_config(cfg: &RuntimeConfig) -> Result<Box<dyn ModelRuntime>, Error> {
+pub fn from_config(config: &Config, gpus: &Gpus) -> Result<Box<dyn ModelRuntime>, Error> {
+    let cfg = &config.runtime;
     Ok(match &cfg.kind {
         RuntimeKind::Bookkeeping { simulate_load_time } => Box::new(Bookkeeping {
             simulate_load_time: *simulate_load_time,
         }),
         RuntimeKind::Grpc { endpoint } => Box::new(GrpcRuntime::new(endpoint)?),
+        RuntimeKind::Triton(t) => {
+            let placement = match (gpus.backend, &t.model_repository) {
+                (crate::gpu::Backend::Nvml, Some(_)) => triton::Placement::Gpu,
+                (crate::gpu::Backend::Nvml, None) => {
+                    tracing::warn!(
+                        "runtime.model_repository is not set: Triton copies are not pinned to the \
+                         GPU the daemon chose; the repository's instance_group decides"
+                    );
+                    triton::Placement::Repository
+                }
+                (crate::gpu::Backend::Simulated, _) => triton::Placement::Repository,
+            };
+            Box::new(TritonRuntime::new(triton::Settings {
+                endpoint: t.endpoint.clone(),
+                client_endpoint: t.client_endpoint.clone(),
+                model_repository: t.model_repository.clone(),
+                models: config
+                    .models
+                    .iter()
+                    .map(|m| (m.name.clone(), t.triton_name(&m.name).to_owned()))
+                    .collect(),
+                gpus: gpus.uuids.clone(),
+                placement,
+                unload_timeout: cfg.load_timeout,
+            })?)
+        }
     })
 }

@@ -1,56 +1,144 @@
-//! Engine types → wire types, and engine errors → gRPC statuses that say
-//! what to do. The only place that knows both vocabularies.
+//! Our types → wire types, and our errors → gRPC statuses that say what
+//! to do. The only place that knows both vocabularies.
 
 use tonic::Status;
 
-use super::NodeInfo;
-use super::core::Core;
-use crate::engine::{AdminError, AdmitError, Lease, LeaseError, Outcome, Rejection, Time};
+use crate::engine::{AdminError, AdmitError, LeaseError, Outcome, Rejection, RevokeReason};
+use crate::node::{Event, EventKind, LeaseInfo, ModelCopy, ModelResidency, NodeInfo, NodeStatus};
 use crate::proto::vision::v1 as pb;
+use pb::watch_event::Event as Body;
 
-pub(super) fn lease(core: &Core, lease: &Lease, now: Time) -> pb::Lease {
-    let engine = &core.engine;
-    let spec = engine.model(lease.model);
-    let uuid = engine
-        .gpu(lease.gpu)
-        .map(|g| g.uuid.clone())
-        .unwrap_or_default();
+fn ms(d: std::time::Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+pub(super) fn lease(l: &LeaseInfo) -> pb::Lease {
     pb::Lease {
-        lease_id: lease.id.0,
-        model: spec.name.clone(),
-        gpu_index: lease.gpu.0,
-        gpu_uuid: uuid,
-        warm: lease.warm,
-        waited_ms: lease.waited().as_millis() as u64,
-        expires_in_ms: lease.expires_at.saturating_since(now).as_millis() as u64,
-        ttl_ms: engine.settings().lease_ttl.as_millis() as u64,
-        runtime_endpoint: core
-            .endpoints
-            .get(&(lease.gpu, lease.model))
-            .cloned()
-            .unwrap_or_default(),
-        working_mib: spec.working_mib,
+        lease_id: l.id.0,
+        model: l.model.clone(),
+        gpu_index: l.gpu.id.0,
+        gpu_uuid: l.gpu.uuid.clone(),
+        warm: l.warm,
+        waited_ms: ms(l.waited),
+        expires_in_ms: ms(l.expires_in),
+        ttl_ms: ms(l.ttl),
+        runtime_endpoint: l.runtime_endpoint.clone(),
+        working_mib: l.working_mib,
     }
 }
 
-/// Status of the whole node; `token` scopes the leases shown (task socket).
-pub(super) fn status(
-    core: &Core,
-    info: &NodeInfo,
-    token: Option<&str>,
-    now: Time,
-) -> pb::StatusResponse {
-    let engine = &core.engine;
-    let s = engine.status();
-    let leases: Vec<Lease> = match token {
-        Some(t) => engine.leases_of(t),
-        None => engine.leases(),
-    };
-    let slots = match token.and_then(|t| engine.allocation(t)) {
-        Some(crate::engine::AllocKind::Slots(n)) => n,
-        _ => 0,
-    };
-    let c = &s.counters;
+/// One event as a Watch stream carries it; `missed` counts the events this
+/// stream lost just before it.
+pub(super) fn watch_event(ev: &Event, missed: u64) -> pb::WatchEvent {
+    pb::WatchEvent {
+        seq: ev.seq,
+        at_ms: ev.at.as_millis(),
+        missed,
+        event: Some(event_kind(&ev.kind)),
+    }
+}
+
+fn lease_event(l: &LeaseInfo, reason: &str) -> pb::LeaseEvent {
+    pb::LeaseEvent {
+        lease: Some(lease(l)),
+        reason: reason.to_owned(),
+    }
+}
+
+fn model_event(copy: &ModelCopy, reason: String, took: std::time::Duration) -> pb::ModelEvent {
+    pb::ModelEvent {
+        model: copy.model.clone(),
+        gpu_index: copy.gpu.id.0,
+        gpu_uuid: copy.gpu.uuid.clone(),
+        weights_mib: copy.weights_mib,
+        reason,
+        duration_ms: ms(took),
+    }
+}
+
+/// The Watch API's words for why a lease was revoked.
+fn revoke_reason(r: RevokeReason) -> &'static str {
+    match r {
+        RevokeReason::GpuUnhealthy => "gpu_unhealthy",
+        RevokeReason::AllocationReleased => "allocation_released",
+    }
+}
+
+pub(super) fn event_kind(kind: &EventKind) -> Body {
+    use std::time::Duration;
+    match kind {
+        EventKind::LeaseGranted(l) => Body::LeaseGranted(lease_event(l, "")),
+        EventKind::LeaseReleased(l) => Body::LeaseReleased(lease_event(l, "")),
+        EventKind::LeaseExpired(l) => Body::LeaseExpired(lease_event(l, "expired")),
+        EventKind::LeaseRevoked { lease, reason } => {
+            Body::LeaseRevoked(lease_event(lease, revoke_reason(*reason)))
+        }
+        EventKind::ModelLoading(copy) => {
+            Body::ModelLoading(model_event(copy, String::new(), Duration::ZERO))
+        }
+        EventKind::ModelLoaded { copy, took } => {
+            Body::ModelLoaded(model_event(copy, String::new(), *took))
+        }
+        EventKind::ModelLoadFailed { copy, took, error } => {
+            Body::ModelLoadFailed(model_event(copy, error.to_string(), *took))
+        }
+        EventKind::ModelUnloaded { copy, reason } => {
+            Body::ModelEvicted(model_event(copy, reason.to_string(), Duration::ZERO))
+        }
+        EventKind::GpuHealth { gpu, health } => Body::GpuHealth(pb::GpuHealthEvent {
+            gpu_index: gpu.id.0,
+            gpu_uuid: gpu.uuid.clone(),
+            healthy: health.is_healthy(),
+            reason: match health {
+                crate::gpu::Health::Healthy => String::new(),
+                crate::gpu::Health::Unhealthy(r) => r.clone(),
+            },
+        }),
+        EventKind::Queue(q) => Body::Queue(pb::QueueEvent {
+            queued: q.queued as u32,
+            waiting_on_load: q.waiting_on_load as u32,
+        }),
+        EventKind::AdmissionRejected { model, outcome } => {
+            Body::AdmissionRejected(pb::AdmissionRejected {
+                model: model.clone(),
+                reason: outcome.as_str().to_owned(),
+            })
+        }
+        EventKind::PoolOvercommitted {
+            gpu,
+            committed_mib,
+            usable_mib,
+        } => Body::Pool(pb::PoolEvent {
+            gpu_index: gpu.id.0,
+            gpu_uuid: gpu.uuid.clone(),
+            overcommitted: true,
+            committed_mib: *committed_mib,
+            usable_mib: *usable_mib,
+        }),
+        EventKind::PoolDrained { gpu } => Body::Pool(pb::PoolEvent {
+            gpu_index: gpu.id.0,
+            gpu_uuid: gpu.uuid.clone(),
+            overcommitted: false,
+            committed_mib: 0,
+            usable_mib: 0,
+        }),
+        EventKind::Kubelet(r) => Body::Kubelet(pb::KubeletEvent {
+            resource: r.resource.clone(),
+            registered: r.registered,
+            message: if r.registered {
+                format!("registered with kubelet (endpoint {})", r.endpoint)
+            } else {
+                format!("not registered with kubelet (endpoint {})", r.endpoint)
+            },
+        }),
+    }
+}
+
+/// Status of the whole node; its leases are already scoped to the caller.
+pub(super) fn status(s: &NodeStatus, info: &NodeInfo) -> pb::StatusResponse {
+    let now = s.at;
+    let e = &s.engine;
+    let c = &e.counters;
     let rejected = Outcome::ALL
         .iter()
         .filter(|o| !o.is_grant() && **o != Outcome::Cancelled)
@@ -59,7 +147,7 @@ pub(super) fn status(
     pb::StatusResponse {
         node: info.node_name.clone(),
         gpu_backend: info.gpu_backend.clone(),
-        gpus: s
+        gpus: e
             .gpus
             .iter()
             .map(|g| pb::GpuStatus {
@@ -84,17 +172,15 @@ pub(super) fn status(
                         weights_mib: r.weights_mib,
                         loading: r.loading,
                         pins: r.pins,
-                        idle_ms: r
-                            .idle_since
-                            .map(|t| now.saturating_since(t).as_millis() as u64),
+                        idle_ms: r.idle_since.map(|t| ms(now.saturating_since(t))),
                     })
                     .collect(),
             })
             .collect(),
-        queued: s.queued as u32,
-        waiting_on_load: s.waiting_on_load as u32,
-        active_leases: s.leases as u32,
-        leases: leases.iter().map(|l| lease(core, l, now)).collect(),
+        queued: e.queued as u32,
+        waiting_on_load: e.waiting_on_load as u32,
+        active_leases: e.leases as u32,
+        leases: s.leases.iter().map(lease).collect(),
         counters: Some(pb::Counters {
             granted_warm: c.outcome(Outcome::GrantedWarm),
             granted_cold: c.outcome(Outcome::GrantedCold),
@@ -110,41 +196,24 @@ pub(super) fn status(
                 .map(|o| (o.as_str().to_owned(), c.outcome(*o)))
                 .collect(),
         }),
-        slots,
+        slots: s.slots,
     }
 }
 
-pub(super) fn list_models(core: &Core) -> pb::ListModelsResponse {
-    let engine = &core.engine;
-    let status = engine.status();
+pub(super) fn list_models(models: &[ModelResidency]) -> pb::ListModelsResponse {
     pb::ListModelsResponse {
-        models: engine
-            .models()
+        models: models
             .iter()
-            .map(|m| {
-                let on = |loading: bool| {
-                    status
-                        .gpus
-                        .iter()
-                        .filter(|g| {
-                            g.residents
-                                .iter()
-                                .any(|r| r.name == m.name && r.loading == loading)
-                        })
-                        .map(|g| g.uuid.clone())
-                        .collect()
-                };
-                pb::ModelInfo {
-                    name: m.name.clone(),
-                    weights_mib: m.weights_mib,
-                    working_mib: m.working_mib,
-                    max_concurrency: m.max_concurrency,
-                    load_ms: m.load_ms,
-                    task_ms: m.task_ms,
-                    task_types: m.task_types.clone(),
-                    resident_on: on(false),
-                    loading_on: on(true),
-                }
+            .map(|m| pb::ModelInfo {
+                name: m.spec.name.clone(),
+                weights_mib: m.spec.weights_mib,
+                working_mib: m.spec.working_mib,
+                max_concurrency: m.spec.max_concurrency,
+                load_ms: m.spec.load_ms,
+                task_ms: m.spec.task_ms,
+                task_types: m.spec.task_types.clone(),
+                resident_on: m.resident_on.clone(),
+                loading_on: m.loading_on.clone(),
             })
             .collect(),
     }

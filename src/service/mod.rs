@@ -1,44 +1,28 @@
-//! The async shell around the engine, and the admission gRPC service.
+//! The `vision.v1.Admission` gRPC service: the tonic adapter in front of
+//! the [`Node`]. It checks the caller, converts wire types to ours, calls
+//! the node, and converts back — nothing more. Instantiated once per socket
+//! with its [`Access`] level.
 //!
-//! [`Node`] owns the [`Engine`] behind a `std::sync::Mutex` that is held only
-//! for one synchronous engine call plus the handling of the effects it left
-//! (answering waiting callers, queueing runtime jobs, publishing events) —
-//! never across an `.await`. Background tasks ([`tasks`]) sleep until the
-//! engine's next deadline, run model loads and unloads through the
-//! [`ModelRuntime`] one GPU at a time, and reconcile the GPU inventory.
-//!
-//! [`AdmissionService`] is the thin tonic adapter, instantiated once per
-//! socket with its [`Access`] level.
+//! # Layout
+//! - `grpc`: the generated trait's implementation.
+//! - `convert`: our types → wire types, our errors → `tonic::Status`es
+//!   that say what to do. The only place that knows both vocabularies.
 
 mod convert;
-mod core;
 mod grpc;
-pub mod tasks;
 
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::Arc;
 
-use tokio::sync::{Notify, broadcast, mpsc, watch};
+use tonic::Status;
 
-pub use self::core::Event;
-pub use grpc::AdmissionService;
-
-use self::core::{Core, Job};
-use crate::engine::{Engine, GpuId, Time};
+use crate::engine::GpuId;
+use crate::gpu::FaultHandle;
+use crate::node::Node;
 use crate::proto::vision::v1 as pb;
-use crate::runtime::ModelRuntime;
-use crate::telemetry::Metrics;
-
-/// Resolves once `rx` has seen shutdown begin (or the node is gone).
-pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns is dropped here: it must not live across
-    // an await in a spawned task (it is not Send).
-    let _ = rx.wait_for(|down| *down).await;
-}
 
 /// Who is on the other end of a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
+pub(crate) enum Access {
     /// The task socket mounted into pods: calls carry the caller's token and
     /// see only their own leases; operator calls are refused.
     Task,
@@ -46,190 +30,68 @@ pub enum Access {
     Admin,
 }
 
-/// Milliseconds since the daemon started, as the engine counts time.
-/// `tokio::time::Instant` so that tests can pause and advance time.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    start: tokio::time::Instant,
+/// The service behind one socket.
+#[derive(Clone)]
+pub(crate) struct AdmissionService {
+    node: Arc<Node>,
+    access: Access,
+    /// Fault injection for `SetGpuFault`: present only on the admin socket
+    /// of a daemon whose GPUs are simulated.
+    faults: Option<FaultHandle>,
 }
 
-impl Clock {
-    pub fn start() -> Clock {
-        Clock {
-            start: tokio::time::Instant::now(),
+impl AdmissionService {
+    pub(crate) fn new(node: Arc<Node>, access: Access) -> AdmissionService {
+        AdmissionService {
+            node,
+            access,
+            faults: None,
         }
     }
 
-    pub fn now(&self) -> Time {
-        Time::from_millis(u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX))
+    /// Serves `SetGpuFault` through `faults` (simulated GPUs); without it the
+    /// call answers FAILED_PRECONDITION.
+    pub(crate) fn with_faults(mut self, faults: Option<FaultHandle>) -> AdmissionService {
+        self.faults = faults;
+        self
     }
 
-    pub fn instant(&self, t: Time) -> tokio::time::Instant {
-        self.start + Duration::from_millis(t.as_millis())
+    pub(crate) fn into_server(self) -> pb::admission_server::AdmissionServer<AdmissionService> {
+        pb::admission_server::AdmissionServer::new(self)
     }
 
-    /// Sleeps until `at`; with no deadline, forever (a branch of a
-    /// `select!` that other branches end).
-    pub async fn sleep_until(self, at: Option<Time>) {
-        match at {
-            Some(at) => tokio::time::sleep_until(self.instant(at)).await,
-            None => std::future::pending().await,
-        }
-    }
-}
-
-/// Facts about the node that calls report.
-#[derive(Debug, Clone)]
-pub struct NodeInfo {
-    pub node_name: String,
-    /// `nvml` or `simulated`.
-    pub gpu_backend: String,
-    pub load_timeout: Duration,
-    /// Where the admin socket is, for error messages on the task socket.
-    pub admin_socket: String,
-}
-
-/// The shared state of a running daemon. See the module docs.
-pub struct Node {
-    core: Mutex<Core>,
-    clock: Clock,
-    info: NodeInfo,
-    runtime: Arc<dyn ModelRuntime>,
-    /// Every state change, for Watch streams.
-    events: broadcast::Sender<Event>,
-    /// Wakes the deadline timer after any engine call (the next deadline may have moved).
-    timer: Notify,
-    /// One runtime job queue per GPU: loads and unloads of one GPU run in the
-    /// engine's order.
-    jobs: Vec<mpsc::UnboundedSender<Job>>,
-    /// Flips to true once when the daemon starts shutting down.
-    shutdown: watch::Sender<bool>,
-    /// What the shell observes for Prometheus (waits, load durations, registrations).
-    metrics: Arc<Metrics>,
-}
-
-/// The receiving ends that [`tasks::spawn_runtime_workers`] consumes.
-pub struct JobQueues(Vec<(GpuId, mpsc::UnboundedReceiver<Job>)>);
-
-impl Node {
-    /// Wraps an engine (GPUs and catalog already set up).
-    pub fn new(
-        engine: Engine,
-        info: NodeInfo,
-        runtime: Arc<dyn ModelRuntime>,
-        clock: Clock,
-    ) -> (Arc<Node>, JobQueues) {
-        let (events, _) = broadcast::channel(1024);
-        let mut jobs = Vec::new();
-        let mut queues = Vec::new();
-        for i in 0..engine.gpu_count() {
-            let (tx, rx) = mpsc::unbounded_channel();
-            jobs.push(tx);
-            queues.push((GpuId(i as u32), rx));
-        }
-        let node = Arc::new(Node {
-            core: Mutex::new(Core::new(engine)),
-            clock,
-            info,
-            runtime,
-            events,
-            timer: Notify::new(),
-            jobs,
-            shutdown: watch::channel(false).0,
-            metrics: Arc::new(Metrics::default()),
-        });
-        (node, JobQueues(queues))
-    }
-
-    pub fn clock(&self) -> Clock {
-        self.clock
-    }
-
-    pub fn info(&self) -> &NodeInfo {
-        &self.info
-    }
-
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
-    pub fn runtime(&self) -> &Arc<dyn ModelRuntime> {
-        &self.runtime
-    }
-
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
-    }
-
-    /// A receiver that sees `true` once shutdown has begun.
-    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
-        self.shutdown.subscribe()
-    }
-
-    pub fn is_shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
-    }
-
-    /// Runs one synchronous call on the engine at `now`, then carries out the
-    /// effects it left. The lock is held for exactly that; nothing awaits.
-    pub fn with_engine<R>(&self, f: impl FnOnce(&mut Engine, Time) -> R) -> R {
-        self.with_core(|core, now| f(&mut core.engine, now))
-    }
-
-    fn with_core<R>(&self, f: impl FnOnce(&mut Core, Time) -> R) -> R {
-        let now = self.clock.now();
-        let mut core = self.core.lock().unwrap_or_else(PoisonError::into_inner);
-        let result = f(&mut core, now);
-        core.carry_out(now, &self.events, &self.jobs, &self.metrics);
-        drop(core);
-        self.timer.notify_one();
-        result
-    }
-
-    /// The engine's next deadline, without waking the timer (it is the one asking).
-    fn next_deadline(&self) -> Option<Time> {
-        self.core
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .engine
-            .next_deadline()
-    }
-
-    fn read_core<R>(&self, f: impl FnOnce(&Core, Time) -> R) -> R {
-        let now = self.clock.now();
-        let core = self.core.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&core, now)
-    }
-
-    /// Reads engine state without changing it.
-    pub fn read<R>(&self, f: impl FnOnce(&Engine) -> R) -> R {
-        let core = self.core.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&core.engine)
-    }
-
-    /// Publishes a node-level event (one the engine does not produce, e.g. a
-    /// kubelet registration) to Watch streams and the cluster publisher.
-    pub fn publish(&self, body: pb::watch_event::Event) {
-        let now = self.clock.now();
-        let mut core = self.core.lock().unwrap_or_else(PoisonError::into_inner);
-        core.emit(&self.events, now, None, body);
-    }
-
-    /// Begins shutdown: every waiting admission is answered UNAVAILABLE, every
-    /// copy is unloaded through the runtime, Watch streams end, and the
-    /// runtime workers stop after their queued jobs.
-    pub fn begin_shutdown(&self) {
-        if self.shutdown.send_replace(true) {
-            return;
-        }
-        self.with_engine(|engine, now| engine.shutdown(now));
-        for tx in &self.jobs {
-            let _ = tx.send(Job::Stop);
+    /// The caller's token: required and known on the task socket; optional
+    /// on the admin socket (where `None` means "everything").
+    fn caller<'a>(&self, token: &'a str) -> Result<Option<&'a str>, Status> {
+        match (self.access, token.is_empty()) {
+            (Access::Admin, true) => Ok(None),
+            (Access::Task, true) => Err(Status::permission_denied(
+                "missing token: send the VISION_TOKEN that Allocate put in this container's environment",
+            )),
+            (_, false) if self.node.knows_token(token) => Ok(Some(token)),
+            (_, false) => Err(Status::permission_denied(
+                "unknown token: use the VISION_TOKEN that Allocate put in this container's environment",
+            )),
         }
     }
 
-    /// A status snapshot in wire form, scoped to `token` when given.
-    pub fn status_pb(&self, token: Option<&str>) -> pb::StatusResponse {
-        self.read_core(|core, now| convert::status(core, &self.info, token, now))
+    fn admin_only(&self, call: &str) -> Result<(), Status> {
+        match self.access {
+            Access::Admin => Ok(()),
+            Access::Task => Err(Status::permission_denied(format!(
+                "{call} is an operator call, served only on the admin socket ({})",
+                self.node.info().admin_socket
+            ))),
+        }
+    }
+
+    /// A GPU named by UUID or index; "" means any.
+    fn gpu_arg(&self, gpu: &str) -> Result<Option<GpuId>, Status> {
+        if gpu.is_empty() {
+            return Ok(None);
+        }
+        self.node.find_gpu(gpu).map(Some).ok_or_else(|| {
+            Status::invalid_argument(format!("unknown GPU {gpu:?}: give a UUID or an index"))
+        })
     }
 }

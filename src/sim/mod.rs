@@ -38,12 +38,12 @@
 
 pub mod bound;
 mod report;
-mod rng;
+pub(crate) mod rng;
 mod run;
 #[cfg(test)]
 mod tests;
 mod text;
-mod workload;
+pub(crate) mod workload;
 
 use std::time::Duration;
 

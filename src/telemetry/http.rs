@@ -9,47 +9,58 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::service::{Node, stopped};
+use crate::shutdown;
 
-/// Whether the daemon should receive traffic: `Err(reason)` while not.
-pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+/// Whether the daemon should receive traffic.
+pub(crate) trait Readiness: Send + Sync + 'static {
+    /// Why not, while it should not; `None` when ready.
+    fn not_ready(&self) -> Option<&'static str>;
+}
+
+/// The HTTP port could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on --http-addr {addr}: {source}")]
+pub(crate) struct BindError {
+    addr: SocketAddr,
+    source: std::io::Error,
+}
 
 struct AppState {
     registry: Registry,
-    ready: Readiness,
+    ready: Box<dyn Readiness>,
 }
 
-/// Binds `addr` (so a taken port fails start-up) and serves until shutdown.
-pub async fn serve(
-    addr: SocketAddr,
-    node: Arc<Node>,
-    ready: Readiness,
-) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr)
+/// Binds `addr`, so that a taken port fails start-up before anything runs.
+pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on --http-addr {addr}: {e}"))?;
-    let local = listener.local_addr()?;
-    let state = Arc::new(AppState {
-        registry: super::metrics::registry(Arc::clone(&node)),
-        ready,
-    });
+        .map_err(|source| BindError { addr, source })
+}
+
+/// Serves on `listener` until `shutdown` fires.
+pub(crate) fn serve(
+    listener: TcpListener,
+    registry: Registry,
+    ready: Box<dyn Readiness>,
+    mut shutdown: shutdown::Signal,
+) -> JoinHandle<()> {
+    let state = Arc::new(AppState { registry, ready });
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(state);
-    let mut shutdown = node.shutdown_signal();
-    let handle = tokio::spawn(async move {
+    tokio::spawn(async move {
         let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stopped(&mut shutdown).await })
+            .with_graceful_shutdown(async move { shutdown.fired().await })
             .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "HTTP server failed");
         }
-    });
-    Ok((local, handle))
+    })
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
@@ -63,9 +74,9 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    match (state.ready)() {
-        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
-        Err(reason) => (
+    match state.ready.not_ready() {
+        None => (StatusCode::OK, "ready\n".to_owned()),
+        Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {reason}\n"),
         ),

@@ -5,7 +5,7 @@
 //! and ledgers at scrape time — so `/metrics` and `visionctl status` report
 //! the same numbers by construction.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -16,8 +16,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::engine::Outcome;
-use crate::service::Node;
+use crate::engine::{Outcome, Status};
 
 /// Seconds a granted admission waited (queue plus load).
 const WAIT_BUCKETS: [f64; 12] = [
@@ -27,34 +26,22 @@ const WAIT_BUCKETS: [f64; 12] = [
 const LOAD_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResourceLabel {
-    pub resource: String,
+struct ResourceLabel {
+    resource: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct WarmLabel {
-    pub warm: String,
+struct WarmLabel {
+    warm: String,
 }
 
-/// Cluster publishing figures, read at scrape time.
-pub trait ClusterStats: Send + Sync + std::fmt::Debug {
-    fn publish_errors(&self) -> u64;
-}
-
-/// Kubelet registration state, read at scrape time.
-pub trait PluginState: Send + Sync + std::fmt::Debug {
-    /// (resource name, registered now).
-    fn registered(&self) -> Vec<(String, bool)>;
-}
-
-/// What the shell observes; owned by the [`Node`].
+/// What the shell observes as it happens. A leaf: the shell feeds it and
+/// knows it; it knows nothing of the shell.
 #[derive(Debug)]
-pub struct Metrics {
-    pub admission_wait: Family<WarmLabel, Histogram>,
-    pub load_duration: Histogram,
-    pub kubelet_registrations: Family<ResourceLabel, Counter>,
-    pub cluster: OnceLock<Arc<dyn ClusterStats>>,
-    pub plugins: OnceLock<Arc<dyn PluginState>>,
+pub(crate) struct Metrics {
+    admission_wait: Family<WarmLabel, Histogram>,
+    load_duration: Histogram,
+    kubelet_registrations: Family<ResourceLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -63,53 +50,80 @@ impl Default for Metrics {
             admission_wait: Family::new_with_constructor(|| Histogram::new(WAIT_BUCKETS)),
             load_duration: Histogram::new(LOAD_BUCKETS),
             kubelet_registrations: Family::default(),
-            cluster: OnceLock::new(),
-            plugins: OnceLock::new(),
         }
     }
 }
 
 impl Metrics {
     /// A granted admission waited `seconds`.
-    pub fn observe_wait(&self, warm: bool, seconds: f64) {
+    pub(crate) fn observe_wait(&self, warm: bool, seconds: f64) {
         let label = WarmLabel {
             warm: warm.to_string(),
         };
         self.admission_wait.get_or_create(&label).observe(seconds);
     }
+
+    /// A model load succeeded after `seconds`.
+    pub(crate) fn observe_load(&self, seconds: f64) {
+        self.load_duration.observe(seconds);
+    }
+
+    /// A device plugin registered with kubelet.
+    pub(crate) fn count_registration(&self, resource: &str) {
+        let label = ResourceLabel {
+            resource: resource.to_owned(),
+        };
+        self.kubelet_registrations.get_or_create(&label).inc();
+    }
+}
+
+/// What `/metrics` reads at scrape time from the parts that own it, so that
+/// `/metrics` and `visionctl status` report the same numbers by construction.
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    /// The engine's counters and ledgers.
+    pub(crate) engine: Status,
+    /// (resource name, registered with kubelet now), per device plugin.
+    pub(crate) kubelet_registered: Vec<(String, bool)>,
+    /// Failed writes to the Kubernetes API.
+    pub(crate) cluster_publish_errors: u64,
+}
+
+/// Takes a [`Snapshot`]: the narrow interface `/metrics` reads through.
+pub(crate) trait Scrape: Send + Sync + 'static {
+    fn snapshot(&self) -> Snapshot;
 }
 
 /// The registry `/metrics` encodes: everything under the `vision` prefix.
-pub fn registry(node: Arc<Node>) -> Registry {
+pub(crate) fn registry(metrics: &Metrics, source: Arc<dyn Scrape>) -> Registry {
     let mut reg = Registry::with_prefix("vision");
-    let m = node.metrics();
     reg.register(
         "admission_wait_seconds",
         "Time a granted admission waited for its lease (queue plus model load), by warm/cold",
-        m.admission_wait.clone(),
+        metrics.admission_wait.clone(),
     );
     reg.register(
         "model_load_duration_seconds",
         "Duration of model loads through the runtime",
-        m.load_duration.clone(),
+        metrics.load_duration.clone(),
     );
     reg.register(
         "kubelet_registrations",
         "Successful device plugin registrations with kubelet, by resource",
-        m.kubelet_registrations.clone(),
+        metrics.kubelet_registrations.clone(),
     );
-    reg.register_collector(Box::new(EngineCollector { node }));
+    reg.register_collector(Box::new(ScrapeCollector { source }));
     reg
 }
 
-/// Reads the engine at scrape time.
-struct EngineCollector {
-    node: Arc<Node>,
+/// Reads a snapshot at scrape time.
+struct ScrapeCollector {
+    source: Arc<dyn Scrape>,
 }
 
-impl std::fmt::Debug for EngineCollector {
+impl std::fmt::Debug for ScrapeCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("EngineCollector")
+        f.write_str("ScrapeCollector")
     }
 }
 
@@ -135,9 +149,10 @@ fn gauge(
     g.encode(me)
 }
 
-impl Collector for EngineCollector {
+impl Collector for ScrapeCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let status = self.node.read(|e| e.status());
+        let snapshot = self.source.snapshot();
+        let status = &snapshot.engine;
         let c = &status.counters;
 
         let mut me = enc.encode_descriptor(
@@ -267,32 +282,28 @@ impl Collector for EngineCollector {
             }
         }
 
-        let m = self.node.metrics();
-        if let Some(p) = m.plugins.get() {
-            let mut me = enc.encode_descriptor(
-                "kubelet_registered",
-                "1 while the device plugin is registered with kubelet",
-                None,
-                MetricType::Gauge,
-            )?;
-            for (resource, registered) in p.registered() {
-                let labels = [("resource", resource.as_str())];
-                ConstGauge::new(i64::from(registered)).encode(me.encode_family(&labels)?)?;
-            }
+        let mut me = enc.encode_descriptor(
+            "kubelet_registered",
+            "1 while the device plugin is registered with kubelet",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (resource, registered) in &snapshot.kubelet_registered {
+            let labels = [("resource", resource.as_str())];
+            ConstGauge::new(i64::from(*registered)).encode(me.encode_family(&labels)?)?;
         }
-        let errors = m.cluster.get().map(|c| c.publish_errors()).unwrap_or(0);
         counter(
             &mut enc,
             "cluster_publish_errors",
             "Failed writes to the Kubernetes API (labels, annotations, Events)",
-            errors,
+            snapshot.cluster_publish_errors,
         )?;
         Ok(())
     }
 }
 
 /// Encodes `reg` in the OpenMetrics text format.
-pub fn encode(reg: &Registry) -> String {
+pub(crate) fn encode(reg: &Registry) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, reg);

@@ -19,7 +19,7 @@ pub const SERVICE_NAME: &str = "vision-node-daemon";
 
 /// Where spans go.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Export {
+pub(crate) enum Export {
     Off,
     /// `OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT` is set: the exporter reads it.
     FromEnv,
@@ -29,7 +29,7 @@ pub enum Export {
 
 /// Decides from the environment and the config. `OTEL_SDK_DISABLED=true`
 /// turns export off (the SDK does not implement it itself).
-pub fn export_from(env: &dyn Fn(&str) -> Option<String>, cfg: &TelemetryConfig) -> Export {
+pub(crate) fn export_from(env: &dyn Fn(&str) -> Option<String>, cfg: &TelemetryConfig) -> Export {
     let set = |k: &str| env(k).is_some_and(|v| !v.trim().is_empty());
     if env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
         return Export::Off;
@@ -132,7 +132,7 @@ fn host_name() -> String {
 }
 
 /// Reads a W3C `traceparent` (and `tracestate`) from gRPC metadata.
-pub struct MetadataExtractor<'a>(pub &'a tonic::metadata::MetadataMap);
+pub(crate) struct MetadataExtractor<'a>(pub(crate) &'a tonic::metadata::MetadataMap);
 
 impl Extractor for MetadataExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
@@ -151,7 +151,7 @@ impl Extractor for MetadataExtractor<'_> {
 }
 
 /// The caller's trace context from its gRPC metadata (empty when none).
-pub fn remote_parent(metadata: &tonic::metadata::MetadataMap) -> opentelemetry::Context {
+pub(crate) fn remote_parent(metadata: &tonic::metadata::MetadataMap) -> opentelemetry::Context {
     opentelemetry::global::get_text_map_propagator(|p| p.extract(&MetadataExtractor(metadata)))
 }
 

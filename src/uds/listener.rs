@@ -8,7 +8,7 @@
 //! live one is refused with [`BindError::InUse`]; anything else at the path
 //! is not ours to delete.
 //!
-//! The socket file is removed when the [`SocketGuard`] drops — with the
+//! The socket file is removed when the `SocketGuard` drops — with the
 //! [`Incoming`] stream, which tonic drops as soon as its shutdown signal
 //! fires — but only if the path still names our inode: a successor that has
 //! already replaced the file keeps its socket.
@@ -172,7 +172,7 @@ async fn clear_stale(path: &Path) -> Result<(), BindError> {
 /// Removes the socket file on drop, if the path still names the inode we
 /// created.
 #[derive(Debug)]
-pub struct SocketGuard {
+pub(crate) struct SocketGuard {
     path: PathBuf,
     dev: u64,
     ino: u64,

@@ -32,6 +32,4 @@ pub mod client;
 pub mod listener;
 
 pub use authority::AuthorityShim;
-pub use listener::{
-    ADMIN_SOCKET_MODE, BindError, Incoming, SocketGuard, TASK_SOCKET_MODE, UdsListener,
-};
+pub use listener::{ADMIN_SOCKET_MODE, BindError, Incoming, TASK_SOCKET_MODE, UdsListener};

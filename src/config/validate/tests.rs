@@ -430,10 +430,104 @@ fn a_bookkeeping_runtime_refuses_an_endpoint() {
         errors(text),
         vec![err(
             "runtime.endpoint",
-            "is only used with `kind: grpc`",
+            "is only used with `kind: grpc` or `kind: triton`",
             3,
             13
         )]
+    );
+}
+
+#[test]
+fn a_triton_runtime_takes_an_endpoint_a_client_endpoint_and_runtime_names() {
+    let text = "\
+node_name: n
+runtime:
+  kind: triton
+  endpoint: 127.0.0.1:8001
+  model_repository: /models
+  load_timeout: 90s
+models:
+  - { name: yolo-v8n, runtime_name: yolov8n_onnx, weights_mib: 1, working_mib: 1, load_ms: 0 }
+  - { name: clip, weights_mib: 1, working_mib: 1, load_ms: 0 }
+";
+    let config = load(text).expect("loads");
+    let super::super::RuntimeKind::Triton(t) = &config.runtime.kind else {
+        panic!("{:?}", config.runtime.kind)
+    };
+    assert_eq!(t.endpoint, "127.0.0.1:8001");
+    assert_eq!(t.client_endpoint, "127.0.0.1:8001", "defaults to endpoint");
+    assert_eq!(
+        t.model_repository.as_deref(),
+        Some(std::path::Path::new("/models"))
+    );
+    assert_eq!(t.triton_name("yolo-v8n"), "yolov8n_onnx");
+    assert_eq!(t.triton_name("clip"), "clip");
+    assert_eq!(
+        config.runtime.load_timeout,
+        std::time::Duration::from_secs(90)
+    );
+}
+
+#[test]
+fn triton_settings_are_checked_with_their_lines() {
+    let text = "\
+node_name: n
+runtime:
+  kind: triton
+  endpoint: unix:///run/triton.sock
+  client_endpoint: triton
+  model_repository: models
+  simulate_load_time: true
+models:
+  - { name: a, runtime_name: shared, weights_mib: 1, working_mib: 1, load_ms: 0 }
+  - { name: b, runtime_name: shared, weights_mib: 1, working_mib: 1, load_ms: 0 }
+  - { name: c, runtime_name: x/y, weights_mib: 1, working_mib: 1, load_ms: 0 }
+";
+    let got = errors(text);
+    let paths: Vec<(&str, Option<usize>)> = got.iter().map(|e| (e.path.as_str(), e.line)).collect();
+    assert_eq!(
+        paths,
+        vec![
+            ("runtime.endpoint", Some(4)),
+            ("runtime.client_endpoint", Some(5)),
+            ("runtime.model_repository", Some(6)),
+            ("runtime.simulate_load_time", Some(7)),
+            ("models[1].runtime_name", Some(10)),
+            ("models[2].runtime_name", Some(11)),
+        ],
+        "{got:#?}"
+    );
+    assert!(got[0].message.contains("host:port"), "{}", got[0].message);
+    assert!(
+        got[4].message.contains("already served for models[0]"),
+        "{}",
+        got[4].message
+    );
+}
+
+#[test]
+fn triton_keys_are_refused_with_other_runtimes() {
+    let text = "\
+node_name: n
+runtime:
+  client_endpoint: 127.0.0.1:8001
+models:
+  - { name: a, runtime_name: a_onnx, weights_mib: 1, working_mib: 1, load_ms: 0 }
+";
+    let got = errors(text);
+    let paths: Vec<(&str, Option<usize>)> = got.iter().map(|e| (e.path.as_str(), e.line)).collect();
+    assert_eq!(
+        paths,
+        vec![
+            ("runtime.client_endpoint", Some(3)),
+            ("models[0].runtime_name", Some(5))
+        ],
+        "{got:#?}"
+    );
+    assert!(
+        got[1].message.contains("runtime.kind: triton"),
+        "{}",
+        got[1].message
     );
 }
 

@@ -14,7 +14,9 @@
 //! [`AuthorityShim`] wraps each accepted connection. Reads pass through the
 //! sans-I/O [`Rewriter`] (see its module for the HPACK reasoning); writes and
 //! the server→client direction are untouched. For a well-behaved client the
-//! cost is a 9-byte parse per frame and an HPACK decode per header block;
+//! cost is a 9-byte parse per frame and an HPACK decode per header block
+//! (our own `hpack` decoder: about 1.6 % of the daemon's CPU with 16
+//! callers, `cargo bench --bench admission`);
 //! frames other than header blocks are handed to h2 in the buffer they were
 //! read into, without a copy.
 

@@ -11,19 +11,24 @@
 //!   refers to it.
 //! - **Rewriting** (from the first block whose `:authority` h2 would reject):
 //!   that block and every later one is re-encoded by [`super::hpack`] without
-//!   indexing. The server's table stays as it was before the first rewrite,
+//!   indexing (or never indexed, as the client sent it). The server's table stays as it was before the first rewrite,
 //!   the client's keeps evolving in our decoder, and nothing we write refers
 //!   to either.
+//!
+//! Inspection never stops, though it could soundly: once we forward a
+//! connection's bytes unchanged for good, h2's table stays equal to the
+//! client's, so stopping after the first acceptable `:authority` would keep
+//! HPACK consistent. But a later block could still carry a bad authority (a
+//! per-call authority override; two grpc-core channels sharing one
+//! subchannel), and h2 would reset it. Our decoder costs as much as not
+//! decoding, within the noise of `cargo bench --bench admission`
+//! (benches/README.md), so the guarantee holds for the whole connection.
 //!
 //! A client that does not speak HTTP/2, or breaks HPACK or framing while we
 //! are still in passthrough, is passed through untouched from then on
 //! (`Opaque`): h2 sees exactly what the client sent and rejects it with the
 //! right error. After a rewrite we cannot do that (the tables differ), so
 //! such a client gets an error and the connection closes.
-
-use std::borrow::Cow;
-
-use loona_hpack::decoder::DecoderError;
 
 use super::frame::{self, FrameHeader};
 use super::hpack;
@@ -136,6 +141,46 @@ impl Out<'_> {
     }
 }
 
+/// The decoded fields of one header block, in one buffer.
+#[derive(Debug, Default)]
+struct FieldList {
+    bytes: Vec<u8>,
+    /// (name length, value length, never indexed), in order, packed in `bytes`.
+    fields: Vec<(usize, usize, bool)>,
+}
+
+/// Field-list capacity kept between blocks; a huge block's is freed.
+const KEEP_FIELD_BYTES: usize = 16 * 1024;
+
+impl FieldList {
+    fn clear(&mut self) {
+        if self.bytes.capacity() > KEEP_FIELD_BYTES {
+            *self = FieldList::default();
+        }
+        self.bytes.clear();
+        self.fields.clear();
+    }
+
+    fn push(&mut self, name: &[u8], value: &[u8], never_indexed: bool) {
+        self.bytes.extend_from_slice(name);
+        self.bytes.extend_from_slice(value);
+        self.fields.push((name.len(), value.len(), never_indexed));
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8], bool)> {
+        let mut at = 0;
+        self.fields.iter().map(move |&(n, v, never)| {
+            let field = (
+                &self.bytes[at..at + n],
+                &self.bytes[at + n..at + n + v],
+                never,
+            );
+            at += n + v;
+            field
+        })
+    }
+}
+
 /// Per-connection state of the client→server direction.
 pub struct Rewriter {
     state: State,
@@ -143,7 +188,12 @@ pub struct Rewriter {
     rewriting: bool,
     block: Option<Block>,
     /// Mirrors the client's HPACK encoder: sees every block, in order.
-    decoder: loona_hpack::Decoder<'static>,
+    decoder: hpack::Decoder,
+    /// The current block's fields (kept to reuse the buffers).
+    fields: FieldList,
+    /// The last `:authority` found acceptable: a client sends the same one on
+    /// every call, so it is checked once.
+    accepted_authority: Vec<u8>,
     /// The first `:authority` we replaced (logged once, kept for tests).
     first_rewritten: Option<Vec<u8>>,
 }
@@ -165,13 +215,13 @@ impl std::fmt::Debug for Rewriter {
 
 impl Rewriter {
     pub fn new() -> Self {
-        let mut decoder = loona_hpack::Decoder::new();
-        decoder.set_max_allowed_table_size(SERVER_HEADER_TABLE_SIZE);
         Self {
             state: State::Preface { seen: 0 },
             rewriting: false,
             block: None,
-            decoder,
+            decoder: hpack::Decoder::new(SERVER_HEADER_TABLE_SIZE),
+            fields: FieldList::default(),
+            accepted_authority: Vec::new(),
             first_rewritten: None,
         }
     }
@@ -397,35 +447,31 @@ impl Rewriter {
         let Some(block) = self.block.take() else {
             return Ok(());
         };
-        let mut fields: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let fields = &mut self.fields;
+        fields.clear();
         let mut list_size = 0usize;
         let decoded = self
             .decoder
-            .decode_with_cb(&block.fragment, |n: Cow<'_, [u8]>, v| {
-                // Keep decoding past the bound (the table must stay in step) but
-                // stop keeping fields.
-                list_size = list_size.saturating_add(n.len() + v.len() + 32);
+            .decode(&block.fragment, |name, value, never_indexed| {
+                // Keep decoding past the bound (the table must stay in step)
+                // but stop keeping fields.
+                list_size = list_size.saturating_add(name.len() + value.len() + 32);
                 if list_size <= MAX_HEADER_LIST {
-                    fields.push((n.into_owned(), v.into_owned()));
+                    fields.push(name, value, never_indexed);
                 }
             });
-        match decoded {
-            // A trailing size update is legal HPACK for h2 (which then finds
-            // the field list malformed, a stream error); loona has applied it.
-            Ok(()) | Err(DecoderError::SizeUpdateAtEnd) => {}
-            Err(e) if !self.rewriting => {
+        if let Err(e) = decoded {
+            if !self.rewriting {
                 // h2 fails the same bytes with COMPRESSION_ERROR; show it them.
                 tracing::debug!(error = %e, "uds: undecodable header block, passing the connection through");
                 o.owned(&block.raw);
                 self.state = State::Opaque;
                 return Ok(());
             }
-            Err(e) => {
-                return Err(RewriteError::Hpack {
-                    stream_id: block.stream_id,
-                    reason: e.to_string(),
-                });
-            }
+            return Err(RewriteError::Hpack {
+                stream_id: block.stream_id,
+                reason: e.to_string(),
+            });
         }
         if list_size > MAX_HEADER_LIST {
             if self.rewriting {
@@ -439,11 +485,19 @@ impl Rewriter {
             o.owned(&block.raw);
             return Ok(());
         }
-        let bad = fields
-            .iter()
-            .find(|(n, v)| n == b":authority" && !is_valid_authority(v))
-            .map(|(_, v)| v.clone());
-        if let Some(original) = &bad
+        let mut bad = None;
+        for (name, value, _) in self.fields.iter() {
+            if name != b":authority" || value == self.accepted_authority.as_slice() {
+                continue;
+            }
+            if is_valid_authority(value) {
+                self.accepted_authority.clear();
+                self.accepted_authority.extend_from_slice(value);
+            } else {
+                bad.get_or_insert(value);
+            }
+        }
+        if let Some(original) = bad
             && self.first_rewritten.is_none()
         {
             tracing::debug!(
@@ -452,7 +506,7 @@ impl Rewriter {
                 stream_id = block.stream_id,
                 "uds: client sent an :authority that h2 rejects; re-encoding its header blocks from here on"
             );
-            self.first_rewritten = Some(original.clone());
+            self.first_rewritten = Some(original.to_vec());
         }
         if !self.rewriting && bad.is_none() {
             o.owned(&block.raw);
@@ -460,13 +514,16 @@ impl Rewriter {
         }
         self.rewriting = true;
         let mut encoded = Vec::with_capacity(block.fragment.len() + 16);
-        for (name, value) in &fields {
-            let value: &[u8] = if name == b":authority" && !is_valid_authority(value) {
+        for (name, value, never_indexed) in self.fields.iter() {
+            let replace = name == b":authority"
+                && value != self.accepted_authority.as_slice()
+                && !is_valid_authority(value);
+            let value: &[u8] = if replace {
                 REPLACEMENT_AUTHORITY.as_bytes()
             } else {
                 value
             };
-            hpack::encode_field(&mut encoded, name, value);
+            hpack::encode_field(&mut encoded, name, value, never_indexed);
         }
         let mut frames = Vec::with_capacity(encoded.len() + 2 * frame::HEADER_LEN);
         frame::write_header_block(

@@ -12,6 +12,7 @@ use super::hpack::{encode_int, encode_str};
 use super::{MAX_HEADER_BLOCK, RewriteError, Rewriter};
 
 mod properties;
+mod tables;
 
 type Field = (Vec<u8>, Vec<u8>);
 

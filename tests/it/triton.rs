@@ -1,0 +1,426 @@
+//! The Triton runtime against a real Triton Inference Server (tritonserver
+//! 2.51 from PyPI, on the CPU, explicit model control), through the daemon
+//! where the shell drives it and through the runtime where a test needs
+//! what the shell cannot yet do (two copies, in-flight inferences).
+//! `.ci/triton-setup` installs the server on first use.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::common::*;
+use crate::triton_support::{ModelDef, Triton, assert_expected, infer, infer_with};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tonic::Code;
+use vision_node_daemon::config::{Config, RuntimeKind, TritonConfig};
+use vision_node_daemon::proto::inference as tpb;
+use vision_node_daemon::proto::vision::v1 as pb;
+use vision_node_daemon::runtime::triton::{Placement, Settings, TritonRuntime};
+use vision_node_daemon::runtime::{LoadRequest, ModelRuntime};
+
+/// Two Tritons at a time: each loads python stubs and onnxruntime, and the
+/// CI machine has two cores.
+static TRITONS: Semaphore = Semaphore::const_new(2);
+
+/// One simulated GPU of `mib` with `models` (catalog name, Triton name),
+/// driven through Triton at `triton`.
+fn config(triton: &Triton, mib: u64, models: &[(&str, &str)]) -> Config {
+    let mut c = small_config(
+        mib,
+        models.iter().map(|(m, _)| model(m, 1000, 100, 4)).collect(),
+    );
+    c.runtime.kind = RuntimeKind::Triton(TritonConfig {
+        endpoint: triton.endpoint(),
+        client_endpoint: triton.endpoint(),
+        model_repository: None,
+        model_names: models
+            .iter()
+            .filter(|(m, t)| m != t)
+            .map(|(m, t)| (m.to_string(), t.to_string()))
+            .collect(),
+    });
+    c
+}
+
+fn loaded_lines(triton: &Triton, event: &str, model: &str) -> usize {
+    let prefix = format!("{event} {model} ");
+    triton
+        .journal()
+        .iter()
+        .filter(|l| l.starts_with(&prefix))
+        .count()
+}
+
+async fn admin_status(d: &Running) -> pb::StatusResponse {
+    d.admin()
+        .await
+        .status(pb::StatusRequest::default())
+        .await
+        .expect("status")
+        .into_inner()
+}
+
+fn ledger_is_empty(s: &pb::StatusResponse) -> bool {
+    s.gpus
+        .iter()
+        .all(|g| g.residents.is_empty() && g.weights_mib == 0 && g.working_mib == 0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cold_admit_loads_the_model_in_triton_which_serves_the_lease_and_keeps_it_after_release()
+{
+    let _slot = TRITONS.acquire().await.unwrap();
+    let triton = Triton::start(&[ModelDef::cpu("tiny_onnx")]).await;
+    let d = start(config(&triton, 4096, &[("yolo-v8n", "tiny_onnx")])).await;
+    let mut c = d.task().await;
+
+    let lease = lease_of(&mut c, admit(&d.token, "yolo-v8n")).await;
+    assert!(!lease.warm);
+    assert_eq!(triton.state("tiny_onnx").await, "READY");
+    assert_eq!(lease.runtime_endpoint, triton.endpoint());
+    let out = infer(&lease.runtime_endpoint, "tiny_onnx")
+        .await
+        .expect("ModelInfer through the lease's endpoint");
+    assert_expected(&out);
+
+    release(&mut c, &d.token, lease.lease_id).await;
+    assert_eq!(
+        triton.state("tiny_onnx").await,
+        "READY",
+        "released, still warm"
+    );
+    let again = lease_of(&mut c, admit(&d.token, "yolo-v8n")).await;
+    assert!(again.warm);
+    assert_eq!(
+        loaded_lines(&triton, "loaded", "tiny_onnx"),
+        1,
+        "loaded once"
+    );
+    release(&mut c, &d.token, again.lease_id).await;
+
+    d.daemon.shutdown().await;
+    assert_eq!(
+        triton.state("tiny_onnx").await,
+        "READY",
+        "Triton's copies outlive the daemon"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_pressure_unloads_the_lru_victim_in_triton_before_the_new_model_loads() {
+    let _slot = TRITONS.acquire().await.unwrap();
+    let triton = Triton::start(&[ModelDef::cpu("first"), ModelDef::cpu("second")]).await;
+    // Room for one model's weights and working memory, not two.
+    let d = start(config(
+        &triton,
+        1500,
+        &[("first", "first"), ("second", "second")],
+    ))
+    .await;
+    let mut c = d.task().await;
+
+    let a = lease_of(&mut c, admit(&d.token, "first")).await;
+    release(&mut c, &d.token, a.lease_id).await;
+    let b = lease_of(&mut c, admit(&d.token, "second")).await;
+    assert!(!b.warm);
+
+    let journal = triton.journal();
+    let unloaded = journal
+        .iter()
+        .position(|l| l.starts_with("unloaded first "));
+    let loaded = journal.iter().position(|l| l.starts_with("loaded second "));
+    assert!(
+        matches!((unloaded, loaded), (Some(u), Some(l)) if u < l),
+        "the victim's unload finished before the new load began: {journal:?}"
+    );
+    assert_eq!(triton.state("first").await, "UNAVAILABLE");
+    assert_eq!(triton.state("second").await, "READY");
+    assert_expected(&infer(&b.runtime_endpoint, "second").await.expect("infer"));
+    d.daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_model_gives_waiters_unavailable_with_tritons_reason_and_the_ledger_returns_to_zero()
+ {
+    let _slot = TRITONS.acquire().await.unwrap();
+    let triton = Triton::start(&[ModelDef::broken("broken", "weights file is corrupt")]).await;
+    let d = start(config(&triton, 4096, &[("broken", "broken")])).await;
+    let mut c = d.task().await;
+
+    let e = c.admit(admit(&d.token, "broken")).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert!(
+        e.message().contains("weights file is corrupt"),
+        "{}",
+        e.message()
+    );
+    let s = admin_status(&d).await;
+    assert!(ledger_is_empty(&s), "{s:?}");
+    assert_eq!(s.counters.expect("counters").loads_failed, 1);
+    assert_eq!(triton.state("broken").await, "UNAVAILABLE");
+    d.daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kind_gpu_on_a_machine_without_a_gpu_is_a_clean_load_failure_not_a_hang() {
+    let _slot = TRITONS.acquire().await.unwrap();
+    let triton = Triton::start(&[ModelDef::gpu("needs_gpu")]).await;
+    let cfg = config(&triton, 4096, &[("needs-gpu", "needs_gpu")]);
+    assert_eq!(cfg.runtime.load_timeout, Duration::from_secs(120));
+    let d = start(cfg).await;
+    let mut c = d.task().await;
+
+    let started = Instant::now();
+    let e = c.admit(admit(&d.token, "needs-gpu")).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    // Triton's own refusal, not the daemon's load timeout.
+    assert!(e.message().contains("KIND_GPU"), "{}", e.message());
+    assert!(!e.message().contains("timed out"), "{}", e.message());
+    assert!(started.elapsed() < Duration::from_secs(120));
+    assert!(ledger_is_empty(&admin_status(&d).await));
+    d.daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_daemon_adopts_the_catalog_models_triton_serves_and_leaves_the_others() {
+    let _slot = TRITONS.acquire().await.unwrap();
+    let triton = Triton::start(&[ModelDef::cpu("tiny_onnx"), ModelDef::cpu("stranger")]).await;
+    triton
+        .client()
+        .await
+        .repository_model_load(tpb::RepositoryModelLoadRequest {
+            model_name: "stranger".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("someone else loads a model the catalog does not know");
+
+    let first = start(config(&triton, 4096, &[("yolo-v8n", "tiny_onnx")])).await;
+    let mut c = first.task().await;
+    let lease = lease_of(&mut c, admit(&first.token, "yolo-v8n")).await;
+    release(&mut c, &first.token, lease.lease_id).await;
+    first.daemon.shutdown().await;
+
+    let second = start(config(&triton, 4096, &[("yolo-v8n", "tiny_onnx")])).await;
+    let s = admin_status(&second).await;
+    let residents: Vec<&str> = s.gpus[0]
+        .residents
+        .iter()
+        .map(|r| r.model.as_str())
+        .collect();
+    assert_eq!(
+        residents,
+        ["yolo-v8n"],
+        "adopted; the stranger is not the daemon's"
+    );
+    assert_eq!(
+        s.gpus[0].weights_mib, 1000,
+        "the adopted copy is in the ledger"
+    );
+    let mut c = second.task().await;
+    let warm = lease_of(&mut c, admit(&second.token, "yolo-v8n")).await;
+    assert!(warm.warm);
+    assert_eq!(warm.runtime_endpoint, triton.endpoint());
+    assert_expected(
+        &infer(&warm.runtime_endpoint, "tiny_onnx")
+            .await
+            .expect("infer"),
+    );
+    assert_eq!(
+        loaded_lines(&triton, "loaded", "tiny_onnx"),
+        1,
+        "never reloaded"
+    );
+    release(&mut c, &second.token, warm.lease_id).await;
+    second.daemon.shutdown().await;
+    assert_eq!(
+        triton.state("stranger").await,
+        "READY",
+        "external models are left alone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_load_past_the_load_timeout_fails_and_the_daemon_unloads_it_from_triton() {
+    let _slot = TRITONS.acquire().await.unwrap();
+    let triton = Triton::start(&[ModelDef::slow("slow", 4.0)]).await;
+    let mut cfg = config(&triton, 4096, &[("slow", "slow")]);
+    cfg.runtime.load_timeout = Duration::from_secs(1);
+    let d = start(cfg).await;
+    let mut c = d.task().await;
+
+    let e = c.admit(admit(&d.token, "slow")).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert!(e.message().contains("timed out"), "{}", e.message());
+    assert!(ledger_is_empty(&admin_status(&d).await));
+    // Triton finishes the load it was asked for; the daemon's unload follows.
+    triton.wait_state("slow", "UNAVAILABLE").await;
+    assert_eq!(
+        loaded_lines(&triton, "unloaded", "slow"),
+        1,
+        "{:?}",
+        triton.journal()
+    );
+    d.daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn triton_killed_mid_load_answers_the_waiters_and_a_restarted_triton_serves_again() {
+    let _slot = TRITONS.acquire().await.unwrap();
+    let mut triton =
+        Triton::start(&[ModelDef::slow("slow", 60.0), ModelDef::cpu("tiny_onnx")]).await;
+    let d = start(config(
+        &triton,
+        4096,
+        &[("slow", "slow"), ("yolo-v8n", "tiny_onnx")],
+    ))
+    .await;
+    let mut c = d.task().await;
+
+    let waiting = {
+        let mut c = c.clone();
+        let req = admit(&d.token, "slow");
+        tokio::spawn(async move { c.admit(req).await })
+    };
+    triton.wait_state("slow", "LOADING").await;
+    triton.kill();
+    let e = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("the waiter is answered when Triton dies")
+        .expect("task")
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert!(ledger_is_empty(&admin_status(&d).await), "nothing leaked");
+
+    triton.restart().await;
+    let lease = lease_of(&mut c, admit(&d.token, "yolo-v8n")).await;
+    assert!(!lease.warm);
+    assert_expected(
+        &infer(&lease.runtime_endpoint, "tiny_onnx")
+            .await
+            .expect("infer"),
+    );
+    d.daemon.shutdown().await;
+}
+
+fn load_request(model: &str, gpu: u32) -> LoadRequest {
+    LoadRequest {
+        model: model.into(),
+        gpu_uuid: format!("GPU-{gpu}"),
+        gpu_index: gpu,
+        weights_mib: 1000,
+        load_id: u64::from(gpu),
+        expected: Duration::from_secs(1),
+    }
+}
+
+/// Instances of `model` by kind, from Triton's ModelConfig.
+async fn cpu_instances(triton: &Triton, model: &str) -> i32 {
+    triton
+        .client()
+        .await
+        .model_config(tpb::ModelConfigRequest {
+            name: model.into(),
+            version: String::new(),
+        })
+        .await
+        .expect("ModelConfig")
+        .into_inner()
+        .config
+        .expect("config")
+        .instance_group
+        .iter()
+        .map(|g| g.count)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_copies_are_one_triton_model_updated_in_place_while_inferences_run() {
+    let _slot = TRITONS.acquire().await.unwrap();
+    let triton = Triton::start(&[ModelDef::cpu("tiny_onnx")]).await;
+    let rt = TritonRuntime::new(Settings {
+        endpoint: triton.endpoint(),
+        client_endpoint: triton.endpoint(),
+        model_repository: Some(triton.repo.path().to_owned()),
+        models: BTreeMap::from([("tiny".to_owned(), "tiny_onnx".to_owned())]),
+        gpus: vec!["GPU-0".into(), "GPU-1".into()],
+        placement: Placement::CpuInstances,
+        unload_timeout: Duration::from_secs(60),
+    })
+    .expect("runtime");
+    rt.ready().await.expect("Triton is ready");
+    rt.load(load_request("tiny", 0)).await.expect("first copy");
+    assert_eq!(cpu_instances(&triton, "tiny_onnx").await, 1);
+
+    // Three clients infer back to back for the whole test.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let stop = Arc::clone(&stop);
+        let mut c = triton.client().await;
+        clients.push(tokio::spawn(async move {
+            let mut spans = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let out = infer_with(&mut c, "tiny_onnx").await;
+                spans.push((started, Instant::now(), out));
+            }
+            spans
+        }));
+    }
+    let timed = |start: Instant| (start, Instant::now());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = Instant::now();
+    rt.load(load_request("tiny", 1)).await.expect("second copy");
+    let add = timed(t);
+    assert_eq!(cpu_instances(&triton, "tiny_onnx").await, 2);
+    assert_eq!(
+        loaded_lines(&triton, "loaded", "tiny_onnx"),
+        2,
+        "one new instance; the first was not reloaded: {:?}",
+        triton.journal()
+    );
+    let t = Instant::now();
+    rt.unload("tiny", "GPU-1")
+        .await
+        .expect("remove the second copy");
+    let remove = timed(t);
+    assert_eq!(cpu_instances(&triton, "tiny_onnx").await, 1);
+    assert_eq!(triton.state("tiny_onnx").await, "READY");
+    assert_eq!(loaded_lines(&triton, "unloaded", "tiny_onnx"), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+
+    let mut spans = Vec::new();
+    for c in clients {
+        spans.extend(c.await.expect("client task"));
+    }
+    for (_, _, out) in &spans {
+        match out {
+            Ok(o) => assert_expected(o),
+            Err(e) => panic!("an inference failed during the changes: {e:?}"),
+        }
+    }
+    for (what, (from, to)) in [("add", add), ("remove", remove)] {
+        assert!(
+            spans.iter().any(|(s, e, _)| *s < from && *e > from),
+            "an inference was in flight when the {what} began"
+        );
+        assert!(
+            spans.iter().any(|(s, e, _)| *s >= from && *e <= to),
+            "inferences ran during the {what}"
+        );
+    }
+
+    let listed = rt.list_loaded().await.expect("list_loaded");
+    let copies: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|c| (c.model.as_str(), c.gpu_uuid.as_str()))
+        .collect();
+    assert_eq!(copies, [("tiny", "GPU-0")]);
+    rt.unload("tiny", "GPU-0").await.expect("last copy");
+    assert_eq!(triton.state("tiny_onnx").await, "UNAVAILABLE");
+    assert!(rt.list_loaded().await.expect("list").is_empty());
+}
