@@ -24,6 +24,8 @@
 //!   whose deadline has not passed, the deadline instant included.
 //! - A load result the engine no longer tracks changes nothing: the engine
 //!   then decides exactly as a plain `tick` would.
+//! - A queue pass that skips a blocked model's later tickets decides as a
+//!   walk of the whole queue does (the same answers and effects).
 //! - The same operations give the same answers and effects (no decision
 //!   depends on hash-map order).
 
@@ -332,7 +334,20 @@ fn run(
     policy: EvictionPolicy,
     ops: Vec<Op>,
 ) -> Result<Vec<String>, TestCaseError> {
+    run_as(gpus, models, policy, ops, false)
+}
+
+/// [`run`], with queue passes that walk the whole queue when `walk` is set
+/// (the reference for the passes that skip blocked models' tickets).
+fn run_as(
+    gpus: Vec<u64>,
+    models: Vec<ModelSpec>,
+    policy: EvictionPolicy,
+    ops: Vec<Op>,
+    walk: bool,
+) -> Result<Vec<String>, TestCaseError> {
     let mut e = engine(&gpus, &models, policy);
+    e.walk_whole_queue(walk);
     let mut m = Model::default();
     let mut log = Vec::with_capacity(ops.len());
     let mut now = Time::ZERO;
@@ -729,6 +744,24 @@ proptest! {
         let first = run(gpus.clone(), models.clone(), EvictionPolicy::Lru, ops.clone())?;
         let second = run(gpus, models, EvictionPolicy::Lru, ops)?;
         prop_assert_eq!(first, second);
+    }
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// A queue pass that skips the rest of a model's tickets once one is
+    /// blocked for memory decides exactly as a walk of the whole queue:
+    /// the same answers and effects, in the same order, after every
+    /// operation (the queue order and the head reservation are unchanged).
+    #[test]
+    fn skipping_blocked_models_decides_as_walking_the_whole_queue(
+        gpus in gpus(), models in catalog(), ops in ops(), gds in any::<bool>(),
+    ) {
+        let policy = if gds { EvictionPolicy::GreedyDualSize } else { EvictionPolicy::Lru };
+        let walked = run_as(gpus.clone(), models.clone(), policy, ops.clone(), true)?;
+        let skipped = run_as(gpus, models, policy, ops, false)?;
+        prop_assert_eq!(walked, skipped);
     }
 }
 

@@ -256,7 +256,7 @@ impl Engine {
         let key: QueueKey = (Reverse(priority), self.next_seq);
         self.next_seq += 1;
         if queued {
-            self.queue.insert(
+            self.enqueue(
                 key,
                 Queued {
                     ticket: id,
@@ -388,7 +388,7 @@ impl Engine {
     pub(super) fn apply(&mut self, ticket: TicketId, p: Placement, now: Time) -> Admission {
         let t = &self.tickets[&ticket];
         let (model, token, key) = (t.model, Arc::clone(&t.token), t.key);
-        self.queue.remove(&key);
+        self.dequeue(&key);
         self.commit_placement(&token, model, &p, now);
         if p.kind == PlaceKind::Warm {
             let t = self
@@ -658,7 +658,7 @@ impl Engine {
         };
         match t.state {
             TicketState::Queued => {
-                self.queue.remove(&t.key);
+                self.dequeue(&t.key);
             }
             TicketState::Loading(gpu) => {
                 let working = self.model(t.model).working_mib;

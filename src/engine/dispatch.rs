@@ -27,9 +27,9 @@
 //!    by its model's recent grant ratio (lowest first; see
 //!    [`super::fairness`]), then by its latest start (deadline minus the
 //!    load it needs), then by arrival.
-//! 2. It holds memory on one GPU for itself and for the other waiting
-//!    admissions of its model that can share its copy (up to the model's
-//!    `max_concurrency`): later admissions may use that GPU only where that
+//! 2. It holds memory on one GPU for itself and, when it needs a new copy,
+//!    for one more waiting admission of its model that can share that copy:
+//!    later admissions may use that GPU only where that
 //!    memory stays free or reclaimable from idle copies. Nothing placed after
 //!    the head can delay it: it is placed once the tasks that held the memory
 //!    when it was chosen have ended. Its batch is placed with it.
@@ -43,14 +43,26 @@
 //! model holds the head, and the head never waits behind work that came
 //! after it. A model's ratio falls while its admissions go unserved, so every
 //! model with servable work eventually holds the head.
+//!
+//! # What a pass costs
+//! A pass never looks at a model's tickets after one of them was blocked
+//! for memory at the same priority level (they would be blocked too): it
+//! merges per-model runs of the queue (`Engine::by_model`) in arrival
+//! order and drops a run when it blocks. With the queue full (256) behind
+//! a full node, a release costs a few steps per model with waiting work,
+//! not a step per ticket (benches/README.md, "saturated queue"). The
+//! decisions are those of a walk of the whole queue; the property tests
+//! compare the two on every operation.
 
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::ops::Bound;
 use std::time::Duration;
 
 use super::admission::{Blocked, LoadWindow, PlaceKind, Placement};
 use super::pool::ResidentState;
 use super::status::Outcome;
-use super::{AllocKind, Engine, Queued, TicketState, types::*};
+use super::{AllocKind, Engine, QueueKey, Queued, TicketState, types::*};
 
 /// The head reservation: one waiting admission and the memory it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,9 +75,43 @@ pub(super) struct Head {
     pub need_mib: u64,
 }
 
+/// How many more admissions of its model a head that needs a load reserves
+/// memory for (they share the copy it loads).
+const BATCH_FOLLOWERS: usize = 1;
+
 /// The order in which blocked admissions become the head: priority, the
 /// running turn, the model's grant ratio, latest start, arrival.
 type HeadKey = (Reverse<i32>, bool, u64, u64, u64);
+
+/// What one queue pass carries from ticket to ticket.
+struct Pass {
+    /// Per GPU, memory promised to the head (see [`Head`]).
+    reserved: Vec<u64>,
+    /// Models whose ticket was blocked for memory at this level: their
+    /// later tickets (same level) would be too (the same need against the
+    /// same reservation).
+    failed: Vec<ModelId>,
+    /// Per model, the latest deadline for which its load came too late:
+    /// tickets with that deadline or an earlier one would be too late too.
+    too_late: Vec<(ModelId, Option<Time>)>,
+    /// The best blocked ticket of this level to become the head.
+    candidate: Option<(HeadKey, TicketId, ModelId)>,
+}
+
+impl Pass {
+    fn new(e: &Engine) -> Pass {
+        let mut reserved = vec![0u64; e.pools.len()];
+        if let Some(h) = e.head {
+            reserved[h.gpu.0 as usize] = h.need_mib;
+        }
+        Pass {
+            reserved,
+            failed: Vec::new(),
+            too_late: Vec::new(),
+            candidate: None,
+        }
+    }
+}
 
 impl Engine {
     /// Places queued tickets in priority then arrival order around the head
@@ -76,146 +122,257 @@ impl Engine {
     /// each level, a blocked ticket of that level becomes the head if there is
     /// none or the head is of a lower level, so lower levels are placed
     /// around it in the same pass.
+    ///
+    /// # Only tickets a change can help
+    /// Within a level, once a model's ticket is blocked for memory, every
+    /// later ticket of that model is too (the same need against no more
+    /// memory), so the pass does not look at them: it merges the level's
+    /// per-model runs of `Engine::by_model` in arrival order and drops a
+    /// model's run when it blocks. A pass costs a few steps per model with
+    /// waiting work plus the tickets it places or skips for their own pod's
+    /// slot or a late load, not the length of the queue. It visits the same
+    /// tickets in the same order as a walk of the whole queue would (the
+    /// property tests check this against `Engine::dispatch_by_walk`).
     pub(super) fn dispatch(&mut self, now: Time) {
+        if self.walk_whole_queue {
+            return self.dispatch_by_walk(now);
+        }
         if self.head.is_some_and(|h| !self.head_holds(h)) {
             self.head = None;
         }
         if self.queue.is_empty() {
             return;
         }
-        let mut reserved = vec![0u64; self.pools.len()];
-        if let Some(h) = self.head {
-            reserved[h.gpu.0 as usize] = h.need_mib;
+        let mut pass = Pass::new(self);
+        let mut level = self.by_model.keys().next().map(|k| k.0);
+        while let Some(l) = level {
+            self.dispatch_level(l, &mut pass, now);
+            self.close_level(pass.candidate.take(), &mut pass.reserved);
+            level = l.0.checked_sub(1).and_then(|p| {
+                self.by_model
+                    .range((Reverse(p), ModelId(0), 0)..)
+                    .next()
+                    .map(|(k, _)| k.0)
+            });
         }
-        // Models whose ticket just failed for memory: later tickets of theirs
-        // (same level) would fail too (the same need against the same
-        // reservation).
-        let mut failed: Vec<ModelId> = Vec::new();
-        // Per model, the latest deadline for which its load came too late:
-        // tickets with that deadline or an earlier one would be too late too.
-        let mut too_late: Vec<(ModelId, Option<Time>)> = Vec::new();
-        let mut candidate: Option<(HeadKey, TicketId, ModelId)> = None;
+    }
+
+    /// One priority level of a pass: its tickets in arrival order, each
+    /// model's run dropped once one of its tickets is blocked for memory.
+    fn dispatch_level(&mut self, l: Reverse<i32>, pass: &mut Pass, now: Time) {
+        pass.failed.clear();
+        // The head of this level is visited in its place even after its
+        // model's run was dropped; the runs leave it out.
+        let head_here = self.head.and_then(|h| {
+            let t = self.tickets.get(&h.ticket)?;
+            (t.state == TicketState::Queued && t.key.0 == l).then_some((t.key.1, h.model))
+        });
+        let skip = head_here.map(|(seq, _)| seq);
+        let mut next: BinaryHeap<Reverse<(u64, ModelId, bool)>> = BinaryHeap::new();
+        if let Some((seq, model)) = head_here {
+            next.push(Reverse((seq, model, true)));
+        }
+        let mut from = (l, ModelId(0), 0);
+        while let Some((&(kl, model, first), _)) = self.by_model.range(from..).next() {
+            if kl != l {
+                break;
+            }
+            let first = match skip {
+                Some(s) if s == first => self.run_after(l, model, Some(first), skip),
+                _ => Some(first),
+            };
+            if let Some(seq) = first {
+                next.push(Reverse((seq, model, false)));
+            }
+            let Some(m) = model.0.checked_add(1) else {
+                break;
+            };
+            from = (l, ModelId(m), 0);
+        }
+        while let Some(Reverse((seq, model, is_head))) = next.pop() {
+            if !is_head && pass.failed.contains(&model) {
+                continue;
+            }
+            // Placed or ended earlier in this pass (a batch, a rejection):
+            // its run goes on.
+            if let Some(&q) = self.by_model.get(&(l, model, seq)) {
+                self.visit(q, pass, now);
+            }
+            if !is_head
+                && !pass.failed.contains(&model)
+                && let Some(after) = self.run_after(l, model, Some(seq), skip)
+            {
+                next.push(Reverse((after, model, false)));
+            }
+        }
+    }
+
+    /// The first ticket of `model` at level `l` after arrival `after` (from
+    /// the start if `None`), other than `skip`.
+    fn run_after(
+        &self,
+        l: Reverse<i32>,
+        model: ModelId,
+        after: Option<u64>,
+        skip: Option<u64>,
+    ) -> Option<u64> {
+        let lo = match after {
+            Some(seq) => Bound::Excluded((l, model, seq)),
+            None => Bound::Included((l, model, 0)),
+        };
+        self.by_model
+            .range((lo, Bound::Included((l, model, u64::MAX))))
+            .map(|(k, _)| k.2)
+            .find(|seq| Some(*seq) != skip)
+    }
+
+    /// The reference pass: every queued ticket in queue order, each skipped
+    /// or tried exactly as [`Engine::dispatch`] would. Tests compare the two
+    /// (see [`Engine::walk_whole_queue`]).
+    fn dispatch_by_walk(&mut self, now: Time) {
+        if self.head.is_some_and(|h| !self.head_holds(h)) {
+            self.head = None;
+        }
+        if self.queue.is_empty() {
+            return;
+        }
+        let mut pass = Pass::new(self);
         let mut level: Option<Reverse<i32>> = None;
         // A snapshot: placing and rejecting change the queue as we go.
-        let order: Vec<Queued> = self.queue.values().copied().collect();
-        for Queued {
+        let order: Vec<(QueueKey, Queued)> = self.queue.iter().map(|(k, q)| (*k, *q)).collect();
+        for (key, q) in order {
+            if self.queue.get(&key) != Some(&q) {
+                continue;
+            }
+            if level != Some(key.0) {
+                self.close_level(pass.candidate.take(), &mut pass.reserved);
+                level = Some(key.0);
+                pass.failed.clear();
+            }
+            let is_head = self.head.is_some_and(|h| h.ticket == q.ticket);
+            if !is_head && pass.failed.contains(&q.model) {
+                continue;
+            }
+            self.visit(q, &mut pass, now);
+        }
+        self.close_level(pass.candidate, &mut pass.reserved);
+    }
+
+    /// Tries one queued ticket in its turn of a pass: skipped if its model's
+    /// load is too late for it or its pod has no free slot; else placed
+    /// (the head with its batch), rejected if no GPU could ever hold it, or
+    /// marked blocked (its model's run ends; it may become the head).
+    fn visit(&mut self, q: Queued, pass: &mut Pass, now: Time) {
+        let Queued {
             ticket,
             model,
             deadline,
-        } in order
+        } = q;
+        let Some(t) = self
+            .tickets
+            .get(&ticket)
+            .filter(|t| t.state == TicketState::Queued)
+        else {
+            return;
+        };
+        let (requested_at, key) = (t.requested_at, t.key);
+        let head = self.head.filter(|h| h.ticket == ticket);
+        if head.is_none()
+            && pass
+                .too_late
+                .iter()
+                .any(|(m, d)| *m == model && deadline <= *d)
         {
-            let Some(t) = self
-                .tickets
-                .get(&ticket)
-                .filter(|t| t.state == TicketState::Queued)
-            else {
-                continue;
-            };
-            let (requested_at, key) = (t.requested_at, t.key);
-            if level != Some(key.0) {
-                self.close_level(candidate.take(), &mut reserved);
-                level = Some(key.0);
-                failed.clear();
+            return;
+        }
+        let (has_slot, may_load) = match self.allocations.get(&t.token) {
+            Some(a) => (
+                matches!(a.kind, AllocKind::Slots(n) if a.in_use < n),
+                a.loads < self.settings.pod_loads,
+            ),
+            None => (false, false),
+        };
+        if !has_slot {
+            return;
+        }
+        if let Some(t) = self.tickets.get_mut(&ticket) {
+            t.competed = true;
+        }
+        let when = LoadWindow {
+            now,
+            deadline,
+            fresh: requested_at == now,
+            may_load,
+        };
+        let reserved = &mut pass.reserved;
+        // The head may use its own reservation, but must leave its batch's
+        // part of it: the batch is placed with it. A ticket of a higher level
+        // than the head's ignores the reservation.
+        let lift = match self.head {
+            Some(h) if h.ticket == ticket => self.own_need(model, h.gpu).min(h.need_mib),
+            Some(h) if key.0 < self.tickets[&h.ticket].key.0 => h.need_mib,
+            _ => 0,
+        };
+        if let Some(h) = self.head {
+            reserved[h.gpu.0 as usize] -= lift;
+        }
+        let result = self.place(model, reserved, when);
+        if let Some(h) = self.head {
+            reserved[h.gpu.0 as usize] += lift;
+        }
+        let drop_head = |e: &mut Engine, reserved: &mut Vec<u64>| {
+            if let Some(h) = head {
+                reserved[h.gpu.0 as usize] -= h.need_mib;
+                e.head = None;
             }
-            let head = self.head.filter(|h| h.ticket == ticket);
-            if head.is_none()
-                && (failed.contains(&model)
-                    || too_late.iter().any(|(m, d)| *m == model && deadline <= *d))
-            {
-                continue;
-            }
-            let Some(t) = self.tickets.get(&ticket) else {
-                continue;
-            };
-            let (has_slot, may_load) = match self.allocations.get(&t.token) {
-                Some(a) => (
-                    matches!(a.kind, AllocKind::Slots(n) if a.in_use < n),
-                    a.loads < self.settings.pod_loads,
-                ),
-                None => (false, false),
-            };
-            if !has_slot {
-                continue;
-            }
-            if let Some(t) = self.tickets.get_mut(&ticket) {
-                t.competed = true;
-            }
-            let when = LoadWindow {
-                now,
-                deadline,
-                fresh: requested_at == now,
-                may_load,
-            };
-            // The head may use its own reservation, but must leave its
-            // batch's part of it: the batch is placed with it. A ticket of a
-            // higher level than the head's ignores the reservation.
-            let lift = match self.head {
-                Some(h) if h.ticket == ticket => self.own_need(model, h.gpu).min(h.need_mib),
-                Some(h) if key.0 < self.tickets[&h.ticket].key.0 => h.need_mib,
-                _ => 0,
-            };
-            if let Some(h) = self.head {
-                reserved[h.gpu.0 as usize] -= lift;
-            }
-            let result = self.place(model, &reserved, when);
-            if let Some(h) = self.head {
-                reserved[h.gpu.0 as usize] += lift;
-            }
-            let drop_head = |e: &mut Engine, reserved: &mut Vec<u64>| {
-                if let Some(h) = head {
-                    reserved[h.gpu.0 as usize] -= h.need_mib;
-                    e.head = None;
+        };
+        match result {
+            Ok(p) => {
+                let gpu = p.gpu;
+                drop_head(self, reserved);
+                if head.is_some() {
+                    let spec = self.model(model);
+                    let turn = Duration::from_millis(spec.load_ms + 2 * spec.task_ms);
+                    self.fairness.start_turn(model, now + turn, now);
                 }
-            };
-            match result {
-                Ok(p) => {
-                    let gpu = p.gpu;
-                    drop_head(self, &mut reserved);
-                    if head.is_some() {
-                        let spec = self.model(model);
-                        let turn = Duration::from_millis(spec.load_ms + 2 * spec.task_ms);
-                        self.fairness.start_turn(model, now + turn, now);
-                    }
-                    self.place_ticket(ticket, p, now);
-                    if head.is_some() {
-                        self.place_batch(model, gpu, &reserved, now);
-                    }
-                    continue;
+                self.place_ticket(ticket, p, now);
+                if head.is_some() {
+                    self.place_batch(model, gpu, reserved, now);
                 }
-                Err(Blocked::TooLate) => {
-                    drop_head(self, &mut reserved);
-                    // Another ticket of this model, with a later deadline, may still load it.
-                    match too_late.iter_mut().find(|(m, _)| *m == model) {
-                        Some(entry) => entry.1 = entry.1.max(deadline),
-                        None => too_late.push((model, deadline)),
-                    }
-                    continue;
-                }
-                // Its pod's own bound: other pods' tickets of this model may still load it.
-                Err(Blocked::PodLoads) => {
-                    drop_head(self, &mut reserved);
-                    continue;
-                }
-                Err(Blocked::Memory) => {}
+                return;
             }
-            if self.check_fits_somewhere(model).is_err() {
-                drop_head(self, &mut reserved);
-                let reason = self.no_fit_rejection(model);
-                self.finish_ticket(ticket, reason, now);
-                continue;
-            }
-            failed.push(model);
-            let outranks_head = self
-                .head
-                .is_none_or(|h| key.0 < self.tickets[&h.ticket].key.0);
-            if outranks_head {
-                let k = self.head_key(model, key, deadline, now);
-                if candidate.as_ref().is_none_or(|c| k < c.0) {
-                    candidate = Some((k, ticket, model));
+            Err(Blocked::TooLate) => {
+                drop_head(self, reserved);
+                // Another ticket of this model, with a later deadline, may still load it.
+                match pass.too_late.iter_mut().find(|(m, _)| *m == model) {
+                    Some(entry) => entry.1 = entry.1.max(deadline),
+                    None => pass.too_late.push((model, deadline)),
                 }
+                return;
+            }
+            // Its pod's own bound: other pods' tickets of this model may still load it.
+            Err(Blocked::PodLoads) => {
+                drop_head(self, reserved);
+                return;
+            }
+            Err(Blocked::Memory) => {}
+        }
+        if self.check_fits_somewhere(model).is_err() {
+            drop_head(self, reserved);
+            let reason = self.no_fit_rejection(model);
+            self.finish_ticket(ticket, reason, now);
+            return;
+        }
+        pass.failed.push(model);
+        let outranks_head = self
+            .head
+            .is_none_or(|h| key.0 < self.tickets[&h.ticket].key.0);
+        if outranks_head {
+            let k = self.head_key(model, key, deadline, now);
+            if pass.candidate.as_ref().is_none_or(|c| k < c.0) {
+                pass.candidate = Some((k, ticket, model));
             }
         }
-        self.close_level(candidate, &mut reserved);
     }
 
     /// The end of a priority level: its best blocked ticket becomes the head
@@ -248,13 +405,9 @@ impl Engine {
     /// Places the head's batch: the other waiting admissions of `model` that
     /// can share the copy the head just took on `gpu`, in queue order.
     fn place_batch(&mut self, model: ModelId, gpu: GpuId, reserved: &[u64], now: Time) {
-        let batch: Vec<Queued> = self
-            .queue
-            .values()
-            .filter(|q| q.model == model)
-            .copied()
-            .collect();
-        for q in batch {
+        let mut after = None;
+        while let Some((key, q)) = self.next_of_model(model, after) {
+            after = Some(key);
             let Some(t) = self.tickets.get(&q.ticket) else {
                 continue;
             };
@@ -279,6 +432,34 @@ impl Engine {
                 }
                 _ => break,
             }
+        }
+    }
+
+    /// The first queued ticket of `model` after `after` in queue order (from
+    /// the start if `None`), by `Engine::by_model`: one lookup per
+    /// priority level instead of a walk of the queue.
+    fn next_of_model(&self, model: ModelId, after: Option<QueueKey>) -> Option<(QueueKey, Queued)> {
+        let (mut level, mut lo) = match after {
+            Some((l, seq)) => (l, Bound::Excluded((l, model, seq))),
+            None => {
+                let l = self.by_model.keys().next()?.0;
+                (l, Bound::Included((l, model, 0)))
+            }
+        };
+        loop {
+            let hi = Bound::Included((level, model, u64::MAX));
+            if let Some((k, q)) = self.by_model.range((lo, hi)).next() {
+                return Some(((k.0, k.2), *q));
+            }
+            // The next level down with any ticket.
+            let below = level.0.checked_sub(1)?;
+            level = self
+                .by_model
+                .range((Reverse(below), ModelId(0), 0)..)
+                .next()?
+                .0
+                .0;
+            lo = Bound::Included((level, model, 0));
         }
     }
 
@@ -341,8 +522,14 @@ impl Engine {
     fn appoint_head(&self, ticket: TicketId, model: ModelId) -> Option<Head> {
         let (gpu, one) = self.eventual_gpu(model)?;
         let spec = self.model(model);
-        let pins = self.pool(gpu).residents.peek(&model).map_or(0, |r| r.pins);
-        let room = spec.max_concurrency.saturating_sub(pins + 1);
+        // A batch amortises a load: only a head that needs a new copy takes
+        // one more admission of its model with it (if the copy may serve two
+        // at once). A warm head holds no more than its own working memory.
+        let pins = self.pool(gpu).residents.peek(&model).map(|r| r.pins);
+        let room = match pins {
+            None if spec.max_concurrency > 1 => BATCH_FOLLOWERS,
+            _ => 0,
+        };
         // Only admissions whose pod has a free slot can join the batch: a pod
         // waiting for its own slot must not enlarge (or shrink) anyone's
         // reservation.
@@ -350,7 +537,7 @@ impl Engine {
             .queue
             .values()
             .filter(|q| q.model == model && q.ticket != ticket && self.has_free_slot(q.ticket))
-            .take(room as usize)
+            .take(room)
             .count() as u64;
         let need_mib =
             (one + others * spec.working_mib).min(self.pool(gpu).capacity_for_models_mib());

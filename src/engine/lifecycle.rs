@@ -212,7 +212,7 @@ impl Engine {
             }
             let t = &self.tickets[&id];
             let (key, token, model, deadline) = (t.key, Arc::clone(&t.token), t.model, t.deadline);
-            self.queue.insert(
+            self.enqueue(
                 key,
                 Queued {
                     ticket: id,

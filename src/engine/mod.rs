@@ -194,6 +194,9 @@ struct TicketEntry {
 /// Queue order: higher priority first, then arrival.
 type QueueKey = (Reverse<i32>, u64);
 
+/// `Engine::by_model`'s order: priority level, model, arrival.
+type ModelKey = (Reverse<i32>, ModelId, u64);
+
 /// A queue entry: what a dispatch pass needs to skip a ticket without
 /// looking anything up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,6 +228,12 @@ pub struct Engine {
     tickets: HashMap<TicketId, TicketEntry>,
     /// Tickets waiting for a slot or for memory (not those waiting on a load).
     queue: BTreeMap<QueueKey, Queued>,
+    /// The same tickets by priority level, then model, then arrival: a queue
+    /// pass skips all of a model's tickets at a level at once (see `dispatch`).
+    by_model: BTreeMap<ModelKey, Queued>,
+    /// Queue passes walk the whole queue (the reference the property tests
+    /// compare [`Engine::dispatch`]'s skipping against).
+    walk_whole_queue: bool,
     /// Lease expiries and ticket deadlines; stale entries are skipped lazily.
     deadlines: BinaryHeap<Reverse<(Time, DeadlineRef)>>,
     /// Loads in flight, so a result can be matched without a scan.
@@ -270,6 +279,8 @@ impl Engine {
             leases: HashMap::default(),
             tickets: HashMap::default(),
             queue: BTreeMap::new(),
+            by_model: BTreeMap::new(),
+            walk_whole_queue: false,
             deadlines: BinaryHeap::new(),
             loading: HashMap::default(),
             head: None,
@@ -438,6 +449,27 @@ impl Engine {
             self.deadlines = BinaryHeap::from(fresh);
         }
         self.deadlines.push(Reverse((at, r)));
+    }
+
+    /// Makes every queue pass walk the whole queue in order, as the engine
+    /// did before passes skipped blocked models' runs. Decisions must not
+    /// change: the property tests run both and compare. Not for production.
+    #[doc(hidden)]
+    pub fn walk_whole_queue(&mut self, on: bool) {
+        self.walk_whole_queue = on;
+    }
+
+    /// Puts a ticket in the queue (and in its by-model index).
+    fn enqueue(&mut self, key: QueueKey, q: Queued) {
+        self.by_model.insert((key.0, q.model, key.1), q);
+        self.queue.insert(key, q);
+    }
+
+    /// Takes a ticket out of the queue (and out of its by-model index).
+    fn dequeue(&mut self, key: &QueueKey) -> Option<Queued> {
+        let q = self.queue.remove(key)?;
+        self.by_model.remove(&(key.0, q.model, key.1));
+        Some(q)
     }
 
     fn pool(&self, gpu: GpuId) -> &Pool {

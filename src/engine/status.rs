@@ -331,6 +331,14 @@ impl Engine {
         if self.queue.len() > self.tickets.len() {
             return Err("queue holds unknown tickets".into());
         }
+        let indexed = self.by_model.len() == self.queue.len()
+            && self
+                .queue
+                .iter()
+                .all(|(k, q)| self.by_model.get(&(k.0, q.model, k.1)) == Some(q));
+        if !indexed {
+            return Err("the by-model index differs from the queue".into());
+        }
         let mut waiting: std::collections::HashMap<&str, u32> = Default::default();
         for t in self.tickets.values() {
             *waiting.entry(&t.token).or_default() += 1;

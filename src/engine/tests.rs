@@ -1223,3 +1223,72 @@ fn the_head_goes_to_the_least_served_model_even_behind_older_work() {
     );
     audit(&e);
 }
+
+/// A node full of warm tasks with 256 admissions waiting (the engine
+/// bench's saturated queue): every release places exactly one waiting
+/// admission, in queue order among those that fit, and the queue stays full.
+#[test]
+fn a_saturated_queue_places_one_admission_per_release() {
+    let models: Vec<ModelSpec> = (0..8)
+        .map(|i| model(&format!("m{i}"), 1024, 1024, 64, 1000))
+        .collect();
+    let settings = Settings {
+        reserve_mib: 0,
+        queue_limit: 256,
+        pod_queue_limit: 256,
+        ..Settings::default()
+    };
+    let gpu = GpuSpec {
+        uuid: "GPU-0".into(),
+        name: "test".into(),
+        total_mib: 40 * 1024,
+    };
+    let mut e = Engine::new(vec![gpu], models, settings).expect("valid engine");
+    let now = t(0);
+    // One task per model holds its copy all along, so no copy ever idles.
+    e.allocate_slots("pinner", 8, now).expect("fresh token");
+    for i in 0..8 {
+        let (_, load) = e.preload(&format!("m{i}"), None, now).expect("room");
+        assert!(e.load_finished(load, Ok(()), now));
+        let req = req_by("pinner", &format!("m{i}"), Wait::Default);
+        assert!(matches!(e.admit(&req, now), Ok(Admission::Granted(_))));
+    }
+    let pods: Vec<String> = (0..64).map(|p| format!("pod-{p}")).collect();
+    for p in &pods {
+        e.allocate_slots(p, 4, now).expect("fresh token");
+    }
+    let mut n = 0usize;
+    let mut admit = |e: &mut Engine| {
+        n += 1;
+        let req = req_by(
+            &pods[(n * 7) % pods.len()],
+            &format!("m{}", (n * 5) % 8),
+            Wait::Default,
+        );
+        e.admit(&req, now).expect("room in the queue")
+    };
+    let mut running = std::collections::VecDeque::new();
+    while e.queued() < 256 {
+        if let Admission::Granted(l) = admit(&mut e) {
+            running.push_back(l);
+        }
+    }
+    e.drain_effects().for_each(drop);
+    assert_eq!(running.len(), 24);
+    for _ in 0..300 {
+        let l = running.pop_front().expect("a running task");
+        e.release(l.id, None, now).expect("live");
+        let granted: Vec<Lease> = e
+            .drain_effects()
+            .filter_map(|f| match f {
+                Effect::Grant { lease, .. } => Some(lease),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(granted.len(), 1, "one release, one placement");
+        running.extend(granted);
+        assert!(matches!(admit(&mut e), Admission::Pending(_)));
+        assert_eq!(e.queued(), 256);
+        e.audit().expect("ledgers agree");
+    }
+}
