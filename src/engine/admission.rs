@@ -77,21 +77,37 @@ impl Engine {
     pub fn admit(&mut self, req: &AdmitRequest, now: Time) -> Result<Admission, AdmitError> {
         let mut changed = self.advance(now);
         let evictions = self.counters.evictions;
-        let result = self.admit_inner(req, now);
+        let mut quiet = false;
+        let result = self.admit_inner(req, now, &mut quiet);
         match &result {
             Ok(Admission::Granted(_)) => self.counters.count(Outcome::GrantedWarm),
             Ok(Admission::Pending(_)) => {}
             Err(e) => self.counters.count(Outcome::from(e)),
         }
-        changed |= self.expire_due(now);
+        let expired = self.expire_due(now);
+        changed |= expired;
         let evicted = self.counters.evictions != evictions;
         if changed || evicted || matches!(result, Ok(Admission::Pending(_))) {
-            self.settle(now);
+            if quiet && !expired && !self.walk_whole_queue {
+                // The queue pass of this admission changed nothing, and
+                // nothing changed since: another pass would decide the same
+                // (the reference engine runs it; the property tests compare).
+                self.settle_pools(now);
+            } else {
+                self.settle(now);
+            }
         }
         result
     }
 
-    fn admit_inner(&mut self, req: &AdmitRequest, now: Time) -> Result<Admission, AdmitError> {
+    /// `quiet` is set when the admission was queued after a queue pass that
+    /// changed nothing, and nothing changed after that pass.
+    fn admit_inner(
+        &mut self,
+        req: &AdmitRequest,
+        now: Time,
+        quiet: &mut bool,
+    ) -> Result<Admission, AdmitError> {
         if self.shutting_down {
             return Err(AdmitError::ShuttingDown);
         }
@@ -183,10 +199,8 @@ impl Engine {
             });
         }
         let ticket = self.new_ticket(token, model, req.priority, now, deadline, true);
-        if has_slot {
-            // Queued behind others: let the queue order decide, now.
-            self.dispatch(now);
-        }
+        // Queued behind others: let the queue order decide, now.
+        let quiet_pass = has_slot && !self.dispatch(now);
         if no_queue
             && self
                 .tickets
@@ -213,6 +227,7 @@ impl Engine {
             self.counters.outcomes[Outcome::GrantedWarm as usize] -= 1;
             return Ok(Admission::Granted(lease));
         }
+        *quiet = quiet_pass;
         Ok(Admission::Pending(ticket))
     }
 

@@ -96,20 +96,57 @@ struct Pass {
     too_late: Vec<(ModelId, Option<Time>)>,
     /// The best blocked ticket of this level to become the head.
     candidate: Option<(HeadKey, TicketId, ModelId)>,
+    /// The level's runs by their next ticket: (arrival, model, is the head).
+    next: BinaryHeap<Reverse<(u64, ModelId, bool)>>,
+    /// The pass placed, rejected or marked a ticket, or moved the head: a
+    /// second pass at the same instant could decide differently.
+    changed: bool,
+}
+
+/// A pass's buffers between passes, so that a pass allocates nothing.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Scratch {
+    reserved: Vec<u64>,
+    failed: Vec<ModelId>,
+    too_late: Vec<(ModelId, Option<Time>)>,
+    next: BinaryHeap<Reverse<(u64, ModelId, bool)>>,
 }
 
 impl Pass {
-    fn new(e: &Engine) -> Pass {
-        let mut reserved = vec![0u64; e.pools.len()];
+    fn new(e: &mut Engine) -> Pass {
+        let Scratch {
+            mut reserved,
+            mut failed,
+            mut too_late,
+            mut next,
+        } = std::mem::take(&mut e.scratch);
+        reserved.clear();
+        reserved.resize(e.pools.len(), 0);
         if let Some(h) = e.head {
             reserved[h.gpu.0 as usize] = h.need_mib;
         }
+        failed.clear();
+        too_late.clear();
+        next.clear();
         Pass {
             reserved,
-            failed: Vec::new(),
-            too_late: Vec::new(),
+            failed,
+            too_late,
             candidate: None,
+            next,
+            changed: false,
         }
+    }
+
+    /// Gives the buffers back to `e`; returns whether the pass changed anything.
+    fn end(self, e: &mut Engine) -> bool {
+        e.scratch = Scratch {
+            reserved: self.reserved,
+            failed: self.failed,
+            too_late: self.too_late,
+            next: self.next,
+        };
+        self.changed
     }
 }
 
@@ -133,28 +170,30 @@ impl Engine {
     /// slot or a late load, not the length of the queue. It visits the same
     /// tickets in the same order as a walk of the whole queue would (the
     /// property tests check this against `Engine::dispatch_by_walk`).
-    pub(super) fn dispatch(&mut self, now: Time) {
+    pub(super) fn dispatch(&mut self, now: Time) -> bool {
+        let head = self.head;
         if self.walk_whole_queue {
-            return self.dispatch_by_walk(now);
+            return self.dispatch_by_walk(now) || self.head != head;
         }
         if self.head.is_some_and(|h| !self.head_holds(h)) {
             self.head = None;
         }
         if self.queue.is_empty() {
-            return;
+            return self.head != head;
         }
         let mut pass = Pass::new(self);
-        let mut level = self.by_model.keys().next().map(|k| k.0);
+        let mut level = self.runs.keys().next().map(|k| k.0);
         while let Some(l) = level {
             self.dispatch_level(l, &mut pass, now);
             self.close_level(pass.candidate.take(), &mut pass.reserved);
             level = l.0.checked_sub(1).and_then(|p| {
-                self.by_model
-                    .range((Reverse(p), ModelId(0), 0)..)
+                self.runs
+                    .range((Reverse(p), ModelId(0))..)
                     .next()
                     .map(|(k, _)| k.0)
             });
         }
+        pass.end(self) || self.head != head
     }
 
     /// One priority level of a pass: its tickets in arrival order, each
@@ -168,26 +207,18 @@ impl Engine {
             (t.state == TicketState::Queued && t.key.0 == l).then_some((t.key.1, h.model))
         });
         let skip = head_here.map(|(seq, _)| seq);
-        let mut next: BinaryHeap<Reverse<(u64, ModelId, bool)>> = BinaryHeap::new();
+        let mut next = std::mem::take(&mut pass.next);
         if let Some((seq, model)) = head_here {
             next.push(Reverse((seq, model, true)));
         }
-        let mut from = (l, ModelId(0), 0);
-        while let Some((&(kl, model, first), _)) = self.by_model.range(from..).next() {
-            if kl != l {
-                break;
-            }
-            let first = match skip {
-                Some(s) if s == first => self.run_after(l, model, Some(first), skip),
-                _ => Some(first),
-            };
-            if let Some(seq) = first {
+        let runs = self
+            .runs
+            .range((l, ModelId(0))..=(l, ModelId(u32::MAX)))
+            .map(|(k, _)| k.1);
+        for model in runs {
+            if let Some(seq) = self.run_after(l, model, None, skip) {
                 next.push(Reverse((seq, model, false)));
             }
-            let Some(m) = model.0.checked_add(1) else {
-                break;
-            };
-            from = (l, ModelId(m), 0);
         }
         while let Some(Reverse((seq, model, is_head))) = next.pop() {
             if !is_head && pass.failed.contains(&model) {
@@ -205,6 +236,7 @@ impl Engine {
                 next.push(Reverse((after, model, false)));
             }
         }
+        pass.next = next;
     }
 
     /// The first ticket of `model` at level `l` after arrival `after` (from
@@ -229,12 +261,12 @@ impl Engine {
     /// The reference pass: every queued ticket in queue order, each skipped
     /// or tried exactly as [`Engine::dispatch`] would. Tests compare the two
     /// (see [`Engine::walk_whole_queue`]).
-    fn dispatch_by_walk(&mut self, now: Time) {
+    fn dispatch_by_walk(&mut self, now: Time) -> bool {
         if self.head.is_some_and(|h| !self.head_holds(h)) {
             self.head = None;
         }
         if self.queue.is_empty() {
-            return;
+            return false;
         }
         let mut pass = Pass::new(self);
         let mut level: Option<Reverse<i32>> = None;
@@ -255,7 +287,8 @@ impl Engine {
             }
             self.visit(q, &mut pass, now);
         }
-        self.close_level(pass.candidate, &mut pass.reserved);
+        self.close_level(pass.candidate.take(), &mut pass.reserved);
+        pass.end(self)
     }
 
     /// Tries one queued ticket in its turn of a pass: skipped if its model's
@@ -296,6 +329,7 @@ impl Engine {
             return;
         }
         if let Some(t) = self.tickets.get_mut(&ticket) {
+            pass.changed |= !t.competed;
             t.competed = true;
         }
         let when = LoadWindow {
@@ -328,6 +362,7 @@ impl Engine {
         };
         match result {
             Ok(p) => {
+                pass.changed = true;
                 let gpu = p.gpu;
                 drop_head(self, reserved);
                 if head.is_some() {
@@ -358,6 +393,7 @@ impl Engine {
             Err(Blocked::Memory) => {}
         }
         if self.check_fits_somewhere(model).is_err() {
+            pass.changed = true;
             drop_head(self, reserved);
             let reason = self.no_fit_rejection(model);
             self.finish_ticket(ticket, reason, now);

@@ -231,6 +231,11 @@ pub struct Engine {
     /// The same tickets by priority level, then model, then arrival: a queue
     /// pass skips all of a model's tickets at a level at once (see `dispatch`).
     by_model: BTreeMap<ModelKey, Queued>,
+    /// How many tickets each (level, model) run of `by_model` holds: a pass
+    /// finds a level's runs without a lookup per model.
+    runs: BTreeMap<(Reverse<i32>, ModelId), u32>,
+    /// A pass's buffers, kept between passes (see `dispatch`).
+    scratch: dispatch::Scratch,
     /// Queue passes walk the whole queue (the reference the property tests
     /// compare [`Engine::dispatch`]'s skipping against).
     walk_whole_queue: bool,
@@ -280,6 +285,8 @@ impl Engine {
             tickets: HashMap::default(),
             queue: BTreeMap::new(),
             by_model: BTreeMap::new(),
+            runs: BTreeMap::new(),
+            scratch: Default::default(),
             walk_whole_queue: false,
             deadlines: BinaryHeap::new(),
             loading: HashMap::default(),
@@ -451,9 +458,11 @@ impl Engine {
         self.deadlines.push(Reverse((at, r)));
     }
 
-    /// Makes every queue pass walk the whole queue in order, as the engine
-    /// did before passes skipped blocked models' runs. Decisions must not
-    /// change: the property tests run both and compare. Not for production.
+    /// Makes the engine the reference for its queue passes: every pass walks
+    /// the whole queue in order, and an admission that queues runs its second
+    /// pass even when the first changed nothing, as the engine did before
+    /// passes skipped blocked models' runs. Decisions must not change: the
+    /// property tests run both and compare. Not for production.
     #[doc(hidden)]
     pub fn walk_whole_queue(&mut self, on: bool) {
         self.walk_whole_queue = on;
@@ -461,14 +470,24 @@ impl Engine {
 
     /// Puts a ticket in the queue (and in its by-model index).
     fn enqueue(&mut self, key: QueueKey, q: Queued) {
-        self.by_model.insert((key.0, q.model, key.1), q);
+        if self.by_model.insert((key.0, q.model, key.1), q).is_none() {
+            *self.runs.entry((key.0, q.model)).or_insert(0) += 1;
+        }
         self.queue.insert(key, q);
     }
 
     /// Takes a ticket out of the queue (and out of its by-model index).
     fn dequeue(&mut self, key: &QueueKey) -> Option<Queued> {
         let q = self.queue.remove(key)?;
-        self.by_model.remove(&(key.0, q.model, key.1));
+        if self.by_model.remove(&(key.0, q.model, key.1)).is_some()
+            && let std::collections::btree_map::Entry::Occupied(mut run) =
+                self.runs.entry((key.0, q.model))
+        {
+            *run.get_mut() -= 1;
+            if *run.get() == 0 {
+                run.remove();
+            }
+        }
         Some(q)
     }
 
@@ -497,6 +516,11 @@ impl Engine {
     /// leaving the over-committed state.
     fn settle(&mut self, now: Time) {
         self.dispatch(now);
+        self.settle_pools(now);
+    }
+
+    /// Declares pools entering or leaving the over-committed state.
+    fn settle_pools(&mut self, now: Time) {
         for i in 0..self.pools.len() {
             let p = &mut self.pools[i];
             let (committed, usable) = (p.committed_mib(), p.usable_mib());

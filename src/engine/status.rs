@@ -336,7 +336,12 @@ impl Engine {
                 .queue
                 .iter()
                 .all(|(k, q)| self.by_model.get(&(k.0, q.model, k.1)) == Some(q));
-        if !indexed {
+        let mut runs: std::collections::BTreeMap<(std::cmp::Reverse<i32>, ModelId), u32> =
+            Default::default();
+        for k in self.by_model.keys() {
+            *runs.entry((k.0, k.1)).or_insert(0) += 1;
+        }
+        if !indexed || runs != self.runs {
             return Err("the by-model index differs from the queue".into());
         }
         let mut waiting: std::collections::HashMap<&str, u32> = Default::default();
