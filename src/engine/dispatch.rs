@@ -101,6 +101,13 @@ struct Pass {
     /// The pass placed, rejected or marked a ticket, or moved the head: a
     /// second pass at the same instant could decide differently.
     changed: bool,
+    /// A ticket was blocked for memory in this pass.
+    blocked: bool,
+    /// The head was dropped without being placed (too late, its pod's load
+    /// bound, no GPU could hold it) after a ticket was blocked for memory:
+    /// that ticket was tried against memory that is free now, so the pass
+    /// runs again.
+    released: bool,
 }
 
 /// A pass's buffers between passes, so that a pass allocates nothing.
@@ -135,18 +142,21 @@ impl Pass {
             candidate: None,
             next,
             changed: false,
+            blocked: false,
+            released: false,
         }
     }
 
-    /// Gives the buffers back to `e`; returns whether the pass changed anything.
-    fn end(self, e: &mut Engine) -> bool {
+    /// Gives the buffers back to `e`; returns whether the pass changed
+    /// anything, and whether it released the head's memory unused.
+    fn end(self, e: &mut Engine) -> (bool, bool) {
         e.scratch = Scratch {
             reserved: self.reserved,
             failed: self.failed,
             too_late: self.too_late,
             next: self.next,
         };
-        self.changed
+        (self.changed, self.released)
     }
 }
 
@@ -171,15 +181,36 @@ impl Engine {
     /// tickets in the same order as a walk of the whole queue would (the
     /// property tests check this against `Engine::dispatch_by_walk`).
     pub(super) fn dispatch(&mut self, now: Time) -> bool {
-        let head = self.head;
-        if self.walk_whole_queue {
-            return self.dispatch_by_walk(now) || self.head != head;
+        // A pass that drops the head unplaced after blocking a ticket for
+        // memory has tried that ticket against memory that is free now: pass
+        // again, so that what can be placed at `now` is placed at `now`,
+        // whichever call comes next.
+        // Each further pass follows a head dropped for good (it is not a
+        // candidate again at `now`), so this ends; the bound says so twice.
+        let mut changed = false;
+        for _ in 0..=self.queue.len() {
+            let head = self.head;
+            let (c, released) = if self.walk_whole_queue {
+                self.dispatch_by_walk(now)
+            } else {
+                self.dispatch_once(now)
+            };
+            changed |= c || self.head != head;
+            if !released {
+                break;
+            }
         }
+        changed
+    }
+
+    /// One pass (see [`Engine::dispatch`]): whether it changed anything, and
+    /// whether it dropped the head unplaced.
+    fn dispatch_once(&mut self, now: Time) -> (bool, bool) {
         if self.head.is_some_and(|h| !self.head_holds(h)) {
             self.head = None;
         }
         if self.queue.is_empty() {
-            return self.head != head;
+            return (false, false);
         }
         let mut pass = Pass::new(self);
         let mut level = self.runs.keys().next().map(|k| k.0);
@@ -193,7 +224,7 @@ impl Engine {
                     .map(|(k, _)| k.0)
             });
         }
-        pass.end(self) || self.head != head
+        pass.end(self)
     }
 
     /// One priority level of a pass: its tickets in arrival order, each
@@ -261,12 +292,12 @@ impl Engine {
     /// The reference pass: every queued ticket in queue order, each skipped
     /// or tried exactly as [`Engine::dispatch`] would. Tests compare the two
     /// (see [`Engine::walk_whole_queue`]).
-    fn dispatch_by_walk(&mut self, now: Time) -> bool {
+    fn dispatch_by_walk(&mut self, now: Time) -> (bool, bool) {
         if self.head.is_some_and(|h| !self.head_holds(h)) {
             self.head = None;
         }
         if self.queue.is_empty() {
-            return false;
+            return (false, false);
         }
         let mut pass = Pass::new(self);
         let mut level: Option<Reverse<i32>> = None;
@@ -377,6 +408,7 @@ impl Engine {
                 return;
             }
             Err(Blocked::TooLate) => {
+                pass.released |= head.is_some() && pass.blocked;
                 drop_head(self, reserved);
                 // Another ticket of this model, with a later deadline, may still load it.
                 match pass.too_late.iter_mut().find(|(m, _)| *m == model) {
@@ -387,6 +419,7 @@ impl Engine {
             }
             // Its pod's own bound: other pods' tickets of this model may still load it.
             Err(Blocked::PodLoads) => {
+                pass.released |= head.is_some() && pass.blocked;
                 drop_head(self, reserved);
                 return;
             }
@@ -394,11 +427,13 @@ impl Engine {
         }
         if self.check_fits_somewhere(model).is_err() {
             pass.changed = true;
+            pass.released |= head.is_some() && pass.blocked;
             drop_head(self, reserved);
             let reason = self.no_fit_rejection(model);
             self.finish_ticket(ticket, reason, now);
             return;
         }
+        pass.blocked = true;
         pass.failed.push(model);
         let outranks_head = self
             .head
