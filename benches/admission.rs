@@ -586,6 +586,7 @@ mod noop {
                     ttl_ms: 60_000,
                     runtime_endpoint: String::new(),
                     working_mib: 64,
+                    runtime_model: String::new(),
                 }),
             }))
         }

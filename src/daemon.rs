@@ -20,11 +20,11 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, Publish};
+use crate::config::{Config, MeasureMemory, Publish};
 use crate::deviceplugin::{self, DevicePlugins, Registration};
 use crate::engine::{AllocKind, Engine, GpuSpec, Settings};
 use crate::gpu::{self, FaultHandle, HealthWatch, Inventory};
-use crate::node::{Node, NodeInfo, Workers};
+use crate::node::{Node, NodeInfo, WatchIntervals, Workers};
 use crate::service::{Access, AdmissionService};
 use crate::telemetry::http::{self as http_server, Readiness};
 use crate::telemetry::metrics::{self, Scrape, Snapshot};
@@ -72,7 +72,7 @@ impl Paths {
 }
 
 /// How long shutdown waits for runtime unloads and open calls to finish.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// A running daemon.
 pub struct Daemon {
@@ -204,7 +204,12 @@ impl Built {
             backend: inventory.backend(),
             uuids: specs.iter().map(|g| g.uuid.clone()).collect(),
         };
-        let engine = Engine::new(specs, cfg.models.clone(), Settings::from_config(&cfg))?;
+        let mut engine = Engine::new(specs, cfg.models.clone(), Settings::from_config(&cfg))?;
+        // The state dir first: the epoch file is written into it.
+        private_state_dir(&opts.state_dir)?;
+        let epoch = crate::node::epoch::advance(&opts.state_dir)?;
+        engine.start_lease_ids_at(crate::node::epoch::first_lease_id(epoch));
+        tracing::info!(epoch, "lease epoch");
         warn_unfittable_models(&engine);
 
         let runtime: Arc<dyn runtime::ModelRuntime> =
@@ -216,12 +221,34 @@ impl Built {
             load_timeout: cfg.runtime.load_timeout,
             admin_socket: paths.admin_socket.display().to_string(),
         };
+        let measure = match cfg.runtime.measure_memory {
+            MeasureMemory::Auto => inventory.backend() == gpu::Backend::Nvml,
+            MeasureMemory::On => true,
+            MeasureMemory::Off => false,
+        } && runtime.holds_copies();
         let (node, workers) = Node::new(engine, info, runtime);
-        node.restore_residency().await;
+        node.set_watch_streams_per_pod(cfg.admission.watch_streams_per_pod);
+        let workers = if measure {
+            tracing::info!("measuring what model loads take in GPU memory");
+            workers.measuring(Arc::clone(&inventory))
+        } else {
+            workers
+        };
+        node.connect_runtime().await;
 
-        // Bind both sockets before anything is announced.
-        let task = UdsListener::bind(&paths.task_socket, uds::TASK_SOCKET_MODE).await?;
-        let admin = UdsListener::bind(&paths.admin_socket, uds::ADMIN_SOCKET_MODE).await?;
+        // Bind both sockets before anything is announced, each with its cap.
+        let task_cap = task_connection_cap(raise_open_files_limit());
+        tracing::info!(
+            task = task_cap,
+            admin = ADMIN_MAX_CONNECTIONS,
+            "connection caps"
+        );
+        let task = UdsListener::bind(&paths.task_socket, uds::TASK_SOCKET_MODE)
+            .await?
+            .max_connections(task_cap);
+        let admin = UdsListener::bind(&paths.admin_socket, uds::ADMIN_SOCKET_MODE)
+            .await?
+            .max_connections(ADMIN_MAX_CONNECTIONS);
 
         let pods_dir = paths
             .task_socket
@@ -286,6 +313,11 @@ impl Built {
         let (health_watch, health_rx) = watch_gpu_health(&inventory).await;
         tasks.push(node.spawn_timer());
         tasks.push(node.spawn_gpu_reconciler(inventory, health_rx));
+        let intervals = WatchIntervals {
+            check: cfg.runtime.health_interval,
+            reconcile: cfg.runtime.reconcile_interval,
+        };
+        tasks.extend(node.spawn_runtime_watch(intervals));
 
         let registration = plugins.registration();
         let plugins = plugins.spawn();
@@ -305,9 +337,10 @@ impl Built {
                 registration: registration.clone(),
                 cluster: cluster_stats,
             });
-            let ready = Box::new(KubeletReady {
+            let ready = Box::new(Ready {
+                node: Arc::clone(&node),
                 registration: registration.clone(),
-                needed: ready_needs_kubelet,
+                needs_kubelet: ready_needs_kubelet,
             });
             let registry = metrics::registry(node.metrics(), sources);
             tasks.push(http_server::serve(
@@ -402,6 +435,13 @@ fn serve_admission(
     let path = listener.path().display().to_string();
     tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
+            // A peer that stopped answering (gone without a FIN, or stalled)
+            // is closed; one that answers pings but holds a connection with
+            // nothing to say is asked to go (GOAWAY) after
+            // CONNECTION_MAX_AGE, once its calls and Watch streams are done.
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+            .max_connection_age(CONNECTION_MAX_AGE)
             .add_service(svc)
             .serve_with_incoming_shutdown(listener.incoming(), async move { stop.fired().await })
             .await;
@@ -428,21 +468,32 @@ impl Scrape for Sources {
                 .cluster
                 .as_ref()
                 .map_or(0, |s| s.publish_errors.load(Ordering::Relaxed)),
+            runtime: (self.node.runtime().kind(), self.node.runtime_reachable()),
+            model_memory: self
+                .node
+                .model_memory()
+                .into_iter()
+                .map(|m| (m.model, m.catalog_mib, m.measured_mib))
+                .collect(),
         }
     }
 }
 
-/// `/readyz`: not ready until both plugins are registered, when kubelet is
-/// expected.
-struct KubeletReady {
+/// `/readyz`: not ready until both plugins are registered (when kubelet is
+/// expected), nor while the model runtime is unreachable.
+struct Ready {
+    node: Arc<Node>,
     registration: Registration,
-    needed: bool,
+    needs_kubelet: bool,
 }
 
-impl Readiness for KubeletReady {
+impl Readiness for Ready {
     fn not_ready(&self) -> Option<&'static str> {
-        (self.needed && !self.registration.all_registered())
-            .then_some("the device plugins are not registered with kubelet yet")
+        if self.needs_kubelet && !self.registration.all_registered() {
+            return Some("the device plugins are not registered with kubelet yet");
+        }
+        (!self.node.runtime_reachable())
+            .then_some("the model runtime is unreachable; admissions are refused until it answers")
     }
 }
 
@@ -465,6 +516,88 @@ fn warn_unfittable_models(engine: &Engine) {
     }
 }
 
+/// Connections the admin socket serves at once: operators' tools, never
+/// taken by pods.
+pub const ADMIN_MAX_CONNECTIONS: usize = 32;
+/// The most connections the task socket serves at once, open-files limit
+/// permitting ([`task_connection_cap`]).
+pub const TASK_MAX_CONNECTIONS: usize = 4096;
+/// Open files kept for everything but the task socket: the admin socket's
+/// cap, kubelet's connections to both plugin sockets and the pod-resources
+/// socket, files, the HTTP port, the model server, the API server.
+pub const RESERVED_FDS: u64 = 192;
+/// The task socket's cap even under a tiny open-files limit.
+const MIN_TASK_CONNECTIONS: usize = 16;
+/// HTTP/2 pings on a connection that has been quiet this long...
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// ...which close it when not answered within this.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection is asked to go (GOAWAY; its open calls and streams finish)
+/// after this long; clients reconnect on their next call.
+const CONNECTION_MAX_AGE: Duration = Duration::from_secs(600);
+
+/// Raises the soft open-files limit to the hard one (a default 1 024 is
+/// far below what the task socket's cap wants); returns the soft limit now.
+fn raise_open_files_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::warn!(error = %e, "cannot raise the open-files limit");
+        }
+    }
+    let now = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    tracing::info!(open_files = now, "open-files limit");
+    now
+}
+
+/// The task socket's connection cap under an open-files limit: whatever
+/// pods do with it, [`RESERVED_FDS`] stay for the admin socket, kubelet and
+/// the rest.
+pub fn task_connection_cap(open_files: u64) -> usize {
+    let room = open_files.saturating_sub(RESERVED_FDS);
+    let cap = usize::try_from(room).unwrap_or(usize::MAX);
+    if cap < MIN_TASK_CONNECTIONS {
+        tracing::warn!(
+            open_files,
+            cap = MIN_TASK_CONNECTIONS,
+            "the open-files limit leaves little room for pods' connections; raise it"
+        );
+    }
+    cap.clamp(MIN_TASK_CONNECTIONS, TASK_MAX_CONNECTIONS)
+}
+
+/// The state directory's mode: it holds the allocations (every pod's token)
+/// and the admin socket, so only the daemon's user may enter it. Pods reach
+/// the task socket through `<state>/pods`, which kubelet bind-mounts into
+/// them, and never through this directory.
+pub const STATE_DIR_MODE: u32 = 0o700;
+/// `<state>/pods`: entered by every pod's user, to reach the task socket.
+pub const PODS_DIR_MODE: u32 = 0o755;
+
+/// Creates the state directory 0700, or tightens an existing one (a hostPath
+/// `DirectoryOrCreate` is made 0755) before any secret is written into it.
+fn private_state_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(STATE_DIR_MODE)
+        .create(dir)
+        .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(STATE_DIR_MODE))
+        .with_context(|| format!("cannot make the state directory {} 0700", dir.display()))?;
+    let pods = dir.join("pods");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(PODS_DIR_MODE)
+        .create(&pods)
+        .with_context(|| format!("cannot create {}", pods.display()))?;
+    std::fs::set_permissions(&pods, std::fs::Permissions::from_mode(PODS_DIR_MODE))
+        .with_context(|| format!("cannot set the mode of {}", pods.display()))?;
+    Ok(())
+}
+
 /// A fresh token with slots for every GPU, written 0600 for visionctl.
 fn write_dev_token(node: &Node, cfg: &Config, path: &Path) -> anyhow::Result<String> {
     use std::io::Write;
@@ -481,4 +614,26 @@ fn write_dev_token(node: &Node, cfg: &Config, path: &Path) -> anyhow::Result<Str
     writeln!(f, "{token}")?;
     tracing::info!(path = %path.display(), slots, "dev token written");
     Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_task_sockets_cap_leaves_the_reserve_under_any_open_files_limit() {
+        // A common default soft limit: the reserve stays free.
+        assert_eq!(task_connection_cap(1024), 1024 - RESERVED_FDS as usize);
+        // A container's usual hard limit: the cap itself.
+        assert_eq!(task_connection_cap(1 << 20), TASK_MAX_CONNECTIONS);
+        // Under a tiny limit pods still get a few, and the daemon says so.
+        assert_eq!(task_connection_cap(100), MIN_TASK_CONNECTIONS);
+        // Unlimited.
+        assert_eq!(task_connection_cap(u64::MAX), TASK_MAX_CONNECTIONS);
+        // The reserve covers the admin socket's and both plugin sockets'.
+        assert!(
+            ADMIN_MAX_CONNECTIONS + 2 * crate::deviceplugin::PLUGIN_MAX_CONNECTIONS
+                < RESERVED_FDS as usize
+        );
+    }
 }

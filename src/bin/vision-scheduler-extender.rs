@@ -85,7 +85,7 @@ fn main() -> ExitCode {
 fn load(file: Option<&Path>) -> Result<Config, ExitCode> {
     match file {
         None => Ok(Config::dev()),
-        Some(file) => config::load_file(file).map_err(|errors| {
+        Some(file) => config::load_shared_file(file).map_err(|errors| {
             eprint!("{errors}");
             ExitCode::FAILURE
         }),

@@ -36,6 +36,9 @@ pub(crate) struct EventSpec {
 /// | `GpuHealth`, healthy | Normal | `GpuRecovered` |
 /// | `ModelLoadFailed` | Warning | `ModelLoadFailed` |
 /// | `PoolOvercommitted` | Warning | `GpuPoolOvercommitted` |
+/// | `RuntimeLost` | Warning | `ModelRuntimeLost` |
+/// | `RuntimeBack` | Normal | `ModelRuntimeRecovered` |
+/// | `ModelOutgrewCatalog` | Warning | `ModelOutgrewCatalog` |
 ///
 /// Everything else — admissions, leases, queue changes, successful loads,
 /// evictions, a pool draining, a registration attempt failing (retried
@@ -99,6 +102,43 @@ pub(crate) fn event_for(kind: &EventKind) -> Option<EventSpec> {
                 "GPU {} ({}) pool is over-committed: {committed_mib} MiB committed of {usable_mib} MiB usable; \
                  admissions there wait until it drains",
                 gpu.id.0, gpu.uuid
+            ),
+        ),
+        EventKind::RuntimeLost { runtime, reason } => (
+            EventType::Warning,
+            "ModelRuntimeLost",
+            "CheckRuntime",
+            format!(
+                "model runtime {runtime} is unreachable: {reason}; admissions are refused \
+                 (UNAVAILABLE) and idle models were dropped until it answers again"
+            ),
+        ),
+        EventKind::RuntimeBack {
+            runtime,
+            adopted,
+            dropped,
+        } => (
+            EventType::Normal,
+            "ModelRuntimeRecovered",
+            "CheckRuntime",
+            format!(
+                "model runtime {runtime} answers again: {adopted} model cop{} it holds adopted, \
+                 {dropped} it lost dropped",
+                if *adopted == 1 { "y" } else { "ies" }
+            ),
+        ),
+        EventKind::ModelOutgrewCatalog {
+            copy,
+            catalog_mib,
+            measured_mib,
+        } => (
+            EventType::Warning,
+            "ModelOutgrewCatalog",
+            "MeasureModel",
+            format!(
+                "model {} on GPU {} ({}) took {measured_mib} MiB, more than its catalog's \
+                 {catalog_mib} MiB; the ledger counts what was measured: raise its weights_mib",
+                copy.model, copy.gpu.id.0, copy.gpu.uuid
             ),
         ),
         _ => return None,
@@ -266,6 +306,59 @@ mod tests {
     }
 
     #[test]
+    fn losing_the_model_runtime_is_a_warning_and_its_return_normal() {
+        let lost = event_for(&EventKind::RuntimeLost {
+            runtime: "triton",
+            reason: "connection refused".into(),
+        })
+        .expect("an event");
+        assert_eq!(
+            (lost.type_, lost.reason),
+            (EventType::Warning, "ModelRuntimeLost")
+        );
+        assert!(
+            lost.note
+                .starts_with("model runtime triton is unreachable: connection refused;"),
+            "{}",
+            lost.note
+        );
+        let back = event_for(&EventKind::RuntimeBack {
+            runtime: "triton",
+            adopted: 1,
+            dropped: 2,
+        })
+        .expect("an event");
+        assert_eq!(
+            (back.type_, back.reason),
+            (EventType::Normal, "ModelRuntimeRecovered")
+        );
+        assert_eq!(
+            back.note,
+            "model runtime triton answers again: 1 model copy it holds adopted, 2 it lost dropped"
+        );
+    }
+
+    #[test]
+    fn a_model_that_outgrew_its_catalog_entry_is_a_warning_with_both_sizes() {
+        let e = event_for(&EventKind::ModelOutgrewCatalog {
+            copy: copy("sam", 2400),
+            catalog_mib: 2400,
+            measured_mib: 3100,
+        })
+        .expect("an event");
+        assert_eq!(
+            (e.type_, e.reason),
+            (EventType::Warning, "ModelOutgrewCatalog")
+        );
+        assert!(
+            e.note
+                .contains("took 3100 MiB, more than its catalog's 2400 MiB"),
+            "{}",
+            e.note
+        );
+    }
+
+    #[test]
     fn admissions_leases_and_routine_residency_changes_are_not_events() {
         let lease = LeaseInfo {
             id: LeaseId(1),
@@ -276,6 +369,7 @@ mod tests {
             expires_in: Duration::from_secs(60),
             ttl: Duration::from_secs(60),
             runtime_endpoint: String::new(),
+            runtime_model: String::new(),
             working_mib: 100,
         };
         for kind in [
@@ -294,6 +388,10 @@ mod tests {
             EventKind::ModelUnloaded {
                 copy: copy("yolo", 12),
                 reason: UnloadCause::Evicted { for_model: None },
+            },
+            EventKind::ModelUnloaded {
+                copy: copy("yolo", 12),
+                reason: UnloadCause::RuntimeLost,
             },
             EventKind::Queue(QueueDepth::default()),
             EventKind::AdmissionRejected {

@@ -7,10 +7,12 @@
 use super::duration;
 use super::wire::{
     WireAdmission, WireBackend, WireCluster, WireConfig, WireDevices, WireDuration,
-    WireEvictionPolicy, WireGpus, WireModel, WirePublish, WireRuntime, WireRuntimeKind,
-    WireSimulatedGpu, WireTelemetry,
+    WireEvictionPolicy, WireGpus, WireMeasureMemory, WireModel, WirePublish, WireRuntime,
+    WireRuntimeKind, WireSimulatedGpu, WireSlotGpuVisibility, WireTelemetry,
 };
-use super::{Config, EvictionPolicy, GpuBackend, Publish, RuntimeKind};
+use super::{
+    Config, EvictionPolicy, GpuBackend, MeasureMemory, Publish, RuntimeKind, SlotGpuVisibility,
+};
 
 impl Config {
     /// The full effective configuration as YAML; loading it gives back an
@@ -60,6 +62,10 @@ fn to_wire(config: &Config) -> WireConfig {
             release_grace: Some(WireDuration(duration::format(devices.release_grace))),
             cdi: Some(devices.cdi),
             container_socket_dir: Some(devices.container_socket_dir.to_string_lossy().into_owned()),
+            slot_gpu_visibility: Some(match devices.slot_gpu_visibility {
+                SlotGpuVisibility::All => WireSlotGpuVisibility::All,
+                SlotGpuVisibility::None => WireSlotGpuVisibility::None,
+            }),
         }),
         admission: Some(WireAdmission {
             queue_limit: Some(admission.queue_limit as u64),
@@ -71,6 +77,7 @@ fn to_wire(config: &Config) -> WireConfig {
                 EvictionPolicy::Lru => WireEvictionPolicy::Lru,
                 EvictionPolicy::GreedyDualSize => WireEvictionPolicy::GreedyDualSize,
             }),
+            watch_streams_per_pod: Some(admission.watch_streams_per_pod),
         }),
         runtime: Some(match &config.runtime.kind {
             RuntimeKind::Bookkeeping { simulate_load_time } => WireRuntime {
@@ -80,14 +87,15 @@ fn to_wire(config: &Config) -> WireConfig {
                 model_repository: None,
                 load_timeout: Some(WireDuration(duration::format(config.runtime.load_timeout))),
                 simulate_load_time: Some(*simulate_load_time),
+                ..WireRuntime::default()
             },
             RuntimeKind::Grpc { endpoint } => WireRuntime {
                 kind: Some(WireRuntimeKind::Grpc),
                 endpoint: Some(endpoint.clone()),
                 client_endpoint: None,
                 model_repository: None,
-                load_timeout: Some(WireDuration(duration::format(config.runtime.load_timeout))),
                 simulate_load_time: None,
+                ..serving(config)
             },
             RuntimeKind::Triton(t) => WireRuntime {
                 kind: Some(WireRuntimeKind::Triton),
@@ -97,8 +105,8 @@ fn to_wire(config: &Config) -> WireConfig {
                     .model_repository
                     .as_ref()
                     .map(|p| p.to_string_lossy().into_owned()),
-                load_timeout: Some(WireDuration(duration::format(config.runtime.load_timeout))),
                 simulate_load_time: None,
+                ..serving(config)
             },
         }),
         cluster: Some(WireCluster {
@@ -132,6 +140,22 @@ fn to_wire(config: &Config) -> WireConfig {
                 })
                 .collect(),
         ),
+    }
+}
+
+/// The runtime keys of a serving runtime (grpc, triton).
+fn serving(config: &Config) -> WireRuntime {
+    let r = &config.runtime;
+    WireRuntime {
+        load_timeout: Some(WireDuration(duration::format(r.load_timeout))),
+        health_interval: Some(WireDuration(duration::format(r.health_interval))),
+        reconcile_interval: Some(WireDuration(duration::format(r.reconcile_interval))),
+        measure_memory: Some(match r.measure_memory {
+            MeasureMemory::Auto => WireMeasureMemory::Auto,
+            MeasureMemory::On => WireMeasureMemory::On,
+            MeasureMemory::Off => WireMeasureMemory::Off,
+        }),
+        ..WireRuntime::default()
     }
 }
 

@@ -19,7 +19,7 @@ use std::path::Path;
 use super::Config;
 use super::error::{Error, Errors};
 use super::position::{Index, Pos};
-use super::validate::{Sources, validate};
+use super::validate::{Reader, Sources, validate};
 use super::wire::{Segment, WireConfig, known_keys, path_string};
 
 /// The largest config file accepted. A full catalog of a few hundred models
@@ -34,9 +34,23 @@ pub(crate) const MAX_DEPTH: usize = 32;
 /// How many type errors one run reports before it stops looking.
 const MAX_TYPE_ERRORS: usize = 64;
 
-/// Loads and validates the config file at `path`; `node_name` may come from
-/// the process environment or the host name.
+/// Loads and validates the config file at `path` for the node's daemon;
+/// `node_name` may come from the process environment or the host name, and
+/// `$(NAME)` references resolve from it.
 pub fn load_file(path: &Path) -> Result<Config, Errors> {
+    load_file_as(path, Reader::Daemon)
+}
+
+/// Loads and validates the daemons' config file at `path` for a reader off
+/// the node (the scheduler extender): it is checked as strictly, but
+/// node-local `$(NAME)` references (`runtime.client_endpoint`'s
+/// `$(HOST_IP)`) are kept as written, since this process has not the
+/// node's environment.
+pub fn load_shared_file(path: &Path) -> Result<Config, Errors> {
+    load_file_as(path, Reader::OffNode)
+}
+
+fn load_file_as(path: &Path, reader: Reader) -> Result<Config, Errors> {
     let source = path.display().to_string();
     let document_error = |message: String, pos: Option<Pos>| {
         let error = Error {
@@ -67,7 +81,12 @@ pub fn load_file(path: &Path) -> Result<Config, Errors> {
             Some(pos_of_offset(bytes, at)),
         )
     })?;
-    load_str(&text, &source, &|name| std::env::var(name).ok())
+    let sources = Sources {
+        env: &|name| std::env::var(name).ok(),
+        hostname: &system_hostname,
+        reader,
+    };
+    load_with(&text, &source, &sources)
 }
 
 /// Loads and validates config `text`; `source` names it in errors, `env`
@@ -80,6 +99,7 @@ pub fn load_str(
     let sources = Sources {
         env,
         hostname: &system_hostname,
+        reader: Reader::Daemon,
     };
     load_with(text, source, &sources)
 }

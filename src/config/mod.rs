@@ -30,7 +30,11 @@ mod wire;
 
 pub use capacity::{LISTANDWATCH_LIMIT_BYTES, VRAM_DEVICE_WIRE_BYTES};
 pub use error::{Error, Errors};
-pub use load::{load_file, load_str};
+pub use load::{load_file, load_shared_file, load_str};
+pub use names::{MAX_MODEL_NAME_BYTES, MAX_TASK_TYPE_BYTES};
+pub use validate::{
+    MAX_GPU_MEMORY_MIB, MAX_GPU_NAME_BYTES, MAX_MODELS, MAX_SIMULATED_GPUS, MIN_GPU_MEMORY_MIB,
+};
 
 /// The development config (simulated GPUs, the seed models), built into the
 /// binary so `simulate` and local runs need no file.
@@ -112,6 +116,20 @@ pub struct DevicesConfig {
     /// Where Allocate mounts the task socket's directory inside containers
     /// (`VISION_SOCKET` is `<dir>/agent.sock`).
     pub container_socket_dir: PathBuf,
+    /// Whether a slot container sees the node's GPUs (`NVIDIA_VISIBLE_DEVICES`).
+    pub slot_gpu_visibility: SlotGpuVisibility,
+}
+
+/// What a `<domain>/slot` container sees of the node's GPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotGpuVisibility {
+    /// Every GPU (`NVIDIA_VISIBLE_DEVICES=all`): the task runs its model on
+    /// the GPU its lease names. The default with the bookkeeping runtime.
+    All,
+    /// None (`NVIDIA_VISIBLE_DEVICES=void`, which also overrides an image's
+    /// own `all`): the task sends its work to the model runtime. The
+    /// default with a serving runtime (grpc, triton).
+    None,
 }
 
 /// Which idle model to evict first.
@@ -140,6 +158,9 @@ pub struct AdmissionConfig {
     /// Lease lifetime; `KeepAlive` extends a lease by this much.
     pub lease_ttl: Duration,
     pub eviction_policy: EvictionPolicy,
+    /// Most Watch streams one pod (one allocation token) may hold open on
+    /// the task socket; more are RESOURCE_EXHAUSTED.
+    pub watch_streams_per_pod: u32,
 }
 
 /// Publishing to the Kubernetes API (node labels, annotations, Events).
@@ -171,6 +192,24 @@ pub struct RuntimeConfig {
     pub kind: RuntimeKind,
     /// A load that takes longer fails (its waiting admissions get UNAVAILABLE).
     pub load_timeout: Duration,
+    /// How often a serving runtime's readiness is checked (grpc, triton).
+    pub health_interval: Duration,
+    /// How often the ledger is reconciled with the runtime's list of copies
+    /// while it answers (grpc, triton).
+    pub reconcile_interval: Duration,
+    /// Whether loads and unloads are measured in the GPU's used memory.
+    pub measure_memory: MeasureMemory,
+}
+
+/// Whether the daemon measures what a load really took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeasureMemory {
+    /// With NVML GPUs and a serving runtime (the default).
+    Auto,
+    /// Always with a serving runtime: on simulated GPUs, the used memory that
+    /// tests and demos set through the fault handle.
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, PartialEq)]

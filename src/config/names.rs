@@ -60,6 +60,27 @@ pub(crate) fn resource_domain_problem(domain: &str) -> Option<String> {
     None
 }
 
+/// The longest model name: a DNS label-sized slot.
+pub const MAX_MODEL_NAME_BYTES: usize = 63;
+
+/// The longest task type (callers send it with every Admit; it is echoed
+/// in errors).
+pub const MAX_TASK_TYPE_BYTES: usize = 63;
+
+/// Why `task_type` cannot be a model's task type, or `None`.
+pub(crate) fn task_type_problem(task_type: &str) -> Option<String> {
+    if task_type.trim().is_empty() {
+        return Some("must not be empty".to_owned());
+    }
+    if task_type.len() > MAX_TASK_TYPE_BYTES {
+        return Some(format!(
+            "is {} bytes long; a task type has at most {MAX_TASK_TYPE_BYTES}",
+            task_type.len()
+        ));
+    }
+    None
+}
+
 /// Why `name` is not a valid model name, or `None`.
 ///
 /// `[a-z0-9]([-a-z0-9._]*[a-z0-9])?`, at most 63 characters: it must fit a
@@ -69,9 +90,9 @@ pub(crate) fn model_name_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         return Some("must not be empty".to_owned());
     }
-    if name.len() > 63 {
+    if name.len() > MAX_MODEL_NAME_BYTES {
         return Some(format!(
-            "`{name}` is {} characters long; a model name has at most 63",
+            "`{name}` is {} characters long; a model name has at most {MAX_MODEL_NAME_BYTES}",
             name.len()
         ));
     }

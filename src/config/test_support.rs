@@ -1,6 +1,6 @@
 //! Helpers shared by the config unit tests.
 
-use super::validate::Sources;
+use super::validate::{Reader, Sources};
 use super::{Config, Error, Errors};
 
 /// The catalog [`load`] appends to a text that has none: most tests are about
@@ -37,7 +37,22 @@ pub(crate) fn load_exactly(
     env: &dyn Fn(&str) -> Option<String>,
     hostname: &dyn Fn() -> Option<String>,
 ) -> Result<Config, Errors> {
-    super::load::load_with(text, "test.yaml", &Sources { env, hostname })
+    load_as(text, env, hostname, Reader::Daemon)
+}
+
+/// Loads `text` as it is, for `reader`.
+pub(crate) fn load_as(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    hostname: &dyn Fn() -> Option<String>,
+    reader: Reader,
+) -> Result<Config, Errors> {
+    let sources = Sources {
+        env,
+        hostname,
+        reader,
+    };
+    super::load::load_with(text, "test.yaml", &sources)
 }
 
 /// The errors of loading `text`; panics if it loads.

@@ -16,12 +16,13 @@ use super::names;
 use super::position::{Index, join};
 use super::wire::{
     WireAdmission, WireBackend, WireCluster, WireConfig, WireDevices, WireDuration,
-    WireEvictionPolicy, WireGpus, WireModel, WirePublish, WireRuntime, WireRuntimeKind,
-    WireSimulatedGpu, WireTelemetry,
+    WireEvictionPolicy, WireGpus, WireMeasureMemory, WireModel, WirePublish, WireRuntime,
+    WireRuntimeKind, WireSimulatedGpu, WireSlotGpuVisibility, WireTelemetry,
 };
 use super::{
     AdmissionConfig, ClusterConfig, Config, DevicesConfig, EvictionPolicy, GpuBackend, GpuConfig,
-    ModelSpec, Publish, RuntimeConfig, RuntimeKind, SimulatedGpu, TelemetryConfig, TritonConfig,
+    MeasureMemory, ModelSpec, Publish, RuntimeConfig, RuntimeKind, SimulatedGpu, SlotGpuVisibility,
+    TelemetryConfig, TritonConfig,
 };
 
 pub(crate) const DEFAULT_DOMAIN: &str = "vision.ai";
@@ -38,10 +39,14 @@ pub(crate) const DEFAULT_PER_POD_QUEUE_LIMIT: u64 = 32;
 pub(crate) const DEFAULT_PER_POD_LOADS: u32 = 4;
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(60);
+/// A pod's worker processes each holding a stream or two.
+pub(crate) const DEFAULT_WATCH_STREAMS_PER_POD: u32 = 16;
 pub(crate) const DEFAULT_MAX_CONCURRENCY: u32 = 4;
 pub(crate) const DEFAULT_TASK_MS: u64 = 100;
 pub(crate) const DEFAULT_SIMULATED_COUNT: u32 = 1;
 pub(crate) const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_ANNOTATION_INTERVAL: Duration = Duration::from_secs(10);
 pub(crate) const DEFAULT_HEALTH_RECOVERY: Duration = Duration::from_secs(60);
 pub(crate) const DEFAULT_RELEASE_GRACE: Duration = Duration::from_secs(30);
@@ -51,17 +56,37 @@ pub(crate) const DEFAULT_CONTAINER_SOCKET_DIR: &str = "/var/run/vision";
 /// most a few hundred GiB. Beyond these, a typo (`count: 4294967295`) would
 /// make the daemon allocate without limit, build a status larger than a
 /// gRPC message and take minutes to shut down.
-pub(crate) const MAX_SIMULATED_GPUS: u64 = 64;
-pub(crate) const MIN_GPU_MEMORY_MIB: u64 = 1024;
-pub(crate) const MAX_GPU_MEMORY_MIB: u64 = 1 << 20;
+pub const MAX_SIMULATED_GPUS: u64 = 64;
+pub const MIN_GPU_MEMORY_MIB: u64 = 1024;
+pub const MAX_GPU_MEMORY_MIB: u64 = 1 << 20;
+/// The longest simulated GPU name (NVML's name buffer is 96 bytes): the
+/// name is in every Status answer, once per GPU.
+pub const MAX_GPU_NAME_BYTES: usize = 96;
 /// The most models one catalog may list.
-pub(crate) const MAX_MODELS: usize = 1024;
+pub const MAX_MODELS: usize = 1024;
+/// The shortest runtime health or reconcile interval.
+pub(crate) const MIN_RUNTIME_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Where values not in the file come from; injected so tests do not depend on
 /// the machine they run on.
 pub(crate) struct Sources<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
     pub hostname: &'a dyn Fn() -> Option<String>,
+    pub reader: Reader,
+}
+
+/// Who reads the config: the node's daemon, or a reader off the node that
+/// shares its file (the scheduler extender reads the daemons' ConfigMap for
+/// the domain and the catalog).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// `$(NAME)` references in node-local settings resolve from the
+    /// environment, and an unset one is an error.
+    Daemon,
+    /// Node-local settings keep their `$(NAME)` references as written (the
+    /// reader has not the node's environment, e.g. no `HOST_IP`); their
+    /// syntax is still checked.
+    OffNode,
 }
 
 /// Builds the domain [`Config`] from `wire`, or returns every problem found.
@@ -80,9 +105,15 @@ pub(crate) fn validate(
         c.fail("domain", problem);
     }
     let gpus = gpus(&mut c, wire.gpus.unwrap_or_default());
-    let devices = devices(&mut c, wire.devices.unwrap_or_default());
+    let (mut devices, slot_gpus) = devices(&mut c, wire.devices.unwrap_or_default());
     let admission = admission(&mut c, wire.admission.unwrap_or_default());
-    let mut runtime = runtime(&mut c, wire.runtime.unwrap_or_default());
+    let mut runtime = runtime(&mut c, wire.runtime.unwrap_or_default(), sources);
+    devices.slot_gpu_visibility = match (slot_gpus, &runtime.kind) {
+        (Some(WireSlotGpuVisibility::All), _) => SlotGpuVisibility::All,
+        (Some(WireSlotGpuVisibility::None), _) => SlotGpuVisibility::None,
+        (None, RuntimeKind::Bookkeeping { .. }) => SlotGpuVisibility::All,
+        (None, _) => SlotGpuVisibility::None,
+    };
     let cluster = cluster(&mut c, wire.cluster.unwrap_or_default());
     let telemetry = telemetry(&mut c, wire.telemetry.unwrap_or_default());
     let (models, runtime_names) = models(&mut c, wire.models.unwrap_or_default());
@@ -252,6 +283,15 @@ fn simulated_gpu(c: &mut Check<'_>, i: usize, wire: WireSimulatedGpu) -> Simulat
     if present && name.trim().is_empty() {
         c.fail(&name_path, "must not be empty");
     }
+    if name.len() > MAX_GPU_NAME_BYTES {
+        c.fail(
+            &name_path,
+            format!(
+                "is {} bytes long; a GPU name has at most {MAX_GPU_NAME_BYTES} (NVML's limit)",
+                name.len()
+            ),
+        );
+    }
     let memory_path = join(&base, "memory_mib");
     let memory_mib = required_positive(c, &memory_path, wire.memory_mib);
     if memory_mib > 0 && !(MIN_GPU_MEMORY_MIB..=MAX_GPU_MEMORY_MIB).contains(&memory_mib) {
@@ -272,7 +312,9 @@ fn simulated_gpu(c: &mut Check<'_>, i: usize, wire: WireSimulatedGpu) -> Simulat
     }
 }
 
-fn devices(c: &mut Check<'_>, wire: WireDevices) -> DevicesConfig {
+/// The devices section, and `slot_gpu_visibility` as given (its default
+/// depends on the runtime).
+fn devices(c: &mut Check<'_>, wire: WireDevices) -> (DevicesConfig, Option<WireSlotGpuVisibility>) {
     let slots_per_gpu = wire.slots_per_gpu.unwrap_or(DEFAULT_SLOTS_PER_GPU);
     c.positive("devices.slots_per_gpu", slots_per_gpu);
     let vram_unit_mib = wire.vram_unit_mib.unwrap_or(DEFAULT_VRAM_UNIT_MIB);
@@ -305,7 +347,7 @@ fn devices(c: &mut Check<'_>, wire: WireDevices) -> DevicesConfig {
             format!("must be an absolute path inside the container, got {container_socket_dir:?}"),
         );
     }
-    DevicesConfig {
+    let devices = DevicesConfig {
         slots_per_gpu,
         vram_unit_mib,
         vram_shareable_fraction: fraction,
@@ -313,7 +355,9 @@ fn devices(c: &mut Check<'_>, wire: WireDevices) -> DevicesConfig {
         release_grace,
         cdi: wire.cdi.unwrap_or(false),
         container_socket_dir: PathBuf::from(container_socket_dir),
-    }
+        slot_gpu_visibility: SlotGpuVisibility::All,
+    };
+    (devices, wire.slot_gpu_visibility)
 }
 
 fn admission(c: &mut Check<'_>, wire: WireAdmission) -> AdmissionConfig {
@@ -363,6 +407,10 @@ fn admission(c: &mut Check<'_>, wire: WireAdmission) -> AdmissionConfig {
         WireEvictionPolicy::Lru => EvictionPolicy::Lru,
         WireEvictionPolicy::GreedyDualSize => EvictionPolicy::GreedyDualSize,
     };
+    let watch_streams_per_pod = wire
+        .watch_streams_per_pod
+        .unwrap_or(DEFAULT_WATCH_STREAMS_PER_POD);
+    c.positive("admission.watch_streams_per_pod", watch_streams_per_pod);
     AdmissionConfig {
         queue_limit,
         per_pod_queue_limit,
@@ -370,6 +418,7 @@ fn admission(c: &mut Check<'_>, wire: WireAdmission) -> AdmissionConfig {
         default_timeout,
         lease_ttl,
         eviction_policy,
+        watch_streams_per_pod,
     }
 }
 
@@ -407,7 +456,7 @@ fn telemetry(c: &mut Check<'_>, wire: WireTelemetry) -> TelemetryConfig {
     TelemetryConfig { otlp_endpoint }
 }
 
-fn runtime(c: &mut Check<'_>, wire: WireRuntime) -> RuntimeConfig {
+fn runtime(c: &mut Check<'_>, wire: WireRuntime, sources: &Sources<'_>) -> RuntimeConfig {
     let load_timeout = c.duration(
         "runtime.load_timeout",
         wire.load_timeout,
@@ -416,7 +465,54 @@ fn runtime(c: &mut Check<'_>, wire: WireRuntime) -> RuntimeConfig {
     if load_timeout.is_zero() {
         c.fail("runtime.load_timeout", "must be > 0");
     }
+    let health_interval = c.duration(
+        "runtime.health_interval",
+        wire.health_interval.clone(),
+        DEFAULT_HEALTH_INTERVAL,
+    );
+    let reconcile_interval = c.duration(
+        "runtime.reconcile_interval",
+        wire.reconcile_interval.clone(),
+        DEFAULT_RECONCILE_INTERVAL,
+    );
+    for (key, d) in [
+        ("runtime.health_interval", health_interval),
+        ("runtime.reconcile_interval", reconcile_interval),
+    ] {
+        if d < MIN_RUNTIME_INTERVAL {
+            c.fail(
+                key,
+                format!(
+                    "must be at least {}: each round calls the model runtime",
+                    duration::format(MIN_RUNTIME_INTERVAL)
+                ),
+            );
+        }
+    }
+    let measure_memory = match wire.measure_memory {
+        None | Some(WireMeasureMemory::Auto) => MeasureMemory::Auto,
+        Some(WireMeasureMemory::On) => MeasureMemory::On,
+        Some(WireMeasureMemory::Off) => MeasureMemory::Off,
+    };
     let kind = wire.kind.unwrap_or(WireRuntimeKind::Bookkeeping);
+    if kind == WireRuntimeKind::Bookkeeping {
+        for (key, present) in [
+            ("runtime.health_interval", wire.health_interval.is_some()),
+            (
+                "runtime.reconcile_interval",
+                wire.reconcile_interval.is_some(),
+            ),
+            ("runtime.measure_memory", wire.measure_memory.is_some()),
+        ] {
+            if present {
+                c.fail(
+                    key,
+                    "is only used with `kind: grpc` or `kind: triton` (the bookkeeping runtime \
+                     loads nothing)",
+                );
+            }
+        }
+    }
     if kind != WireRuntimeKind::Triton {
         for (key, present) in [
             ("runtime.client_endpoint", wire.client_endpoint.is_some()),
@@ -464,10 +560,17 @@ fn runtime(c: &mut Check<'_>, wire: WireRuntime) -> RuntimeConfig {
                 wire.endpoint,
                 wire.client_endpoint,
                 wire.model_repository,
+                sources,
             ))
         }
     };
-    RuntimeConfig { kind, load_timeout }
+    RuntimeConfig {
+        kind,
+        load_timeout,
+        health_interval,
+        reconcile_interval,
+        measure_memory,
+    }
 }
 
 /// `runtime` with `kind: triton`; `model_names` is filled in from the catalog.
@@ -476,6 +579,7 @@ fn triton(
     endpoint: Option<String>,
     client_endpoint: Option<String>,
     model_repository: Option<String>,
+    sources: &Sources<'_>,
 ) -> TritonConfig {
     let endpoint = endpoint.unwrap_or_default();
     if endpoint.is_empty() {
@@ -487,12 +591,21 @@ fn triton(
         c.fail("runtime.endpoint", problem);
     }
     let client_endpoint = match client_endpoint.filter(|e| !e.is_empty()) {
-        Some(e) => {
-            if let Some(problem) = tcp_address_problem(&e) {
-                c.fail("runtime.client_endpoint", problem);
+        Some(e) => match expand_for(sources, &e) {
+            Ok(expanded) => {
+                if let Some(problem) = tcp_address_problem(&expanded) {
+                    c.fail("runtime.client_endpoint", problem);
+                }
+                match sources.reader {
+                    Reader::Daemon => expanded,
+                    Reader::OffNode => e,
+                }
             }
-            e
-        }
+            Err(problem) => {
+                c.fail("runtime.client_endpoint", problem);
+                e
+            }
+        },
         None => endpoint.clone(),
     };
     let model_repository = model_repository.map(|path| {
@@ -510,6 +623,60 @@ fn triton(
         model_repository,
         model_names: Default::default(),
     }
+}
+
+/// `text` expanded for `sources`' reader: from the environment for the
+/// daemon; off the node, each reference stands for an IP address, so that
+/// the text's syntax and shape are checked all the same.
+fn expand_for(sources: &Sources<'_>, text: &str) -> Result<String, String> {
+    match sources.reader {
+        Reader::Daemon => expand_env(text, sources.env),
+        Reader::OffNode => expand_env(text, &|_| Some("192.0.2.1".to_owned())),
+    }
+}
+
+/// Expands `$(NAME)` references to the daemon's environment, the way
+/// Kubernetes expands them in a container's `env` and `args`: with `HOST_IP`
+/// set from the Downward API (`status.hostIP`), `$(HOST_IP):8001` names this
+/// node's Triton for the pods on it. `$$` is a literal `$`. An unset
+/// variable is an error (Kubernetes would leave the text as is; a lease
+/// naming `$(HOST_IP)` helps nobody).
+fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        if let Some(after) = rest.strip_prefix("$$") {
+            out.push('$');
+            rest = after;
+        } else if let Some(after) = rest.strip_prefix("$(") {
+            let Some(end) = after.find(')') else {
+                return Err(format!("{text:?}: `$(` without its `)`"));
+            };
+            let name = &after[..end];
+            let valid =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(format!(
+                    "{text:?}: `$({name})` is not an environment variable name"
+                ));
+            }
+            let value = env(name).filter(|v| !v.is_empty()).ok_or_else(|| {
+                format!(
+                    "{text:?}: ${name} is not set in the daemon's environment (the chart sets \
+                     HOST_IP from the Downward API, status.hostIP)"
+                )
+            })?;
+            out.push_str(&value);
+            rest = &after[end + 1..];
+        } else {
+            out.push('$');
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// Triton's gRPC address: `host:port` or `http://host:port` (Triton serves
@@ -641,8 +808,8 @@ fn models(c: &mut Check<'_>, wire: Vec<WireModel>) -> (Vec<ModelSpec>, Vec<(usiz
         c.positive(&join(&base, "task_ms"), task_ms);
         let task_types = model.task_types.unwrap_or_default();
         for (j, task_type) in task_types.iter().enumerate() {
-            if task_type.trim().is_empty() {
-                c.fail(&format!("{base}.task_types[{j}]"), "must not be empty");
+            if let Some(problem) = names::task_type_problem(task_type) {
+                c.fail(&format!("{base}.task_types[{j}]"), problem);
             }
         }
         models.push(ModelSpec {

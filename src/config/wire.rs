@@ -70,7 +70,7 @@ pub(crate) struct WireSimulatedGpu {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(
-    expecting = "a mapping of device settings (slots_per_gpu, vram_unit_mib, vram_shareable_fraction, health_recovery, release_grace, cdi, container_socket_dir)"
+    expecting = "a mapping of device settings (slots_per_gpu, vram_unit_mib, vram_shareable_fraction, health_recovery, release_grace, cdi, container_socket_dir, slot_gpu_visibility)"
 )]
 pub(crate) struct WireDevices {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -87,11 +87,28 @@ pub(crate) struct WireDevices {
     pub cdi: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container_socket_dir: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot_gpu_visibility: Option<WireSlotGpuVisibility>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum WireSlotGpuVisibility {
+    All,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum WireMeasureMemory {
+    Auto,
+    On,
+    Off,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(
-    expecting = "a mapping of admission settings (queue_limit, per_pod_queue_limit, per_pod_loads, default_timeout, lease_ttl, eviction_policy)"
+    expecting = "a mapping of admission settings (queue_limit, per_pod_queue_limit, per_pod_loads, default_timeout, lease_ttl, eviction_policy, watch_streams_per_pod)"
 )]
 pub(crate) struct WireAdmission {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -106,6 +123,8 @@ pub(crate) struct WireAdmission {
     pub lease_ttl: Option<WireDuration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eviction_policy: Option<WireEvictionPolicy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch_streams_per_pod: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,7 +136,7 @@ pub(crate) enum WireEvictionPolicy {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(
-    expecting = "a mapping of model runtime settings (kind, endpoint, client_endpoint, model_repository, load_timeout, simulate_load_time)"
+    expecting = "a mapping of model runtime settings (kind, endpoint, client_endpoint, model_repository, load_timeout, simulate_load_time, health_interval, reconcile_interval, measure_memory)"
 )]
 pub(crate) struct WireRuntime {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -132,6 +151,12 @@ pub(crate) struct WireRuntime {
     pub load_timeout: Option<WireDuration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub simulate_load_time: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_interval: Option<WireDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconcile_interval: Option<WireDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measure_memory: Option<WireMeasureMemory>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -244,6 +269,7 @@ pub(crate) const DEVICES_KEYS: &[&str] = &[
     "release_grace",
     "cdi",
     "container_socket_dir",
+    "slot_gpu_visibility",
 ];
 pub(crate) const ADMISSION_KEYS: &[&str] = &[
     "queue_limit",
@@ -252,6 +278,7 @@ pub(crate) const ADMISSION_KEYS: &[&str] = &[
     "default_timeout",
     "lease_ttl",
     "eviction_policy",
+    "watch_streams_per_pod",
 ];
 pub(crate) const CLUSTER_KEYS: &[&str] = &["publish", "annotation_interval"];
 pub(crate) const TELEMETRY_KEYS: &[&str] = &["otlp_endpoint"];
@@ -262,6 +289,9 @@ pub(crate) const RUNTIME_KEYS: &[&str] = &[
     "model_repository",
     "load_timeout",
     "simulate_load_time",
+    "health_interval",
+    "reconcile_interval",
+    "measure_memory",
 ];
 pub(crate) const MODEL_KEYS: &[&str] = &[
     "name",
@@ -369,6 +399,7 @@ mod tests {
             release_grace: d(),
             cdi: Some(false),
             container_socket_dir: Some(String::new()),
+            slot_gpu_visibility: Some(WireSlotGpuVisibility::All),
         };
         assert_eq!(keys_of(&devices), DEVICES_KEYS);
         let admission = WireAdmission {
@@ -378,6 +409,7 @@ mod tests {
             default_timeout: d(),
             lease_ttl: d(),
             eviction_policy: Some(WireEvictionPolicy::Lru),
+            watch_streams_per_pod: Some(1),
         };
         assert_eq!(keys_of(&admission), ADMISSION_KEYS);
         let runtime = WireRuntime {
@@ -387,6 +419,9 @@ mod tests {
             model_repository: Some(String::new()),
             load_timeout: d(),
             simulate_load_time: Some(false),
+            health_interval: d(),
+            reconcile_interval: d(),
+            measure_memory: Some(WireMeasureMemory::Auto),
         };
         assert_eq!(keys_of(&runtime), RUNTIME_KEYS);
         let cluster = WireCluster {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::devices::{Layout, Resource};
+use crate::config::SlotGpuVisibility;
 
 /// What one container's devices amount to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,10 +90,23 @@ pub(crate) const ENV_VRAM_TOKEN: &str = "VISION_VRAM_TOKEN";
 pub(crate) const ENV_SLOTS: &str = "VISION_SLOTS";
 pub(crate) const ENV_GPU_UUIDS: &str = "VISION_GPU_UUIDS";
 pub(crate) const ENV_VRAM_MIB: &str = "VISION_VRAM_MIB";
+/// Where the node's model runtime serves inference (slot containers, with
+/// a serving runtime that has one endpoint for the node).
+pub(crate) const ENV_RUNTIME_ENDPOINT: &str = "VISION_RUNTIME_ENDPOINT";
+const ENV_NVIDIA_VISIBLE_DEVICES: &str = "NVIDIA_VISIBLE_DEVICES";
+
+/// What a slot container gets besides its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SlotSetup {
+    /// The model runtime's client endpoint, when it has one.
+    pub(crate) runtime_endpoint: Option<String>,
+    pub(crate) gpus: SlotGpuVisibility,
+}
 
 /// What a container is given for `plan`: the task socket's directory
-/// mounted read-only (the admin socket lives outside it), the token, and
-/// for vram the GPU it may use.
+/// mounted read-only (the admin socket lives outside it), the token; for
+/// vram the GPU it may use; for slots the runtime's endpoint and the GPUs
+/// `slot` says it sees.
 pub(crate) fn setup(
     layout: &Layout,
     plan: &Plan,
@@ -100,6 +114,7 @@ pub(crate) fn setup(
     host_pods_dir: &Path,
     container_socket_dir: &Path,
     cdi: bool,
+    slot: &SlotSetup,
 ) -> ContainerSetup {
     let mut envs = BTreeMap::new();
     envs.insert(
@@ -114,13 +129,22 @@ pub(crate) fn setup(
         Plan::Slots(n) => {
             envs.insert(ENV_TOKEN.to_owned(), token.to_owned());
             envs.insert(ENV_SLOTS.to_owned(), n.to_string());
+            if let Some(endpoint) = &slot.runtime_endpoint {
+                envs.insert(ENV_RUNTIME_ENDPOINT.to_owned(), endpoint.clone());
+            }
+            // `void`, not unset: CUDA base images set `all` themselves.
+            let visible = match slot.gpus {
+                SlotGpuVisibility::All => "all",
+                SlotGpuVisibility::None => "void",
+            };
+            envs.insert(ENV_NVIDIA_VISIBLE_DEVICES.to_owned(), visible.to_owned());
         }
         Plan::Vram { gpu, mib } => {
             let uuid = &layout.gpus[*gpu].uuid;
             envs.insert(ENV_VRAM_TOKEN.to_owned(), token.to_owned());
             envs.insert(ENV_GPU_UUIDS.to_owned(), uuid.clone());
             envs.insert(ENV_VRAM_MIB.to_owned(), mib.to_string());
-            envs.insert("NVIDIA_VISIBLE_DEVICES".to_owned(), uuid.clone());
+            envs.insert(ENV_NVIDIA_VISIBLE_DEVICES.to_owned(), uuid.clone());
             if cdi {
                 cdi_devices.push(format!("nvidia.com/gpu={uuid}"));
             }
@@ -203,6 +227,13 @@ mod tests {
         assert_eq!(plan(&l, Resource::Slot, &[]), Err(PlanError::Empty));
     }
 
+    fn slot(runtime_endpoint: Option<&str>, gpus: SlotGpuVisibility) -> SlotSetup {
+        SlotSetup {
+            runtime_endpoint: runtime_endpoint.map(str::to_owned),
+            gpus,
+        }
+    }
+
     #[test]
     fn a_vram_container_sees_its_gpu_and_a_slot_container_its_token() {
         let l = layout();
@@ -213,11 +244,16 @@ mod tests {
             Path::new("/var/lib/v/pods"),
             Path::new("/var/run/vision"),
             true,
+            &slot(Some("10.0.0.7:8001"), SlotGpuVisibility::None),
         );
         assert_eq!(s.envs["NVIDIA_VISIBLE_DEVICES"], "GPU-b");
         assert_eq!(s.envs[ENV_VRAM_MIB], "4096");
         assert_eq!(s.envs[ENV_VRAM_TOKEN], "tok");
         assert_eq!(s.envs[ENV_SOCKET], "/var/run/vision/agent.sock");
+        assert!(
+            !s.envs.contains_key(ENV_RUNTIME_ENDPOINT),
+            "a vram pod runs its own model"
+        );
         assert_eq!(
             s.mount,
             ("/var/run/vision".into(), "/var/lib/v/pods".into())
@@ -230,10 +266,30 @@ mod tests {
             Path::new("/h"),
             Path::new("/c"),
             true,
+            &slot(None, SlotGpuVisibility::All),
         );
         assert_eq!(s.envs[ENV_TOKEN], "tok");
         assert_eq!(s.envs[ENV_SLOTS], "2");
-        assert!(!s.envs.contains_key("NVIDIA_VISIBLE_DEVICES"));
+        assert_eq!(s.envs["NVIDIA_VISIBLE_DEVICES"], "all");
+        assert!(!s.envs.contains_key(ENV_RUNTIME_ENDPOINT));
         assert!(s.cdi_devices.is_empty());
+    }
+
+    #[test]
+    fn a_slot_container_of_a_serving_runtime_gets_its_endpoint_and_no_gpu() {
+        let s = setup(
+            &layout(),
+            &Plan::Slots(1),
+            "tok",
+            Path::new("/h"),
+            Path::new("/c"),
+            false,
+            &slot(Some("10.0.0.7:8001"), SlotGpuVisibility::None),
+        );
+        assert_eq!(s.envs[ENV_RUNTIME_ENDPOINT], "10.0.0.7:8001");
+        assert_eq!(
+            s.envs["NVIDIA_VISIBLE_DEVICES"], "void",
+            "void overrides a CUDA image's own `all`"
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-use super::allocate::{self, ContainerSetup, Plan, PlanError};
+use super::allocate::{self, ContainerSetup, Plan, PlanError, SlotSetup};
 use super::devices::{Layout, Resource};
 use super::store::{self, Record, Store, VramRecord};
 use crate::engine::{AllocKind, GpuId};
@@ -19,6 +19,8 @@ pub(crate) struct Mounts {
     pub(crate) host_pods_dir: PathBuf,
     pub(crate) container_socket_dir: PathBuf,
     pub(crate) cdi: bool,
+    /// What slot containers get: the runtime's endpoint, GPU visibility.
+    pub(crate) slot: SlotSetup,
 }
 
 /// Why an Allocate was refused.
@@ -97,7 +99,7 @@ impl Allocations {
                 (Resource::Vram, None) => None,
             };
             let restored =
-                kind.is_some_and(|kind| self.node.restore_allocation(&rec.token, kind).is_ok());
+                kind.is_some_and(|kind| self.node.restore_allocation(&rec.key, kind).is_ok());
             if restored {
                 kept.push(rec);
             } else {
@@ -110,20 +112,20 @@ impl Allocations {
         n
     }
 
-    /// Forgets the allocations behind `tokens` (pods gone): the file is
+    /// Forgets the allocations behind `keys` (pods gone): the file is
     /// rewritten first (if that fails nothing changes and the next round
     /// retries), then the node revokes their leases and returns their memory.
-    pub(crate) fn release(&self, tokens: &[String]) -> Result<(), store::Error> {
+    pub(crate) fn release(&self, keys: &[String]) -> Result<(), store::Error> {
         let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
         let remaining: Vec<Record> = records
             .iter()
-            .filter(|r| !tokens.contains(&r.token))
+            .filter(|r| !keys.contains(&r.key))
             .cloned()
             .collect();
         self.store.save(&remaining)?;
         *records = remaining;
-        for token in tokens {
-            let _ = self.node.deallocate(token);
+        for key in keys {
+            let _ = self.node.deallocate(key);
         }
         Ok(())
     }
@@ -158,8 +160,10 @@ impl Allocations {
                     return Err(AllocateError::Record(e));
                 }
             };
+            let key = node::token::key(&token);
             records.push(Record {
-                token: token.clone(),
+                key: key.clone(),
+                token: None,
                 resource,
                 device_ids: (*ids).clone(),
                 vram: match plan {
@@ -181,11 +185,12 @@ impl Allocations {
                 &self.mounts.host_pods_dir,
                 &self.mounts.container_socket_dir,
                 self.mounts.cdi,
+                &self.mounts.slot,
             ));
-            added.push(token);
+            added.push(key);
         }
         if let Err(e) = self.store.save(&records) {
-            records.retain(|r| !added.contains(&r.token));
+            records.retain(|r| !added.contains(&r.key));
             self.undo(&added);
             return Err(AllocateError::Persist(e));
         }
@@ -195,8 +200,8 @@ impl Allocations {
         Ok(setups)
     }
 
-    fn undo(&self, tokens: &[String]) {
-        for t in tokens {
+    fn undo(&self, keys: &[String]) {
+        for t in keys {
             let _ = self.node.deallocate(t);
         }
     }

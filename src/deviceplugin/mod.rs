@@ -35,6 +35,8 @@ use tokio::task::JoinHandle;
 use self::allocations::{Allocations, Mounts};
 use self::devices::{Layout, Resource};
 use self::plugin::Plugin;
+#[cfg(test)]
+pub(crate) use self::registration::PLUGIN_MAX_CONNECTIONS;
 use crate::config::Config;
 use crate::kubelet;
 use crate::node::Node;
@@ -146,6 +148,10 @@ impl Built {
             host_pods_dir: host_pods_dir.to_owned(),
             container_socket_dir: d.container_socket_dir.clone(),
             cdi: d.cdi,
+            slot: allocate::SlotSetup {
+                runtime_endpoint: node.runtime().client_endpoint().map(str::to_owned),
+                gpus: d.slot_gpu_visibility,
+            },
         };
         let allocations = Arc::new(Allocations::new(Arc::clone(node), layout, mounts, store));
         let saved_count = saved.len();
@@ -178,7 +184,7 @@ impl Built {
     /// when the node shuts down.
     pub(crate) fn spawn(self) -> DevicePlugins {
         let node = Arc::clone(self.allocations.node());
-        let (kubelet_starts, watch_handle) = registration::spawn_kubelet_watch(
+        let (kubelet_changes, watch_handle) = registration::spawn_kubelet_watch(
             self.opts.dir.clone(),
             self.plugins.clone(),
             node.shutdown_signal(),
@@ -193,7 +199,9 @@ impl Built {
             ),
             podresources::spawn_reconciler(
                 Arc::clone(&self.allocations),
-                self.opts.pod_resources_socket.clone(),
+                podresources::PodResources {
+                    socket: self.opts.pod_resources_socket.clone(),
+                },
                 self.opts.reconcile_interval,
                 self.release_grace,
             ),
@@ -203,7 +211,7 @@ impl Built {
                 Arc::clone(plugin),
                 Arc::clone(&self.allocations),
                 self.opts.dir.clone(),
-                kubelet_starts.clone(),
+                kubelet_changes.clone(),
             ));
         }
         DevicePlugins { handles }

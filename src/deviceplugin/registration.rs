@@ -6,6 +6,7 @@
 //! File-system notifications (inotify, via `notify`) wake us within
 //! milliseconds; a slow check every few seconds covers missed events.
 
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,6 +30,9 @@ const FALLBACK_CHECK: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections a plugin socket serves at once (counted in the daemon's
+/// reserved open files, `crate::daemon::RESERVED_FDS`).
+pub(crate) const PLUGIN_MAX_CONNECTIONS: usize = 16;
 
 /// Why a registration with kubelet failed.
 #[derive(Debug, thiserror::Error)]
@@ -39,12 +43,21 @@ enum RegisterError {
     Refused(#[from] tonic::Status),
     #[error("kubelet did not answer Register")]
     TimedOut,
+    #[error("kubelet.sock was replaced while connecting")]
+    KubeletChanged,
+    #[error("no kubelet.sock")]
+    NoKubelet,
+    #[error("cannot connect to kubelet: {0}")]
+    Dial(#[from] std::io::Error),
 }
 
 /// Watches the kubelet device-plugin directory (inotify, plus a slow
-/// fallback check). Returns a counter of kubelet (re)starts —
-/// `kubelet.sock` (re)created — and tells each plugin when its own socket
-/// disappears.
+/// fallback check). Returns a counter that moves whenever `kubelet.sock` may
+/// have changed — created or removed, or a fallback check — and tells each
+/// plugin when its own socket may be gone. Both only *wake* the plugins:
+/// each runner checks for itself whether the kubelet it registered with is
+/// still the one serving ([`KubeletPin`]) and whether its socket is still
+/// its own, so a notification that arrives late is harmless.
 pub(super) fn spawn_kubelet_watch(
     dir: PathBuf,
     plugins: Vec<Arc<Plugin>>,
@@ -72,15 +85,6 @@ pub(super) fn spawn_kubelet_watch(
             }
         };
         let kubelet_sock = dir.join(kubelet::KUBELET_SOCKET);
-        let mut last_kubelet = inode(&kubelet_sock);
-        // Each plugin with whether its socket existed at the last check.
-        let mut ours: Vec<(Arc<Plugin>, bool)> = plugins
-            .into_iter()
-            .map(|p| {
-                let exists = p.socket().exists();
-                (p, exists)
-            })
-            .collect();
         // The first check waits a period: at start our sockets are being bound.
         let mut check =
             tokio::time::interval_at(tokio::time::Instant::now() + FALLBACK_CHECK, FALLBACK_CHECK);
@@ -89,12 +93,11 @@ pub(super) fn spawn_kubelet_watch(
             tokio::select! {
                 Some(ev) = ev_rx.recv() => {
                     use notify::EventKind::{Create, Remove};
-                    if matches!(ev.kind, Create(_)) && ev.paths.iter().any(|p| p == &kubelet_sock) {
-                        last_kubelet = inode(&kubelet_sock);
+                    if matches!(ev.kind, Create(_) | Remove(_)) && ev.paths.iter().any(|p| p == &kubelet_sock) {
                         tx.send_modify(|n| *n += 1);
                     }
                     if matches!(ev.kind, Remove(_)) {
-                        for (plugin, _) in &ours {
+                        for plugin in &plugins {
                             if ev.paths.iter().any(|p| p == plugin.socket()) {
                                 plugin.note_socket_gone();
                             }
@@ -102,21 +105,12 @@ pub(super) fn spawn_kubelet_watch(
                     }
                 }
                 _ = check.tick() => {
-                    // Missed notifications: a kubelet.sock that appeared or
-                    // changed (inode numbers can be reused, so this is only
-                    // the fallback), or one of our sockets that was there and
-                    // is gone.
-                    let now = inode(&kubelet_sock);
-                    if now.is_some() && now != last_kubelet {
-                        tx.send_modify(|n| *n += 1);
-                    }
-                    last_kubelet = now;
-                    for (plugin, existed) in &mut ours {
-                        let exists = plugin.socket().exists();
-                        if *existed && !exists {
+                    // Missed notifications: every runner checks again.
+                    tx.send_modify(|n| *n += 1);
+                    for plugin in &plugins {
+                        if !plugin.socket().exists() {
                             plugin.note_socket_gone();
                         }
-                        *existed = exists;
                     }
                 }
                 _ = shutdown.fired() => return,
@@ -127,14 +121,54 @@ pub(super) fn spawn_kubelet_watch(
 }
 
 fn inode(p: &Path) -> Option<(u64, u64)> {
-    std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
+    std::fs::symlink_metadata(p)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+/// The `kubelet.sock` a registration was sent to, held open (`O_PATH`: no
+/// connection, no read) so that its inode cannot be freed and handed to a
+/// new file while we hold it. A restarted kubelet serves a new file at the
+/// same path, and filesystems reuse inode numbers at once (tmpfs does), so
+/// comparing numbers is only sound while the old inode is pinned.
+///
+/// This is what tells a kubelet restart *after* our registration from the
+/// late notification of the restart that our registration already answered
+/// (issue 16, item 7: the watcher's "kubelet.sock created" arrived after the
+/// runner had re-registered with the new kubelet, which was then torn down
+/// and registered with again).
+struct KubeletPin {
+    _fd: OwnedFd,
+    id: (u64, u64),
+}
+
+impl KubeletPin {
+    /// Pins the file at `path` now; `None` when there is none.
+    fn open(path: &Path) -> Option<KubeletPin> {
+        let fd = rustix::fs::open(
+            path,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NOFOLLOW,
+            rustix::fs::Mode::empty(),
+        )
+        .ok()?;
+        let st = rustix::fs::fstat(&fd).ok()?;
+        Some(KubeletPin {
+            _fd: fd,
+            id: (st.st_dev, st.st_ino),
+        })
+    }
+
+    /// Whether `path` still names the pinned file.
+    fn is_current(&self, path: &Path) -> bool {
+        inode(path) == Some(self.id)
+    }
 }
 
 /// What one incarnation of a plugin's server has taken into account, so
 /// that nothing that happens meanwhile is lost.
 #[derive(Debug, Clone, Copy)]
 struct Seen {
-    kubelet_starts: u64,
+    kubelet: u64,
     socket_gone: u64,
 }
 
@@ -144,6 +178,15 @@ enum Next {
     /// Kubelet restarted or our socket is gone: serve and register again.
     Restart,
     Shutdown,
+}
+
+/// What woke a runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// Our socket is really gone (not merely the late removal of a previous one).
+    SocketGone,
+    /// `kubelet.sock` may have changed: the caller checks against its pin.
+    Kubelet,
 }
 
 /// One plugin's serve-and-register loop.
@@ -163,12 +206,12 @@ pub(super) fn spawn_plugin(
     plugin: Arc<Plugin>,
     allocations: Arc<Allocations>,
     dir: PathBuf,
-    kubelet_starts: watch::Receiver<u64>,
+    kubelet: watch::Receiver<u64>,
 ) -> JoinHandle<()> {
     let node = Arc::clone(allocations.node());
     let runner = Runner {
         changes: Changes {
-            kubelet_starts,
+            kubelet,
             socket_gone: plugin.socket_gone(),
         },
         shutdown: node.shutdown_signal(),
@@ -186,7 +229,8 @@ impl Runner {
         loop {
             let seen = self.changes.now();
             let listener = match UdsListener::bind(self.plugin.socket(), 0o600).await {
-                Ok(l) => l,
+                // Only kubelet dials it: a few connections at most.
+                Ok(l) => l.max_connections(PLUGIN_MAX_CONNECTIONS),
                 Err(e) => {
                     let resource = self.plugin.resource();
                     tracing::warn!(%resource, error = %e, "cannot serve the device plugin socket; retrying");
@@ -197,7 +241,11 @@ impl Runner {
                     }
                 }
             };
-            let mine = inode(self.plugin.socket());
+            // The file we bound, as recorded at bind time: reading the path
+            // again here would take a removal in between (kubelet deleting
+            // every socket as it starts) for "nothing to compare", and the
+            // runner would register a dead path until the next restart.
+            let mine = listener.file_id();
             let server = Serving::start(listener, &self.plugin, &self.allocations);
             let next = self.register_and_hold(seen, mine).await;
             server.stop().await;
@@ -208,13 +256,38 @@ impl Runner {
     }
 
     /// Registers (serving already), retrying with backoff, then holds the
-    /// registration until kubelet restarts, our socket goes, or shutdown.
-    async fn register_and_hold(&mut self, mut seen: Seen, mine: Option<(u64, u64)>) -> Next {
+    /// registration until the kubelet it was made with is replaced, our
+    /// socket goes, or shutdown. While not registered, a change of
+    /// `kubelet.sock` only means "try now": the server keeps serving.
+    async fn register_and_hold(&mut self, mut seen: Seen, mine: (u64, u64)) -> Next {
         let resource = self.plugin.resource();
+        let kubelet_sock = self.dir.join(kubelet::KUBELET_SOCKET);
         let mut delay = BACKOFF_MIN;
-        loop {
-            match register(&self.dir, &self.plugin).await {
-                Ok(()) => {
+        let pin = loop {
+            // Pinned before connecting, and checked once connected: the
+            // registration goes to the pinned kubelet or is not sent. If
+            // that kubelet goes later, the pin says so and we register
+            // with its successor.
+            // Kubelet dials back the path we register: if our socket file
+            // was removed meanwhile (kubelet deletes every socket when it
+            // starts), registering would only announce a dead end, and the
+            // removal noticed later would make us register twice.
+            if inode(self.plugin.socket()) != Some(mine) {
+                self.plugin.set_registered(false);
+                tracing::info!(%resource, "our socket vanished before registering; serving again");
+                return Next::Restart;
+            }
+            let attempt = match KubeletPin::open(&kubelet_sock) {
+                Some(pin) => register(&kubelet_sock, &self.plugin, &pin)
+                    .await
+                    .map(|()| pin),
+                // Nothing to pin is no kubelet: a kubelet.sock created right
+                // after would be registered with unpinned, and its late
+                // creation event taken for a restart.
+                None => Err(RegisterError::NoKubelet),
+            };
+            match attempt {
+                Ok(pin) => {
                     self.plugin.set_registered(true);
                     self.waiting_logged = false;
                     tracing::info!(%resource, resource_name = %self.plugin.name(), "registered with kubelet");
@@ -223,7 +296,7 @@ impl Runner {
                         endpoint: resource.socket_file().to_owned(),
                         registered: true,
                     });
-                    break;
+                    break pin;
                 }
                 Err(e) => {
                     self.plugin.set_registered(false);
@@ -235,29 +308,40 @@ impl Runner {
                         self.waiting_logged = true;
                     }
                     tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.changes.restart_needed(self.plugin.socket(), &mut seen, mine) => return Next::Restart,
+                        _ = tokio::time::sleep(delay) => {
+                            delay = (delay * 2).min(BACKOFF_MAX);
+                        }
+                        change = self.changes.next(self.plugin.socket(), &mut seen, mine) => match change {
+                            Change::SocketGone => return Next::Restart,
+                            Change::Kubelet => delay = BACKOFF_MIN,
+                        },
                         _ = self.shutdown.fired() => return Next::Shutdown,
                     }
-                    delay = (delay * 2).min(BACKOFF_MAX);
                 }
             }
-        }
-        tokio::select! {
-            _ = self.changes.restart_needed(self.plugin.socket(), &mut seen, mine) => {
-                self.plugin.set_registered(false);
-                tracing::info!(%resource, "kubelet restarted or our socket vanished; serving and registering again");
-                Next::Restart
+        };
+        loop {
+            tokio::select! {
+                change = self.changes.next(self.plugin.socket(), &mut seen, mine) => {
+                    let why = match change {
+                        Change::SocketGone => "our socket vanished",
+                        Change::Kubelet if pin.is_current(&kubelet_sock) => continue,
+                        Change::Kubelet => "kubelet restarted",
+                    };
+                    self.plugin.set_registered(false);
+                    tracing::info!(%resource, "{why}; serving and registering again");
+                    return Next::Restart;
+                }
+                _ = self.shutdown.fired() => return Next::Shutdown,
             }
-            _ = self.shutdown.fired() => Next::Shutdown,
         }
     }
 }
 
-/// What calls for serving and registering again, as counters that only grow.
+/// What calls for checking again, as counters that only grow.
 struct Changes {
-    /// Kubelet (re)starts.
-    kubelet_starts: watch::Receiver<u64>,
+    /// Moves when `kubelet.sock` may have changed.
+    kubelet: watch::Receiver<u64>,
     /// Disappearances of this plugin's socket.
     socket_gone: watch::Receiver<u64>,
 }
@@ -265,7 +349,7 @@ struct Changes {
 impl Changes {
     fn now(&mut self) -> Seen {
         Seen {
-            kubelet_starts: *self.kubelet_starts.borrow_and_update(),
+            kubelet: *self.kubelet.borrow_and_update(),
             socket_gone: *self.socket_gone.borrow_and_update(),
         }
     }
@@ -273,7 +357,7 @@ impl Changes {
     /// Resolves on the next change of either; never once they are gone.
     async fn changed(&mut self) {
         let open = tokio::select! {
-            r = self.kubelet_starts.changed() => r.is_ok(),
+            r = self.kubelet.changed() => r.is_ok(),
             r = self.socket_gone.changed() => r.is_ok(),
         };
         if !open {
@@ -281,22 +365,23 @@ impl Changes {
         }
     }
 
-    /// Waits until kubelet restarted, or our socket at `socket` (bound as
-    /// `mine`) is really gone, since `seen` (kept by the caller across
-    /// calls, so that nothing that happened meanwhile is lost). A removal of
-    /// our previous socket file — our own server removing it on restart —
-    /// arrives late and is not a reason.
-    async fn restart_needed(&mut self, socket: &Path, seen: &mut Seen, mine: Option<(u64, u64)>) {
+    /// The next change since `seen` (kept by the caller across calls, so
+    /// that nothing that happened meanwhile is lost). A removal of our
+    /// previous socket file — our own server removing it on restart —
+    /// arrives late and is not a change: the socket at `socket` must really
+    /// not be `mine` any more.
+    async fn next(&mut self, socket: &Path, seen: &mut Seen, mine: (u64, u64)) -> Change {
         loop {
             let now = self.now();
-            if now.kubelet_starts != seen.kubelet_starts {
-                return;
-            }
             if now.socket_gone != seen.socket_gone {
-                if inode(socket) != mine {
-                    return;
-                }
                 seen.socket_gone = now.socket_gone;
+                if inode(socket) != Some(mine) {
+                    return Change::SocketGone;
+                }
+            }
+            if now.kubelet != seen.kubelet {
+                seen.kubelet = now.kubelet;
+                return Change::Kubelet;
             }
             self.changed().await;
         }
@@ -345,9 +430,23 @@ impl Serving {
     }
 }
 
-async fn register(dir: &Path, plugin: &Plugin) -> Result<(), RegisterError> {
+/// One `Register` call to the kubelet `pin` holds, at `path`, over one
+/// connection that is checked to reach it and never redialled.
+async fn register(path: &Path, plugin: &Plugin, pin: &KubeletPin) -> Result<(), RegisterError> {
     let call = async {
-        let channel = uds::client::connect(dir.join(kubelet::KUBELET_SOCKET)).await?;
+        let stream = tokio::net::UnixStream::connect(path).await?;
+        // The connection went to the pinned kubelet only if the path still
+        // names it now (the pinned inode cannot come back once replaced).
+        // Otherwise a registration with the new kubelet would be followed
+        // by one more when the stale pin is noticed.
+        if !pin.is_current(path) {
+            return Err(RegisterError::KubeletChanged);
+        }
+        // A channel that dials by path would, should this connection drop
+        // (a kubelet stopping), redial and carry our Register to whatever
+        // serves the path by then: a registration outside the pin, and one
+        // more when the pin goes stale.
+        let channel = uds::client::over(stream).await?;
         pb::registration_client::RegistrationClient::new(channel)
             .register(pb::RegisterRequest {
                 version: kubelet::VERSION.to_owned(),

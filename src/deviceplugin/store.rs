@@ -4,6 +4,7 @@
 //! the old or the new list, never half of one.
 
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,14 @@ use super::devices::Resource;
 /// One container's allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Record {
-    pub(crate) token: String,
+    /// The SHA-256 of the container's token ([`crate::node::token::key`]):
+    /// the token itself is never stored.
+    #[serde(rename = "token_sha256", default)]
+    pub(crate) key: String,
+    /// A token in clear, as files written before keys were stored hold it;
+    /// turned into `key` when loaded and never written again.
+    #[serde(default, skip_serializing)]
+    pub(crate) token: Option<String>,
     pub(crate) resource: Resource,
     /// The devices kubelet assigned, as it will list them in PodResources.
     pub(crate) device_ids: Vec<String>,
@@ -37,6 +45,9 @@ struct File {
 }
 
 const VERSION: u32 = 1;
+
+/// Every pod's token is in the file: the daemon's user only.
+pub(crate) const FILE_MODE: u32 = 0o600;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
@@ -86,11 +97,32 @@ impl Store {
                 });
             }
         };
+        // A file from before modes were enforced (0644) is closed now, not
+        // at the next save.
+        std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(FILE_MODE)).map_err(
+            |source| Error::Io {
+                op: "set the mode of",
+                path: self.path.clone(),
+                source,
+            },
+        )?;
         let file: File = serde_json::from_slice(&text).map_err(|source| Error::Corrupt {
             path: self.path.clone(),
             source,
         })?;
-        Ok(file.allocations)
+        let mut records = file.allocations;
+        let mut upgraded = false;
+        for r in &mut records {
+            if let Some(token) = r.token.take() {
+                r.key = crate::node::token::key(&token);
+                upgraded = true;
+            }
+        }
+        // A file that held tokens in clear is rewritten at once with keys only.
+        if upgraded {
+            self.save(&records)?;
+        }
+        Ok(records)
     }
 
     /// Replaces the saved list with `records`, atomically.
@@ -107,7 +139,17 @@ impl Store {
             allocations: records.to_vec(),
         })
         .expect("records serialize");
-        let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&tmp)
+            .map_err(io("create", &tmp))?;
+        // `mode` applies to a new file only: a temporary left by a crash
+        // keeps whatever mode it had, so set it on the open file too.
+        f.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
+            .map_err(io("set the mode of", &tmp))?;
         f.write_all(&body).map_err(io("write", &tmp))?;
         f.sync_all().map_err(io("sync", &tmp))?;
         drop(f);
@@ -123,9 +165,10 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn record(token: &str) -> Record {
+    fn record(key: &str) -> Record {
         Record {
-            token: token.into(),
+            key: key.into(),
+            token: None,
             resource: Resource::Vram,
             device_ids: vec!["GPU-a-vram-0".into(), "GPU-a-vram-1".into()],
             vram: Some(VramRecord {
@@ -149,6 +192,46 @@ mod tests {
             !dir.path().join("allocations.json.tmp").exists(),
             "no temporary left behind"
         );
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_file_is_the_daemons_alone_whatever_was_there_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        // A temporary left world-readable by a crash, and an old 0644 file.
+        let tmp = dir.path().join("allocations.json.tmp");
+        std::fs::write(&tmp, "stale").unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).unwrap();
+        store.save(&[record("t1")]).unwrap();
+        assert_eq!(mode(store.path()), 0o600);
+
+        std::fs::set_permissions(store.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(store.load().unwrap(), vec![record("t1")]);
+        assert_eq!(mode(store.path()), 0o600, "tightened when loaded");
+    }
+
+    #[test]
+    fn tokens_in_clear_from_an_older_file_become_keys_and_leave_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let token = "00112233445566778899aabbccddeeff";
+        std::fs::write(
+            store.path(),
+            format!(
+                r#"{{"version":1,"allocations":[{{"token":"{token}","resource":"slot","device_ids":["GPU-a-slot-0"],"allocated_at_ms":1}}]}}"#
+            ),
+        )
+        .unwrap();
+        let loaded = store.load().unwrap();
+        assert_eq!(loaded[0].key, crate::node::token::key(token));
+        assert_eq!(loaded[0].token, None);
+        let text = std::fs::read_to_string(store.path()).unwrap();
+        assert!(!text.contains(token), "rewritten without the token: {text}");
+        assert_eq!(store.load().unwrap(), loaded);
     }
 
     #[test]

@@ -50,6 +50,7 @@
 //! limit, and nothing it asks beyond them touches other pods' outcomes.
 
 mod admission;
+mod copies;
 mod dispatch;
 mod fairness;
 mod lifecycle;
@@ -258,6 +259,13 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Lease ids are handed out from `first` on (never 0). The shell starts
+    /// each run in a block of its own, so that an id from before a restart
+    /// never names a lease of this run.
+    pub fn start_lease_ids_at(&mut self, first: u64) {
+        self.next_lease = first.max(1);
+    }
+
     pub fn new(
         gpus: Vec<GpuSpec>,
         models: Vec<ModelSpec>,

@@ -191,6 +191,8 @@ pub enum RevokeReason {
     GpuUnhealthy,
     /// The pod's allocation was released (pod gone).
     AllocationReleased,
+    /// The model runtime no longer holds the lease's copy (it restarted).
+    RuntimeLost,
 }
 
 /// Why a pending admission ended without a lease.

@@ -189,8 +189,10 @@ impl FaultHandle {
         Ok(())
     }
 
-    /// Sets the memory that "other processes" use on a GPU, as NVML would
-    /// report it (`used_mib` in the next snapshot).
+    /// Sets the GPU's used memory as NVML would report it (`used_mib` in
+    /// the next snapshot): other processes' memory, plus — when the daemon
+    /// measures loads (`runtime.measure_memory: on`) — what the model
+    /// runtime's loads put there.
     pub fn set_used_mib(&self, index: u32, used_mib: u64) -> Result<(), Error> {
         let mut state = self.shared.state();
         let gpu = state.gpu_mut(index)?;

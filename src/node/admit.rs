@@ -8,8 +8,9 @@ use tracing::Span;
 
 use super::Node;
 use super::event::{GpuRef, LeaseInfo, LoadError};
-use super::state::Admitted;
-use crate::engine::{AdminError, AdmitError, AdmitRequest, GpuId, Lease, Rejection, TicketId};
+use super::reach::RuntimeDown;
+use super::state::{Admitted, Answer};
+use crate::engine::{AdminError, AdmitError, AdmitRequest, GpuId, Rejection, TicketId};
 
 /// Why an admission ended without a lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +19,9 @@ pub enum AdmitFailure {
     Refused(AdmitError),
     /// Queued, then rejected.
     Rejected(Rejection),
+    /// The model runtime is unreachable: refused at once, or withdrawn from
+    /// the queue when the runtime was lost.
+    RuntimeUnavailable(RuntimeDown),
     /// Its answer was dropped unsent (the node went away).
     Abandoned,
 }
@@ -34,6 +38,8 @@ pub struct Preloaded {
 pub enum PreloadFailure {
     /// Refused at once.
     Refused(AdminError),
+    /// The model runtime is unreachable.
+    RuntimeUnavailable(RuntimeDown),
     /// The runtime's load failed.
     Failed(LoadError),
     /// The load was dropped unanswered (GPU failure or shutdown).
@@ -51,9 +57,11 @@ impl Node {
         span: &Span,
     ) -> Result<LeaseInfo, AdmitFailure> {
         let (tx, rx) = oneshot::channel();
-        let admitted = self
-            .with_state(span, |s, now| s.admit(req, tx, span, now))
-            .map_err(AdmitFailure::Refused)?;
+        let req = AdmitRequest {
+            token: super::token::key(&req.token),
+            ..req.clone()
+        };
+        let admitted = self.with_state(span, |s, now| s.admit(&req, tx, span, now))?;
         let ticket = match admitted {
             Admitted::Granted(lease) => return Ok(lease),
             Admitted::Pending(ticket) => ticket,
@@ -65,7 +73,7 @@ impl Node {
         };
         match pending.answer().await {
             Some(Ok(lease)) => Ok(self.lease_info(&lease)),
-            Some(Err(rejection)) => Err(AdmitFailure::Rejected(rejection)),
+            Some(Err(failure)) => Err(failure),
             None => Err(AdmitFailure::Abandoned),
         }
     }
@@ -80,9 +88,7 @@ impl Node {
         span: &Span,
     ) -> Result<Preloaded, PreloadFailure> {
         let (tx, rx) = oneshot::channel();
-        let gpu = self
-            .with_state(span, |s, now| s.preload(model, gpu, tx, now))
-            .map_err(PreloadFailure::Refused)?;
+        let gpu = self.with_state(span, |s, now| s.preload(model, gpu, tx, now))?;
         match rx.await {
             Ok(Ok(took)) => Ok(Preloaded { gpu, took }),
             Ok(Err(e)) => Err(PreloadFailure::Failed(e)),
@@ -95,11 +101,11 @@ impl Node {
 struct Pending {
     node: Arc<Node>,
     ticket: TicketId,
-    rx: Option<oneshot::Receiver<Result<Lease, Rejection>>>,
+    rx: Option<oneshot::Receiver<Answer>>,
 }
 
 impl Pending {
-    async fn answer(mut self) -> Option<Result<Lease, Rejection>> {
+    async fn answer(mut self) -> Option<Answer> {
         let outcome = self.rx.as_mut()?.await.ok();
         self.rx = None;
         outcome

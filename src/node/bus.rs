@@ -83,7 +83,6 @@ impl Bus {
     }
 
     /// How many Watch streams `token` has open.
-    #[cfg(test)]
     pub(crate) fn streams_of(&self, token: &str) -> usize {
         self.pods.get(token).map_or(0, |tx| tx.receiver_count())
     }

@@ -73,7 +73,35 @@ pub(crate) enum EventKind {
     },
     /// A device plugin's registration with kubelet.
     Kubelet(Registration),
+    /// The model runtime stopped answering: loads in flight and waiting
+    /// admissions were answered, idle copies dropped (see `node::reach`).
+    RuntimeLost {
+        runtime: &'static str,
+        reason: String,
+    },
+    /// The model runtime answers again and residency was rebuilt from its
+    /// list of copies.
+    RuntimeBack {
+        runtime: &'static str,
+        /// Copies it holds that the ledger did not (now idle residents).
+        adopted: usize,
+        /// Copies the ledger held that it no longer does (dropped; their
+        /// leases revoked).
+        dropped: usize,
+    },
+    /// A measured copy occupies more than its catalog entry says (by more
+    /// than [`OUTGROWN_PERCENT`]): the catalog wants updating, or the
+    /// backend keeps more than the weights.
+    ModelOutgrewCatalog {
+        copy: ModelCopy,
+        catalog_mib: u64,
+        measured_mib: u64,
+    },
 }
+
+/// How far (percent) a measured copy may exceed its catalog entry before a
+/// [`EventKind::ModelOutgrewCatalog`] warning.
+pub(crate) const OUTGROWN_PERCENT: u64 = 10;
 
 /// A GPU as events name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +125,9 @@ pub struct LeaseInfo {
     pub ttl: Duration,
     /// Where the model runtime serves the copy ("" when it names none).
     pub runtime_endpoint: String,
+    /// The runtime's name for the model (Triton's), for inference requests;
+    /// "" when it names none.
+    pub runtime_model: String,
     pub working_mib: u64,
 }
 
@@ -120,6 +151,9 @@ pub(crate) enum UnloadCause {
     Admin,
     GpuUnhealthy,
     Shutdown,
+    /// The model runtime no longer holds it (lost, restarted, or unloaded
+    /// behind the daemon's back): it left the ledger, nothing was unloaded.
+    RuntimeLost,
 }
 
 impl fmt::Display for UnloadCause {
@@ -130,6 +164,7 @@ impl fmt::Display for UnloadCause {
             UnloadCause::Admin => f.write_str("admin"),
             UnloadCause::GpuUnhealthy => f.write_str("gpu_unhealthy"),
             UnloadCause::Shutdown => f.write_str("shutdown"),
+            UnloadCause::RuntimeLost => f.write_str("runtime_lost"),
         }
     }
 }
@@ -143,6 +178,9 @@ pub enum LoadError {
     TimedOut(Duration),
     #[error("cancelled: the daemon is shutting down")]
     Cancelled,
+    /// The runtime was lost while the load ran (the reachability watch).
+    #[error("the model runtime was lost during the load: {0}")]
+    RuntimeLost(String),
 }
 
 /// Admissions waiting.
@@ -178,6 +216,7 @@ mod tests {
         assert_eq!(UnloadCause::Admin.to_string(), "admin");
         assert_eq!(UnloadCause::GpuUnhealthy.to_string(), "gpu_unhealthy");
         assert_eq!(UnloadCause::Shutdown.to_string(), "shutdown");
+        assert_eq!(UnloadCause::RuntimeLost.to_string(), "runtime_lost");
     }
 
     #[test]

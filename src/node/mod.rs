@@ -15,6 +15,7 @@
 //! - `state`: the state behind the lock, and effects → events (one place).
 //! - [`event`](Event): the domain events, with typed reasons.
 //! - `admit`: the calls that wait (Admit, Preload).
+//! - `reach`: whether the model runtime answers; losing and regaining it.
 //! - `worker`, `reconcile`: the background tasks.
 //! - `view`: read-only snapshots ([`NodeStatus`], [`ModelResidency`]).
 //! - `token`: allocation tokens.
@@ -22,14 +23,19 @@
 mod admit;
 mod bus;
 mod clock;
+pub mod epoch;
 mod event;
+mod reach;
 mod reconcile;
 mod state;
-mod token;
+#[cfg(test)]
+pub(crate) mod test_support;
+pub mod token;
 mod view;
+mod watches;
 mod worker;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -44,21 +50,21 @@ pub(crate) use clock::Clock;
 pub(crate) use event::UnloadCause;
 pub(crate) use event::{Event, EventKind, ModelCopy, QueueDepth};
 pub use event::{GpuRef, LeaseInfo, LoadError, Registration};
-pub(crate) use view::{ModelResidency, NodeStatus};
+pub use reach::RuntimeDown;
+pub(crate) use reach::WatchIntervals;
+pub(crate) use view::{ModelMemory, ModelResidency, NodeStatus};
+pub use watches::TooManyWatches;
 pub use worker::Workers;
 
 use self::state::State;
 use crate::engine::{
     AdminError, AllocError, AllocKind, Engine, GpuId, GpuSpec, Lease, LeaseError, LeaseId, LoadId,
-    ModelId, Status, Time,
+    Status, Time,
 };
 use crate::gpu::{Backend, Health};
 use crate::runtime::{Loaded, ModelRuntime};
 use crate::shutdown;
 use crate::telemetry::Metrics;
-
-/// How long start-up waits for the model runtime's ListLoaded.
-const LIST_LOADED_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Facts about the node that calls report.
 #[derive(Debug, Clone)]
@@ -107,8 +113,15 @@ pub struct Node {
     timer_at: AtomicU64,
     /// Fires once, when the daemon starts shutting down.
     shutdown: shutdown::Trigger,
+    /// Whether the model runtime answers, as the state last said: workers
+    /// stop waiting on runtime calls when it turns false.
+    up: watch::Sender<bool>,
+    /// Wakes the runtime watch for a check now (a runtime call failed).
+    check_now: Notify,
     /// What the shell observes for Prometheus (a leaf: it knows nothing of us).
     metrics: Arc<Metrics>,
+    /// Watch streams one pod may hold open (`watches`).
+    watch_limit: AtomicU32,
 }
 
 impl Node {
@@ -129,7 +142,7 @@ impl Node {
             jobs.push(tx);
             queues.push((GpuId(i as u32), rx));
         }
-        let state = State::new(engine, bus, jobs, Arc::clone(&metrics));
+        let state = State::new(engine, bus, jobs, Arc::clone(&metrics), runtime.kind());
         let node = Arc::new(Node {
             state: Mutex::new(state),
             clock: Clock::start(),
@@ -140,9 +153,12 @@ impl Node {
             timer: Notify::new(),
             timer_at: AtomicU64::new(u64::MAX),
             shutdown: shutdown::Trigger::new(),
+            up: watch::channel(true).0,
+            check_now: Notify::new(),
             metrics,
+            watch_limit: AtomicU32::new(watches::DEFAULT_PER_POD),
         });
-        (node, Workers(queues))
+        (node, Workers::new(queues))
     }
 
     /// Runs `f` on the state at `now`, then carries out the effects it left
@@ -152,10 +168,14 @@ impl Node {
         let now = self.clock.now();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let result = f(&mut state, now);
+        state.settle_unconfirmed(now);
         state.carry_out(now, cause);
+        let up = state.is_up();
         let next = state.next_deadline().map_or(u64::MAX, Time::as_millis);
         let earlier = next < self.timer_at.load(Ordering::Relaxed);
         drop(state);
+        self.up
+            .send_if_modified(|was| std::mem::replace(was, up) != up);
         if earlier {
             self.timer.notify_one();
         }
@@ -190,15 +210,6 @@ impl Node {
         self.events.subscribe()
     }
 
-    /// From now on, the events `token` may see (its own and the node's),
-    /// on a channel no other pod's events wake.
-    pub(crate) fn subscribe_pod(&self, token: &Arc<str>) -> broadcast::Receiver<Shared> {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .subscribe_pod(token)
-    }
-
     /// Changes whenever a GPU's health changed; read [`Node::gpu_healthy`]
     /// for the state.
     pub(crate) fn health_changes(&self) -> watch::Receiver<u64> {
@@ -216,8 +227,7 @@ impl Node {
     /// workers stop after their queued jobs.
     pub fn begin_shutdown(&self) {
         if self.shutdown.fire() {
-            let keep_copies = !self.runtime.unload_on_shutdown();
-            self.with_state(&Span::current(), |s, now| s.shutdown(keep_copies, now));
+            self.with_state(&Span::current(), |s, now| s.shutdown(now));
         }
     }
 
@@ -225,7 +235,8 @@ impl Node {
 
     /// A status snapshot, scoped to `token`'s leases when given.
     pub(crate) fn status(&self, token: Option<&str>) -> NodeStatus {
-        self.read(|s, now| s.status(token, now))
+        let key = token.map(token::key);
+        self.read(|s, now| s.status(key.as_deref(), now))
     }
 
     /// The engine's status: GPUs, pools, residents, queue, counters.
@@ -263,11 +274,17 @@ impl Node {
 
     /// Whether `token` belongs to a known allocation.
     pub(crate) fn knows_token(&self, token: &str) -> bool {
-        self.read(|s, _| s.engine().allocation(token).is_some())
+        let key = token::key(token);
+        self.read(|s, _| s.engine().allocation(&key).is_some())
     }
 
     pub(crate) fn queue_depth(&self) -> QueueDepth {
         self.read(|s, _| s.queue_depth())
+    }
+
+    /// Catalog vs measured memory, per catalog model.
+    pub(crate) fn model_memory(&self) -> Vec<ModelMemory> {
+        self.read(|s, _| s.model_memory())
     }
 
     /// The catalog and where each model is.
@@ -283,7 +300,10 @@ impl Node {
 
     /// Ends a lease; `token` is `None` for the operator, who may end any.
     pub fn release(&self, lease: LeaseId, token: Option<&str>) -> Result<(), LeaseError> {
-        self.with_state(&Span::current(), |s, now| s.release(lease, token, now))
+        let key = token.map(token::key);
+        self.with_state(&Span::current(), |s, now| {
+            s.release(lease, key.as_deref(), now)
+        })
     }
 
     /// Extends a lease by its TTL; returns the time left.
@@ -292,7 +312,10 @@ impl Node {
         lease: LeaseId,
         token: Option<&str>,
     ) -> Result<Duration, LeaseError> {
-        self.with_state(&Span::current(), |s, now| s.keep_alive(lease, token, now))
+        let key = token.map(token::key);
+        self.with_state(&Span::current(), |s, now| {
+            s.keep_alive(lease, key.as_deref(), now)
+        })
     }
 
     /// Operator: unloads idle copies of `model`; returns the GPUs.
@@ -306,22 +329,21 @@ impl Node {
     /// the token (what Allocate hands the container).
     pub fn allocate(&self, kind: AllocKind) -> Result<String, AllocateError> {
         let token = token::mint().map_err(AllocateError::Randomness)?;
-        self.with_state(&Span::current(), |s, now| s.allocate(&token, kind, now))?;
+        let key = token::key(&token);
+        self.with_state(&Span::current(), |s, now| s.allocate(&key, kind, now))?;
         Ok(token)
     }
 
-    /// Records an allocation saved before a restart, under its old token.
-    pub(crate) fn restore_allocation(
-        &self,
-        token: &str,
-        kind: AllocKind,
-    ) -> Result<(), AllocError> {
-        self.with_state(&Span::current(), |s, now| s.allocate(token, kind, now))
+    /// Records an allocation saved before a restart, under its token's key
+    /// ([`token::key`]).
+    pub(crate) fn restore_allocation(&self, key: &str, kind: AllocKind) -> Result<(), AllocError> {
+        self.with_state(&Span::current(), |s, now| s.allocate(key, kind, now))
     }
 
-    /// Forgets an allocation: its leases are revoked, its memory returns.
-    pub(crate) fn deallocate(&self, token: &str) -> Result<AllocKind, AllocError> {
-        self.with_state(&Span::current(), |s, now| s.deallocate(token, now))
+    /// Forgets an allocation by its token's key: its leases are revoked,
+    /// its memory returns.
+    pub(crate) fn deallocate(&self, key: &str) -> Result<AllocKind, AllocError> {
+        self.with_state(&Span::current(), |s, now| s.deallocate(key, now))
     }
 
     // ---- GPUs, the runtime, kubelet ------------------------------------------
@@ -342,56 +364,44 @@ impl Node {
         });
     }
 
+    /// A runtime load ended; `measured_mib` is what it really took, when
+    /// measured.
     fn load_finished(
         &self,
         load: LoadId,
-        gpu: GpuId,
-        model: ModelId,
         result: &Result<Loaded, LoadError>,
         took: Duration,
+        measured_mib: Option<u64>,
     ) {
         self.with_state(&Span::current(), |s, now| {
-            s.load_finished(load, gpu, model, result, took, now)
+            s.load_finished(load, result, took, measured_mib, now)
         });
     }
 
-    /// Rebuilds residency from the runtime's ListLoaded, so a restart keeps
-    /// serving the warm copies the model server still holds.
-    pub(crate) async fn restore_residency(&self) {
-        let listed = match tokio::time::timeout(LIST_LOADED_TIMEOUT, self.runtime.list_loaded())
-            .await
-        {
-            Ok(Ok(l)) => l,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "model runtime ListLoaded failed; starting with nothing resident");
-                return;
-            }
-            Err(_) => {
-                tracing::warn!(
-                    "model runtime ListLoaded timed out; starting with nothing resident"
-                );
-                return;
-            }
-        };
-        for copy in listed {
-            let restored =
-                self.with_state(&Span::current(), |s, now| s.restore_resident(&copy, now));
-            if restored {
-                tracing::info!(model = %copy.model, gpu = %copy.gpu_uuid, "restored resident model");
-            } else {
-                tracing::warn!(model = %copy.model, gpu = %copy.gpu_uuid,
-                    "model runtime holds a copy this daemon does not know (model or GPU not in its config); ignoring it");
-            }
-        }
+    /// A runtime unload ended, having given back `returned_mib`.
+    fn unload_returned(&self, model: &str, gpu_uuid: &str, returned_mib: u64) {
+        self.with_state(&Span::current(), |s, _| {
+            s.unload_returned(model, gpu_uuid, returned_mib)
+        });
+    }
+
+    /// A worker finished a job of `gpu`.
+    fn job_done(&self, gpu: GpuId) {
+        self.with_state(&Span::current(), |s, _| s.job_done(gpu));
     }
 
     /// A device plugin's registration with kubelet changed: counted (when
     /// registered) and published.
     pub fn kubelet_registration(&self, registration: Registration) {
-        if registration.registered {
-            self.metrics.count_registration(&registration.resource);
-        }
-        self.with_state(&Span::current(), |s, now| s.registration(registration, now));
+        // Counted under the state lock with the event published, so that a
+        // reader who has the event sees the count, and one who saw the
+        // count and then took the lock (any call) finds the event out.
+        self.with_state(&Span::current(), |s, now| {
+            if registration.registered {
+                self.metrics.count_registration(&registration.resource);
+            }
+            s.registration(registration, now)
+        });
     }
 
     // ---- the deadline timer ----------------------------------------------------

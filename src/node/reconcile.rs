@@ -130,8 +130,13 @@ mod tests {
             gpu_uuid: "GPU-0".into(),
             size_mib: 100,
             endpoint: String::new(),
+            runtime_model: String::new(),
         };
-        assert!(node.with_state(&Span::none(), |s, now| s.restore_resident(&copy, now)));
+        let adopted = node.with_state(&Span::none(), |s, now| {
+            let epoch = s.job_epoch();
+            s.reconcile(&[copy], &epoch, now).adopted
+        });
+        assert_eq!(adopted, 1);
         let token = node.allocate(AllocKind::Slots(4)).expect("slots");
         node.spawn_timer();
         (node, token)

@@ -8,32 +8,38 @@
 //! the other events (a release, a finished load, a health change, a kubelet
 //! registration) are emitted by the one method that makes each change.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::Span;
 
+use super::admit::{AdmitFailure, PreloadFailure};
 use super::bus::{Bus, Shared};
 use super::event::{
     Event, EventKind, GpuRef, LeaseInfo, LoadError, ModelCopy, QueueDepth, Registration,
 };
-use super::view::{ModelResidency, NodeStatus};
+use super::reach::Reach;
+use super::view::{ModelMemory, ModelResidency, NodeStatus};
 use super::worker::Job;
 use crate::engine::{
-    AdminError, AdmitError, AdmitRequest, AllocError, AllocKind, Effect, Engine, GpuId, Lease,
-    LeaseError, LeaseId, LoadId, ModelId, Rejection, TicketId, Time, UnloadReason,
+    AdminError, AdmitRequest, AllocError, AllocKind, Effect, Engine, GpuId, Lease, LeaseError,
+    LeaseId, LoadId, ModelId, TicketId, Time, UnloadReason,
 };
 use crate::gpu::{Backend, Health};
 use crate::runtime::{Loaded, LoadedCopy};
 use crate::telemetry::Metrics;
 
 mod effects;
+mod runtime;
+
+/// What a pending admission's caller receives.
+pub(super) type Answer = Result<Lease, AdmitFailure>;
 
 /// Someone waiting for a pending admission.
 struct Waiter {
-    tx: oneshot::Sender<Result<Lease, Rejection>>,
+    tx: oneshot::Sender<Answer>,
     token: Arc<str>,
     model: ModelId,
     /// The admission's span: a load started for it is its child.
@@ -49,6 +55,23 @@ pub(super) enum Admitted {
     Pending(TicketId),
 }
 
+/// Where and as what the model runtime serves a copy.
+#[derive(Debug, Clone, Default)]
+struct Served {
+    endpoint: String,
+    /// The runtime's name for the model.
+    model: String,
+}
+
+/// A load the runtime is running (the shell answers it itself when the
+/// runtime is lost).
+#[derive(Debug, Clone, Copy)]
+struct Running {
+    gpu: GpuId,
+    model: ModelId,
+    started: Time,
+}
+
 pub(super) struct State {
     engine: Engine,
     /// Callers of pending admissions, by ticket.
@@ -57,8 +80,25 @@ pub(super) struct State {
     preloads: HashMap<LoadId, Vec<PreloadAnswer>>,
     /// The token behind each live lease (lease events go to their owner only).
     owners: HashMap<LeaseId, Arc<str>>,
-    /// Runtime endpoint of each loaded copy, when the runtime names one.
-    endpoints: HashMap<(GpuId, ModelId), String>,
+    /// Endpoint and runtime name of each loaded copy, when the runtime names them.
+    served: HashMap<(GpuId, ModelId), Served>,
+    /// Loads handed to the workers and not finished yet.
+    loads: HashMap<LoadId, Running>,
+    /// Runtime jobs per GPU: queued or running now, and sent ever (a
+    /// reconcile skips a GPU whose jobs moved while it listed the runtime).
+    jobs_in_flight: Vec<u32>,
+    jobs_sent: Vec<u64>,
+    /// Whether the model runtime answers (`node::reach`).
+    reach: Reach,
+    /// The runtime's kind, for messages.
+    runtime_kind: &'static str,
+    /// Copies pinned by leases when the runtime was lost: kept until it
+    /// answers again and its list confirms or drops them.
+    unconfirmed: BTreeSet<(GpuId, ModelId)>,
+    /// What each measured copy really occupies (the ledger counts this).
+    measured: HashMap<(GpuId, ModelId), u64>,
+    /// Per model: the last measured load and what the last unload returned.
+    memory: HashMap<ModelId, ModelMemory>,
     /// The queue depth last published: only changes are.
     last_queue: QueueDepth,
     /// Sequence number of the last event.
@@ -77,13 +117,23 @@ impl State {
         bus: Bus,
         jobs: Vec<mpsc::UnboundedSender<Job>>,
         metrics: Arc<Metrics>,
+        runtime_kind: &'static str,
     ) -> State {
         State {
-            engine,
             waiters: HashMap::new(),
             preloads: HashMap::new(),
             owners: HashMap::new(),
-            endpoints: HashMap::new(),
+            served: HashMap::new(),
+            loads: HashMap::new(),
+            jobs_in_flight: vec![0; jobs.len()],
+            jobs_sent: vec![0; jobs.len()],
+            // Until the runtime fails to answer.
+            reach: Reach::Up,
+            runtime_kind,
+            unconfirmed: BTreeSet::new(),
+            measured: HashMap::new(),
+            memory: HashMap::new(),
+            engine,
             last_queue: QueueDepth::default(),
             seq: 0,
             bus,
@@ -134,9 +184,14 @@ impl State {
             expires_in: lease.expires_at.saturating_since(now),
             ttl: self.engine.settings().lease_ttl,
             runtime_endpoint: self
-                .endpoints
+                .served
                 .get(&(lease.gpu, lease.model))
-                .cloned()
+                .map(|s| s.endpoint.clone())
+                .unwrap_or_default(),
+            runtime_model: self
+                .served
+                .get(&(lease.gpu, lease.model))
+                .map(|s| s.model.clone())
                 .unwrap_or_default(),
             working_mib: spec.working_mib,
         }
@@ -164,6 +219,8 @@ impl State {
             engine: self.engine.status(),
             leases: leases.iter().map(|l| self.lease_info(l, now)).collect(),
             slots,
+            runtime: self.runtime_status(now),
+            memory: self.model_memory(),
         }
     }
 
@@ -213,6 +270,11 @@ impl State {
         self.bus.subscribe_pod(token)
     }
 
+    /// Watch streams `token` has open.
+    pub(super) fn streams_of(&self, token: &str) -> usize {
+        self.bus.streams_of(token)
+    }
+
     /// A lease went to `token`: its owner is recorded, its wait observed,
     /// and the grant published. Both ways to a lease (at once, or for a
     /// waiter) come through here.
@@ -229,14 +291,20 @@ impl State {
 
     /// Admits, recording the models evicted for it on `span`. A pending
     /// admission's answer goes to `tx`.
+    /// While the runtime is unreachable nothing is admitted: no load could
+    /// start, and no copy can be confirmed to exist.
     pub(super) fn admit(
         &mut self,
         req: &AdmitRequest,
-        tx: oneshot::Sender<Result<Lease, Rejection>>,
+        tx: oneshot::Sender<Answer>,
         span: &Span,
         now: Time,
-    ) -> Result<Admitted, AdmitError> {
-        let result = self.engine.admit(req, now)?;
+    ) -> Result<Admitted, AdmitFailure> {
+        if let Some(down) = self.runtime_down(now) {
+            self.metrics.count_runtime_unavailable();
+            return Err(AdmitFailure::RuntimeUnavailable(down));
+        }
+        let result = self.engine.admit(req, now).map_err(AdmitFailure::Refused)?;
         let evicted: Vec<&str> = self
             .engine
             .pending_effects()
@@ -325,8 +393,15 @@ impl State {
         gpu: Option<GpuId>,
         answer: PreloadAnswer,
         now: Time,
-    ) -> Result<GpuRef, AdminError> {
-        let (gpu, load) = self.engine.preload(model, gpu, now)?;
+    ) -> Result<GpuRef, PreloadFailure> {
+        if let Some(down) = self.runtime_down(now) {
+            self.metrics.count_runtime_unavailable();
+            return Err(PreloadFailure::RuntimeUnavailable(down));
+        }
+        let (gpu, load) = self
+            .engine
+            .preload(model, gpu, now)
+            .map_err(PreloadFailure::Refused)?;
         self.preloads.entry(load).or_default().push(answer);
         Ok(self.gpu_ref(gpu))
     }
@@ -342,22 +417,30 @@ impl State {
     }
 
     /// A copy the model runtime already holds, idle, with the endpoint
-    /// leases on it name; false when this node does not know its model or
-    /// GPU (or already has it).
-    pub(super) fn restore_resident(&mut self, copy: &LoadedCopy, now: Time) -> bool {
-        let (Some(gpu), Some(model)) = (
-            self.engine.gpu_by_uuid(&copy.gpu_uuid),
-            self.engine.model_id(&copy.model),
-        ) else {
-            return false;
-        };
+    /// leases on it name (and its size, when the runtime reports one);
+    /// false when the engine would not take it (already resident there).
+    fn adopt(&mut self, gpu: GpuId, model: ModelId, copy: &LoadedCopy, now: Time) -> bool {
         if self.engine.restore_resident(gpu, model, now).is_err() {
             return false;
         }
-        if !copy.endpoint.is_empty() {
-            self.endpoints.insert((gpu, model), copy.endpoint.clone());
+        self.serve(gpu, model, &copy.endpoint, &copy.runtime_model);
+        if copy.size_mib > 0 {
+            self.measured((gpu, model), copy.size_mib, now);
         }
         true
+    }
+
+    /// Records where and as what the runtime serves a copy.
+    fn serve(&mut self, gpu: GpuId, model: ModelId, endpoint: &str, runtime_model: &str) {
+        if endpoint.is_empty() && runtime_model.is_empty() {
+            self.served.remove(&(gpu, model));
+        } else {
+            let served = Served {
+                endpoint: endpoint.to_owned(),
+                model: runtime_model.to_owned(),
+            };
+            self.served.insert((gpu, model), served);
+        }
     }
 
     // ---- allocations -----------------------------------------------------
@@ -409,7 +492,10 @@ impl State {
         let Some(g) = self.engine.gpu_status(gpu) else {
             return;
         };
-        let ours = g.carved_mib + g.weights_mib + g.working_mib;
+        let ours = match backend {
+            Backend::Nvml => g.carved_mib + g.weights_mib + g.working_mib,
+            Backend::Simulated => self.measured_on(gpu),
+        };
         let external = external_estimate(backend, used_mib, ours);
         if external != g.external_mib {
             self.engine.set_external_mib(gpu, external, now);
@@ -420,23 +506,25 @@ impl State {
 
     /// The runtime finished (or failed, or gave up on) a load: the copy's
     /// endpoint is recorded, the result published, Preload callers answered,
-    /// and the engine told.
+    /// the engine told, and a measured size put in the ledger. A load the
+    /// shell already answered (the runtime was lost meanwhile) is ignored.
     pub(super) fn load_finished(
         &mut self,
         load: LoadId,
-        gpu: GpuId,
-        model: ModelId,
         result: &Result<Loaded, LoadError>,
         took: Duration,
+        measured_mib: Option<u64>,
         now: Time,
     ) {
+        let Some(Running { gpu, model, .. }) = self.loads.remove(&load) else {
+            tracing::debug!(%load, "a load already answered finished");
+            return;
+        };
         let copy = self.model_copy(gpu, model);
         let kind = match result {
             Ok(loaded) => {
                 self.metrics.observe_load(took.as_secs_f64());
-                if !loaded.endpoint.is_empty() {
-                    self.endpoints.insert((gpu, model), loaded.endpoint.clone());
-                }
+                self.serve(gpu, model, &loaded.endpoint, &loaded.runtime_model);
                 EventKind::ModelLoaded { copy, took }
             }
             Err(error) => {
@@ -450,7 +538,10 @@ impl State {
             let _ = tx.send(result.as_ref().map(|_| took).map_err(Clone::clone));
         }
         let outcome = result.as_ref().map(|_| ()).map_err(ToString::to_string);
-        self.engine.load_finished(load, outcome, now);
+        let known = self.engine.load_finished(load, outcome, now);
+        if let (true, Ok(_), Some(mib)) = (known, result, measured_mib) {
+            self.measured((gpu, model), mib, now);
+        }
     }
 
     // ---- node-level events -------------------------------------------------
@@ -460,22 +551,32 @@ impl State {
     }
 
     /// Shutdown: every waiting admission is answered and every copy
-    /// unloaded — through the runtime, unless its copies outlive the daemon
-    /// (`keep_copies`: the workers stop before the unloads reach them; the
-    /// next daemon adopts the copies through ListLoaded).
-    pub(super) fn shutdown(&mut self, keep_copies: bool, now: Time) {
-        let stop = |jobs: &[mpsc::UnboundedSender<Job>]| {
-            for tx in jobs {
-                let _ = tx.send(Job::Stop);
-            }
-        };
-        if keep_copies {
-            stop(&self.jobs);
-        }
+    /// unloaded through the runtime (with reason `shutdown`: a runtime whose
+    /// copies outlive the daemon keeps them, and the next daemon adopts
+    /// them through ListLoaded); then the workers stop.
+    pub(super) fn shutdown(&mut self, now: Time) {
         self.engine.shutdown(now);
         self.carry_out(now, &Span::none());
-        if !keep_copies {
-            stop(&self.jobs);
+        for tx in &self.jobs {
+            let _ = tx.send(Job::Stop);
+        }
+    }
+
+    /// Hands a job to its GPU's worker, counting it as in flight.
+    fn send_job(&mut self, gpu: GpuId, job: Job) {
+        let i = gpu.0 as usize;
+        if let Some(tx) = self.jobs.get(i)
+            && tx.send(job).is_ok()
+        {
+            self.jobs_in_flight[i] += 1;
+            self.jobs_sent[i] += 1;
+        }
+    }
+
+    /// A worker finished a job of `gpu`.
+    pub(super) fn job_done(&mut self, gpu: GpuId) {
+        if let Some(n) = self.jobs_in_flight.get_mut(gpu.0 as usize) {
+            *n = n.saturating_sub(1);
         }
     }
 }

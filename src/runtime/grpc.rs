@@ -2,7 +2,7 @@
 
 use tonic::transport::{Channel, Endpoint};
 
-use super::{Error, LoadRequest, Loaded, LoadedCopy, ModelRuntime};
+use super::{Error, LoadRequest, Loaded, LoadedCopy, ModelRuntime, UnloadReason};
 use crate::proto::vision::v1 as pb;
 use pb::model_runtime_client::ModelRuntimeClient;
 
@@ -47,10 +47,6 @@ impl ModelRuntime for GrpcRuntime {
         "grpc"
     }
 
-    fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
     async fn load(&self, req: LoadRequest) -> Result<Loaded, Error> {
         let reply = self
             .client
@@ -67,16 +63,30 @@ impl ModelRuntime for GrpcRuntime {
             .into_inner();
         Ok(Loaded {
             endpoint: reply.endpoint,
+            runtime_model: reply.runtime_model,
+            size_mib: (reply.size_mib > 0).then_some(reply.size_mib),
         })
     }
 
-    async fn unload(&self, model: &str, gpu_uuid: &str) -> Result<(), Error> {
+    async fn unload(&self, model: &str, gpu_uuid: &str, reason: UnloadReason) -> Result<(), Error> {
         self.client
             .clone()
             .unload_model(pb::UnloadModelRequest {
                 model: model.to_owned(),
                 gpu_uuid: gpu_uuid.to_owned(),
+                reason: reason.as_str().to_owned(),
             })
+            .await
+            .map_err(|s| self.fail(s))?;
+        Ok(())
+    }
+
+    /// The SPI has no health call: a model server that answers ListLoaded
+    /// is there.
+    async fn ready(&self) -> Result<(), Error> {
+        self.client
+            .clone()
+            .list_loaded(pb::ListLoadedRequest {})
             .await
             .map_err(|s| self.fail(s))?;
         Ok(())
@@ -98,6 +108,7 @@ impl ModelRuntime for GrpcRuntime {
                 gpu_uuid: m.gpu_uuid,
                 size_mib: m.size_mib,
                 endpoint: m.endpoint,
+                runtime_model: m.runtime_model,
             })
             .collect())
     }

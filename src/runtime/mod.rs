@@ -38,6 +38,12 @@ pub struct LoadRequest {
 pub struct Loaded {
     /// Where tasks reach this copy; "" when the runtime serves none.
     pub endpoint: String,
+    /// The runtime's own name for the model (Triton's model name), what
+    /// clients put in their inference requests; "" when it names none.
+    pub runtime_model: String,
+    /// What the copy really occupies, when the runtime itself knows (the
+    /// SPI's `size_mib`); `None` leaves the measuring to the daemon.
+    pub size_mib: Option<u64>,
 }
 
 /// A copy the runtime holds (its answer to ListLoaded).
@@ -47,6 +53,39 @@ pub struct LoadedCopy {
     pub gpu_uuid: String,
     pub size_mib: u64,
     pub endpoint: String,
+    /// As in [`Loaded::runtime_model`].
+    pub runtime_model: String,
+}
+
+/// Why the daemon unloads a copy, as the runtime hears it: a runtime may
+/// treat them differently (Triton keeps its copies when the daemon shuts
+/// down, so that the next daemon adopts them warm).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnloadReason {
+    /// Evicted to make room (for a model, a vram carve-out, other processes).
+    Evicted,
+    /// An operator asked (`visionctl evict`).
+    Operator,
+    /// Its GPU turned unhealthy.
+    GpuUnhealthy,
+    /// The daemon is shutting down.
+    Shutdown,
+    /// Its load failed, timed out or was cancelled: whatever the runtime
+    /// made of it must go, since the ledger no longer counts it.
+    LoadFailed,
+}
+
+impl UnloadReason {
+    /// The SPI's word for it (`UnloadModelRequest.reason`), also in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnloadReason::Evicted => "evicted",
+            UnloadReason::Operator => "operator",
+            UnloadReason::GpuUnhealthy => "gpu_unhealthy",
+            UnloadReason::Shutdown => "shutdown",
+            UnloadReason::LoadFailed => "load_failed",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,22 +102,38 @@ pub enum Error {
 /// the engine's order.
 #[tonic::async_trait]
 pub trait ModelRuntime: Send + Sync + 'static {
-    /// `bookkeeping` or `grpc`, for logs and status.
+    /// `bookkeeping`, `grpc` or `triton`, for logs and status.
     fn kind(&self) -> &'static str;
-    /// Where leases say the runtime is ("" for bookkeeping).
-    fn endpoint(&self) -> &str;
-    async fn load(&self, req: LoadRequest) -> Result<Loaded, Error>;
-    async fn unload(&self, model: &str, gpu_uuid: &str) -> Result<(), Error>;
-    async fn list_loaded(&self) -> Result<Vec<LoadedCopy>, Error>;
 
-    /// Whether the shell unloads every copy when the daemon shuts down.
-    /// A runtime whose copies outlive the daemon (Triton: the next daemon
-    /// adopts them) says no.
-    fn unload_on_shutdown(&self) -> bool {
+    /// Where pods reach the runtime's inference API when it is one place
+    /// for the whole node (Triton's client endpoint): Allocate hands it to
+    /// slot containers as `VISION_RUNTIME_ENDPOINT`. `None` when the
+    /// runtime serves nothing, or each copy names its own endpoint (the
+    /// SPI's LoadModel answer, which leases carry).
+    fn client_endpoint(&self) -> Option<&str> {
+        None
+    }
+
+    /// Whether the runtime holds copies of its own: a load puts weights on
+    /// the GPU through it (so the daemon can measure what it took), and its
+    /// `list_loaded` is the truth the ledger is reconciled with (and its
+    /// reachability watched). The bookkeeping runtime holds none: pods load
+    /// their own weights, and the ledger is the only record.
+    fn holds_copies(&self) -> bool {
         true
     }
 
-    /// Whether the runtime can take loads now (Triton: ServerReady).
+    async fn load(&self, req: LoadRequest) -> Result<Loaded, Error>;
+
+    /// Drops a copy. `reason` lets a runtime keep copies that should
+    /// outlive the daemon ([`UnloadReason::Shutdown`]).
+    async fn unload(&self, model: &str, gpu_uuid: &str, reason: UnloadReason) -> Result<(), Error>;
+
+    async fn list_loaded(&self) -> Result<Vec<LoadedCopy>, Error>;
+
+    /// Whether the runtime answers (Triton: ServerLive; the SPI: a
+    /// ListLoaded that answers). The node's reachability watch calls it; an
+    /// error means the runtime is lost (`node::reach` says what that does).
     async fn ready(&self) -> Result<(), Error> {
         Ok(())
     }
@@ -97,8 +152,8 @@ impl ModelRuntime for Bookkeeping {
         "bookkeeping"
     }
 
-    fn endpoint(&self) -> &str {
-        ""
+    fn holds_copies(&self) -> bool {
+        false
     }
 
     async fn load(&self, req: LoadRequest) -> Result<Loaded, Error> {
@@ -109,7 +164,12 @@ impl ModelRuntime for Bookkeeping {
         Ok(Loaded::default())
     }
 
-    async fn unload(&self, _model: &str, _gpu_uuid: &str) -> Result<(), Error> {
+    async fn unload(
+        &self,
+        _model: &str,
+        _gpu_uuid: &str,
+        _reason: UnloadReason,
+    ) -> Result<(), Error> {
         Ok(())
     }
 

@@ -3,8 +3,12 @@
 
 use tonic::Status;
 
+use super::limits;
+
 use crate::engine::{AdminError, AdmitError, LeaseError, Outcome, Rejection, RevokeReason};
-use crate::node::{Event, EventKind, LeaseInfo, ModelCopy, ModelResidency, NodeInfo, NodeStatus};
+use crate::node::{
+    Event, EventKind, LeaseInfo, ModelCopy, ModelResidency, NodeInfo, NodeStatus, RuntimeDown,
+};
 use crate::proto::vision::v1 as pb;
 use pb::watch_event::Event as Body;
 
@@ -24,6 +28,7 @@ pub(super) fn lease(l: &LeaseInfo) -> pb::Lease {
         ttl_ms: ms(l.ttl),
         runtime_endpoint: l.runtime_endpoint.clone(),
         working_mib: l.working_mib,
+        runtime_model: l.runtime_model.clone(),
     }
 }
 
@@ -61,6 +66,7 @@ fn revoke_reason(r: RevokeReason) -> &'static str {
     match r {
         RevokeReason::GpuUnhealthy => "gpu_unhealthy",
         RevokeReason::AllocationReleased => "allocation_released",
+        RevokeReason::RuntimeLost => "runtime_lost",
     }
 }
 
@@ -131,11 +137,87 @@ pub(super) fn event_kind(kind: &EventKind) -> Body {
                 format!("not registered with kubelet (endpoint {})", r.endpoint)
             },
         }),
+        EventKind::RuntimeLost { runtime, reason } => Body::Runtime(pb::RuntimeEvent {
+            kind: (*runtime).to_owned(),
+            reachable: false,
+            reason: reason.clone(),
+            adopted: 0,
+            dropped: 0,
+        }),
+        EventKind::RuntimeBack {
+            runtime,
+            adopted,
+            dropped,
+        } => Body::Runtime(pb::RuntimeEvent {
+            kind: (*runtime).to_owned(),
+            reachable: true,
+            reason: String::new(),
+            adopted: *adopted as u32,
+            dropped: *dropped as u32,
+        }),
+        EventKind::ModelOutgrewCatalog {
+            copy,
+            catalog_mib,
+            measured_mib,
+        } => Body::ModelOutgrewCatalog(pb::ModelMemoryEvent {
+            model: copy.model.clone(),
+            gpu_index: copy.gpu.id.0,
+            gpu_uuid: copy.gpu.uuid.clone(),
+            catalog_mib: *catalog_mib,
+            measured_mib: *measured_mib,
+        }),
     }
 }
 
+/// Residents listed per GPU in a Status answer (most recently used first).
+const MAX_RESIDENTS_LISTED: usize = 256;
+/// Leases listed in a Status answer (oldest first).
+const MAX_LEASES_LISTED: usize = 2048;
+/// The most an answer may encode to: a stock client (grpcio, grpc-go,
+/// tonic) accepts 4 MiB by default; this leaves room for framing.
+pub(super) const MESSAGE_BUDGET: usize = 3 << 20;
+const _: () = assert!(MESSAGE_BUDGET < 4 << 20);
+
 /// Status of the whole node; its leases are already scoped to the caller.
+///
+/// Bounded whatever the node's size (issue 16, item 4): at most
+/// [`MAX_RESIDENTS_LISTED`] residents per GPU and [`MAX_LEASES_LISTED`]
+/// leases, then halved until the answer fits [`MESSAGE_BUDGET`]; what is
+/// left out is counted (`residents_omitted`, `leases_omitted`).
 pub(super) fn status(s: &NodeStatus, info: &NodeInfo) -> pb::StatusResponse {
+    status_within(s, info, MESSAGE_BUDGET)
+}
+
+fn status_within(s: &NodeStatus, info: &NodeInfo, budget: usize) -> pb::StatusResponse {
+    let mut resp = status_listing(s, info, MAX_RESIDENTS_LISTED, MAX_LEASES_LISTED);
+    while prost::Message::encoded_len(&resp) > budget {
+        let residents = resp
+            .gpus
+            .iter()
+            .map(|g| g.residents.len())
+            .max()
+            .unwrap_or(0);
+        if residents == 0 && resp.leases.is_empty() {
+            break;
+        }
+        for g in &mut resp.gpus {
+            let keep = g.residents.len().min(residents / 2);
+            g.residents_omitted += (g.residents.len() - keep) as u32;
+            g.residents.truncate(keep);
+        }
+        let keep = resp.leases.len() / 2;
+        resp.leases_omitted += (resp.leases.len() - keep) as u32;
+        resp.leases.truncate(keep);
+    }
+    resp
+}
+
+fn status_listing(
+    s: &NodeStatus,
+    info: &NodeInfo,
+    max_residents: usize,
+    max_leases: usize,
+) -> pb::StatusResponse {
     let now = s.at;
     let e = &s.engine;
     let c = &e.counters;
@@ -144,6 +226,12 @@ pub(super) fn status(s: &NodeStatus, info: &NodeInfo) -> pb::StatusResponse {
         .filter(|o| !o.is_grant() && **o != Outcome::Cancelled)
         .map(|o| c.outcome(*o))
         .sum();
+    let catalog_mib = |name: &str| {
+        s.memory
+            .iter()
+            .find(|m| m.model == name)
+            .map_or(0, |m| m.catalog_mib)
+    };
     pb::StatusResponse {
         node: info.node_name.clone(),
         gpu_backend: info.gpu_backend.clone(),
@@ -164,15 +252,18 @@ pub(super) fn status(s: &NodeStatus, info: &NodeInfo) -> pb::StatusResponse {
                 working_mib: g.working_mib,
                 free_mib: g.free_mib,
                 overcommitted: g.overcommitted_since.is_some(),
+                residents_omitted: g.residents.len().saturating_sub(max_residents) as u32,
                 residents: g
                     .residents
                     .iter()
+                    .take(max_residents)
                     .map(|r| pb::ResidentModel {
                         model: r.name.clone(),
                         weights_mib: r.weights_mib,
                         loading: r.loading,
                         pins: r.pins,
                         idle_ms: r.idle_since.map(|t| ms(now.saturating_since(t))),
+                        catalog_mib: catalog_mib(&r.name),
                     })
                     .collect(),
             })
@@ -180,7 +271,8 @@ pub(super) fn status(s: &NodeStatus, info: &NodeInfo) -> pb::StatusResponse {
         queued: e.queued as u32,
         waiting_on_load: e.waiting_on_load as u32,
         active_leases: e.leases as u32,
-        leases: s.leases.iter().map(lease).collect(),
+        leases: s.leases.iter().take(max_leases).map(lease).collect(),
+        leases_omitted: s.leases.len().saturating_sub(max_leases) as u32,
         counters: Some(pb::Counters {
             granted_warm: c.outcome(Outcome::GrantedWarm),
             granted_cold: c.outcome(Outcome::GrantedCold),
@@ -197,10 +289,61 @@ pub(super) fn status(s: &NodeStatus, info: &NodeInfo) -> pb::StatusResponse {
                 .collect(),
         }),
         slots: s.slots,
+        runtime: Some(pb::RuntimeStatus {
+            kind: s.runtime.kind.to_owned(),
+            reachable: s.runtime.reachable,
+            reason: s.runtime.reason.clone(),
+            unreachable_ms: ms(s.runtime.down_for),
+        }),
+        memory: s
+            .memory
+            .iter()
+            .map(|m| pb::ModelMemory {
+                model: m.model.clone(),
+                catalog_mib: m.catalog_mib,
+                measured_mib: m.measured_mib,
+                returned_mib: m.returned_mib,
+            })
+            .collect(),
     }
 }
 
+/// The model runtime is unreachable: UNAVAILABLE, saying for how long and why.
+pub(super) fn runtime_down(d: &RuntimeDown) -> Status {
+    Status::unavailable(format!(
+        "{d}; nothing can be loaded or confirmed on this node now: retry with backoff, or on \
+         another node"
+    ))
+}
+
+/// The catalog and where each model is. The catalog is bounded (1024
+/// models, names and task types of 63 bytes) and so is its answer; should
+/// the GPU lists still not fit [`MESSAGE_BUDGET`], they are halved and what
+/// is left out counted in `gpus_omitted`.
 pub(super) fn list_models(models: &[ModelResidency]) -> pb::ListModelsResponse {
+    let mut resp = list_models_full(models);
+    while prost::Message::encoded_len(&resp) > MESSAGE_BUDGET {
+        let longest = resp
+            .models
+            .iter()
+            .map(|m| m.resident_on.len() + m.loading_on.len())
+            .max()
+            .unwrap_or(0);
+        if longest == 0 {
+            break;
+        }
+        for m in &mut resp.models {
+            let (r, l) = (m.resident_on.len(), m.loading_on.len());
+            m.resident_on.truncate(r.min(longest / 2));
+            m.loading_on
+                .truncate(l.min((longest / 2).saturating_sub(m.resident_on.len())));
+            m.gpus_omitted += (r + l - m.resident_on.len() - m.loading_on.len()) as u32;
+        }
+    }
+    resp
+}
+
+fn list_models_full(models: &[ModelResidency]) -> pb::ListModelsResponse {
     pb::ListModelsResponse {
         models: models
             .iter()
@@ -214,6 +357,7 @@ pub(super) fn list_models(models: &[ModelResidency]) -> pb::ListModelsResponse {
                 task_types: m.spec.task_types.clone(),
                 resident_on: m.resident_on.clone(),
                 loading_on: m.loading_on.clone(),
+                gpus_omitted: 0,
             })
             .collect(),
     }
@@ -228,8 +372,20 @@ pub(super) fn admit_error(e: &AdmitError) -> Status {
         AdmitError::NotSlotAllocation => Status::failed_precondition(format!(
             "{msg}; request `<domain>/slot` in the pod spec to admit tasks"
         )),
-        AdmitError::UnknownModel { .. } => Status::not_found(msg),
-        AdmitError::TaskTypeNotServed { .. } => Status::invalid_argument(msg),
+        // The catalog and a model's task types are listed, cut short: a
+        // node may serve a thousand models.
+        AdmitError::UnknownModel { name, known } => Status::not_found(format!(
+            "unknown model {name:?}; this node serves {}",
+            limits::listing(known, "ListModels")
+        )),
+        AdmitError::TaskTypeNotServed {
+            model,
+            task_type,
+            served,
+        } => Status::invalid_argument(format!(
+            "model {model:?} does not serve task type {task_type:?}; it serves {}",
+            limits::listing(served, "ListModels")
+        )),
         AdmitError::NeverFits { .. } => Status::failed_precondition(format!(
             "{msg}; it cannot run on this node — pick a smaller model or a node with larger GPUs"
         )),
@@ -304,7 +460,55 @@ pub(super) fn admin_error(e: &AdminError) -> Status {
 
 #[cfg(test)]
 mod tests {
+    use prost::Message;
+
     use super::*;
+    use crate::node::test_support::largest_node;
+
+    #[tokio::test]
+    async fn status_and_the_catalog_fit_one_grpc_message_at_the_largest_config() {
+        let (node, _workers) = largest_node(3000);
+        let s = node.status(None);
+        let residents: usize = s.engine.gpus.iter().map(|g| g.residents.len()).sum();
+        assert_eq!(residents, 64 * 1024, "every model on every GPU");
+
+        let resp = status(&s, node.info());
+        let bytes = resp.encoded_len();
+        assert!(bytes <= MESSAGE_BUDGET, "{bytes} bytes");
+        for g in &resp.gpus {
+            assert_eq!(
+                (g.residents.len(), g.residents_omitted),
+                (MAX_RESIDENTS_LISTED, 1024 - MAX_RESIDENTS_LISTED as u32)
+            );
+        }
+        assert_eq!(resp.leases.len(), MAX_LEASES_LISTED);
+        assert_eq!(resp.leases_omitted, 3000 - MAX_LEASES_LISTED as u32);
+        assert_eq!(resp.active_leases, 3000, "the totals are whole");
+
+        let models = list_models(&node.models());
+        let bytes = models.encoded_len();
+        assert!(bytes <= MESSAGE_BUDGET, "{bytes} bytes");
+        assert_eq!(models.models.len(), 1024);
+        assert!(
+            models
+                .models
+                .iter()
+                .all(|m| m.resident_on.len() == 64 && m.gpus_omitted == 0)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_status_over_its_budget_is_halved_and_counts_what_it_leaves_out() {
+        let (node, _workers) = largest_node(100);
+        let s = node.status(None);
+        let resp = status_within(&s, node.info(), 200_000);
+        assert!(resp.encoded_len() <= 200_000);
+        let listed: u32 = resp.gpus.iter().map(|g| g.residents.len() as u32).sum();
+        let omitted: u32 = resp.gpus.iter().map(|g| g.residents_omitted).sum();
+        assert_eq!(listed + omitted, 64 * 1024);
+        assert!(listed > 0);
+        assert_eq!(resp.leases.len() as u32 + resp.leases_omitted, 100);
+    }
 
     #[test]
     fn a_pod_over_its_own_bounds_gets_resource_exhausted_naming_its_limit() {

@@ -11,7 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use super::{AdmissionService, convert};
+use super::{AdmissionService, convert, limits};
 use crate::engine::{AdmitRequest, LeaseId, Wait};
 use crate::gpu::Health;
 use crate::node::{AdmitFailure, EventKind, PreloadFailure};
@@ -19,9 +19,6 @@ use crate::proto::vision::v1 as pb;
 use pb::admission_server::Admission as AdmissionApi;
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
-
-/// The longest `SetGpuFault` reason accepted (it is echoed in events and logs).
-const MAX_FAULT_REASON: usize = 256;
 
 /// The caller's trace context (W3C `traceparent` in the metadata): our
 /// server spans join the caller's trace.
@@ -37,6 +34,9 @@ impl AdmissionService {
         req: pb::AdmitRequest,
         span: &tracing::Span,
     ) -> Result<pb::Lease, Status> {
+        limits::field("token", &req.token, limits::MAX_TOKEN_BYTES)?;
+        limits::field("model", &req.model, limits::MAX_MODEL_BYTES)?;
+        limits::field("task_type", &req.task_type, limits::MAX_TASK_BYTES)?;
         if req.token.is_empty() {
             return Err(Status::permission_denied(
                 "missing token: send the VISION_TOKEN that Allocate put in this container's environment",
@@ -60,6 +60,7 @@ impl AdmissionService {
             Ok(lease) => Ok(convert::lease(&lease)),
             Err(AdmitFailure::Refused(e)) => Err(convert::admit_error(&e)),
             Err(AdmitFailure::Rejected(r)) => Err(convert::rejection(&r, &admit.model)),
+            Err(AdmitFailure::RuntimeUnavailable(d)) => Err(convert::runtime_down(&d)),
             Err(AdmitFailure::Abandoned) => {
                 Err(Status::unavailable("the daemon is shutting down; retry"))
             }
@@ -76,8 +77,8 @@ impl AdmissionApi for AdmissionService {
         let span = tracing::info_span!(
             "admit",
             otel.kind = "server",
-            model = %request.get_ref().model,
-            task_type = %request.get_ref().task_type,
+            model = %limits::clip(&request.get_ref().model, limits::MAX_MODEL_BYTES),
+            task_type = %limits::clip(&request.get_ref().task_type, limits::MAX_TASK_BYTES),
             priority = request.get_ref().priority,
             outcome = tracing::field::Empty,
             gpu.uuid = tracing::field::Empty,
@@ -90,7 +91,8 @@ impl AdmissionApi for AdmissionService {
         let result = self
             .admit_in_span(request.into_inner(), &span)
             .instrument(span.clone())
-            .await;
+            .await
+            .map_err(limits::bounded);
         match &result {
             Ok(l) => {
                 let outcome = if l.warm {
@@ -116,10 +118,10 @@ impl AdmissionApi for AdmissionService {
         request: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::ReleaseResponse>, Status> {
         let req = request.into_inner();
-        let token = self.caller(&req.token)?;
+        let token = self.caller(&req.token).map_err(limits::bounded)?;
         self.node
             .release(LeaseId(req.lease_id), token)
-            .map_err(|e| convert::lease_error(&e))?;
+            .map_err(|e| limits::bounded(convert::lease_error(&e)))?;
         Ok(Response::new(pb::ReleaseResponse {}))
     }
 
@@ -128,11 +130,11 @@ impl AdmissionApi for AdmissionService {
         request: Request<pb::KeepAliveRequest>,
     ) -> Result<Response<pb::KeepAliveResponse>, Status> {
         let req = request.into_inner();
-        let token = self.caller(&req.token)?;
+        let token = self.caller(&req.token).map_err(limits::bounded)?;
         let expires = self
             .node
             .keep_alive(LeaseId(req.lease_id), token)
-            .map_err(|e| convert::lease_error(&e))?;
+            .map_err(|e| limits::bounded(convert::lease_error(&e)))?;
         Ok(Response::new(pb::KeepAliveResponse {
             expires_in_ms: expires.as_millis() as u64,
         }))
@@ -143,7 +145,7 @@ impl AdmissionApi for AdmissionService {
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let req = request.into_inner();
-        let token = self.caller(&req.token)?;
+        let token = self.caller(&req.token).map_err(limits::bounded)?;
         let status = self.node.status(token);
         Ok(Response::new(convert::status(&status, self.node.info())))
     }
@@ -156,10 +158,14 @@ impl AdmissionApi for AdmissionService {
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let req = request.into_inner();
-        // A pod's stream reads its own channel (its events and the node's);
-        // the admin socket's reads every event.
-        let mut events = match self.caller(&req.token)? {
-            Some(token) => self.node.subscribe_pod(&Arc::from(token)),
+        // A pod's stream reads its own channel (its events and the node's),
+        // within the pod's share of streams; the admin socket's reads every
+        // event.
+        let mut events = match self.caller(&req.token).map_err(limits::bounded)? {
+            Some(token) => self
+                .node
+                .subscribe_pod(&Arc::from(token))
+                .map_err(|e| Status::resource_exhausted(e.to_string()))?,
             None => self.node.subscribe(),
         };
         let mut shutdown = self.node.shutdown_signal();
@@ -203,7 +209,50 @@ impl AdmissionApi for AdmissionService {
         &self,
         request: Request<pb::PreloadRequest>,
     ) -> Result<Response<pb::PreloadResponse>, Status> {
+        self.preload_call(request).await.map_err(limits::bounded)
+    }
+
+    async fn evict(
+        &self,
+        request: Request<pb::EvictRequest>,
+    ) -> Result<Response<pb::EvictResponse>, Status> {
+        self.admin_only("Evict")?;
+        let req = request.into_inner();
+        limits::field("model", &req.model, limits::MAX_MODEL_BYTES)?;
+        let gpu = self.gpu_arg(&req.gpu)?;
+        let gpus = self
+            .node
+            .evict(&req.model, gpu)
+            .map_err(|e| limits::bounded(convert::admin_error(&e)))?;
+        Ok(Response::new(pb::EvictResponse {
+            gpu_uuids: gpus.into_iter().map(|g| g.uuid).collect(),
+        }))
+    }
+
+    async fn list_models(
+        &self,
+        _request: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        Ok(Response::new(convert::list_models(&self.node.models())))
+    }
+
+    async fn set_gpu_fault(
+        &self,
+        request: Request<pb::SetGpuFaultRequest>,
+    ) -> Result<Response<pb::SetGpuFaultResponse>, Status> {
+        self.set_gpu_fault_call(request)
+            .await
+            .map_err(limits::bounded)
+    }
+}
+
+impl AdmissionService {
+    async fn preload_call(
+        &self,
+        request: Request<pb::PreloadRequest>,
+    ) -> Result<Response<pb::PreloadResponse>, Status> {
         self.admin_only("Preload")?;
+        limits::field("model", &request.get_ref().model, limits::MAX_MODEL_BYTES)?;
         let span = tracing::info_span!(
             "preload",
             otel.kind = "server",
@@ -231,6 +280,7 @@ impl AdmissionApi for AdmissionService {
                 }))
             }
             Err(PreloadFailure::Refused(e)) => Err(convert::admin_error(&e)),
+            Err(PreloadFailure::RuntimeUnavailable(d)) => Err(convert::runtime_down(&d)),
             Err(PreloadFailure::Failed(e)) => Err(Status::unavailable(format!(
                 "loading {:?} failed: {e}",
                 req.model
@@ -241,30 +291,7 @@ impl AdmissionApi for AdmissionService {
         }
     }
 
-    async fn evict(
-        &self,
-        request: Request<pb::EvictRequest>,
-    ) -> Result<Response<pb::EvictResponse>, Status> {
-        self.admin_only("Evict")?;
-        let req = request.into_inner();
-        let gpu = self.gpu_arg(&req.gpu)?;
-        let gpus = self
-            .node
-            .evict(&req.model, gpu)
-            .map_err(|e| convert::admin_error(&e))?;
-        Ok(Response::new(pb::EvictResponse {
-            gpu_uuids: gpus.into_iter().map(|g| g.uuid).collect(),
-        }))
-    }
-
-    async fn list_models(
-        &self,
-        _request: Request<pb::ListModelsRequest>,
-    ) -> Result<Response<pb::ListModelsResponse>, Status> {
-        Ok(Response::new(convert::list_models(&self.node.models())))
-    }
-
-    async fn set_gpu_fault(
+    async fn set_gpu_fault_call(
         &self,
         request: Request<pb::SetGpuFaultRequest>,
     ) -> Result<Response<pb::SetGpuFaultResponse>, Status> {
@@ -277,12 +304,7 @@ impl AdmissionApi for AdmissionService {
                 self.node.info().gpu_backend
             )));
         };
-        if req.reason.len() > MAX_FAULT_REASON {
-            return Err(Status::invalid_argument(format!(
-                "reason is {} bytes; at most {MAX_FAULT_REASON} are accepted",
-                req.reason.len()
-            )));
-        }
+        limits::field("reason", &req.reason, limits::MAX_REASON_BYTES)?;
         let Some(gpu) = self.gpu_arg(&req.gpu)? else {
             return Err(Status::invalid_argument(
                 "gpu is required: give a GPU UUID or an index",

@@ -7,9 +7,12 @@
 //! - `grpc`: the generated trait's implementation.
 //! - `convert`: our types → wire types, our errors → `tonic::Status`es
 //!   that say what to do. The only place that knows both vocabularies.
+//! - `limits`: bounds on request strings (INVALID_ARGUMENT past them) and
+//!   on every message we send back.
 
 mod convert;
 mod grpc;
+mod limits;
 
 use std::sync::Arc;
 
@@ -63,6 +66,7 @@ impl AdmissionService {
     /// The caller's token: required and known on the task socket; optional
     /// on the admin socket (where `None` means "everything").
     fn caller<'a>(&self, token: &'a str) -> Result<Option<&'a str>, Status> {
+        limits::field("token", token, limits::MAX_TOKEN_BYTES)?;
         match (self.access, token.is_empty()) {
             (Access::Admin, true) => Ok(None),
             (Access::Task, true) => Err(Status::permission_denied(
@@ -87,6 +91,7 @@ impl AdmissionService {
 
     /// A GPU named by UUID or index; "" means any.
     fn gpu_arg(&self, gpu: &str) -> Result<Option<GpuId>, Status> {
+        limits::field("gpu", gpu, limits::MAX_GPU_BYTES)?;
         if gpu.is_empty() {
             return Ok(None);
         }

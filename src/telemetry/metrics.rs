@@ -42,6 +42,7 @@ pub(crate) struct Metrics {
     admission_wait: Family<WarmLabel, Histogram>,
     load_duration: Histogram,
     kubelet_registrations: Family<ResourceLabel, Counter>,
+    runtime_unavailable: Counter,
 }
 
 impl Default for Metrics {
@@ -50,6 +51,7 @@ impl Default for Metrics {
             admission_wait: Family::new_with_constructor(|| Histogram::new(WAIT_BUCKETS)),
             load_duration: Histogram::new(LOAD_BUCKETS),
             kubelet_registrations: Family::default(),
+            runtime_unavailable: Counter::default(),
         }
     }
 }
@@ -66,6 +68,12 @@ impl Metrics {
     /// A model load succeeded after `seconds`.
     pub(crate) fn observe_load(&self, seconds: f64) {
         self.load_duration.observe(seconds);
+    }
+
+    /// An admission or preload was refused, or a queued admission withdrawn,
+    /// because the model runtime was unreachable.
+    pub(crate) fn count_runtime_unavailable(&self) {
+        self.runtime_unavailable.inc();
     }
 
     /// A device plugin registered with kubelet.
@@ -87,6 +95,10 @@ pub(crate) struct Snapshot {
     pub(crate) kubelet_registered: Vec<(String, bool)>,
     /// Failed writes to the Kubernetes API.
     pub(crate) cluster_publish_errors: u64,
+    /// The model runtime's kind and whether it answers.
+    pub(crate) runtime: (&'static str, bool),
+    /// Per catalog model: (name, catalog MiB, last measured MiB).
+    pub(crate) model_memory: Vec<(String, u64, Option<u64>)>,
 }
 
 /// Takes a [`Snapshot`]: the narrow interface `/metrics` reads through.
@@ -106,6 +118,11 @@ pub(crate) fn registry(metrics: &Metrics, source: Arc<dyn Scrape>) -> Registry {
         "model_load_duration_seconds",
         "Duration of model loads through the runtime",
         metrics.load_duration.clone(),
+    );
+    reg.register(
+        "runtime_unavailable",
+        "Admissions and preloads answered UNAVAILABLE because the model runtime was unreachable",
+        metrics.runtime_unavailable.clone(),
     );
     reg.register(
         "kubelet_registrations",
@@ -298,6 +315,29 @@ impl Collector for ScrapeCollector {
             "Failed writes to the Kubernetes API (labels, annotations, Events)",
             snapshot.cluster_publish_errors,
         )?;
+
+        let (kind, up) = snapshot.runtime;
+        let mut me = enc.encode_descriptor(
+            "runtime_up",
+            "1 while the model runtime answers (always 1 for bookkeeping); 0: nothing is admitted",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(i64::from(up)).encode(me.encode_family(&[("runtime", kind)])?)?;
+        let mut me = enc.encode_descriptor(
+            "model_weights_mib",
+            "A model's weights per copy: the catalog's figure, and what its last measured load took",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (model, catalog, measured) in &snapshot.model_memory {
+            let labels = [("model", model.as_str()), ("source", "catalog")];
+            ConstGauge::new(*catalog as i64).encode(me.encode_family(&labels)?)?;
+            if let Some(m) = measured {
+                let labels = [("model", model.as_str()), ("source", "measured")];
+                ConstGauge::new(*m as i64).encode(me.encode_family(&labels)?)?;
+            }
+        }
         Ok(())
     }
 }

@@ -23,3 +23,26 @@ pub async fn connect(path: impl AsRef<Path>) -> Result<Channel, tonic::transport
         }))
         .await
 }
+
+/// A channel over one already connected `stream` that never dials again:
+/// once that connection ends, every call fails (UNAVAILABLE).
+///
+/// For a caller that must know *which* server it talks to — e.g. the
+/// daemon registering with the kubelet it pinned: [`connect`]'s channel
+/// would silently redial the path, reaching whatever serves it by then.
+pub async fn over(stream: UnixStream) -> Result<Channel, tonic::transport::Error> {
+    let once = Arc::new(std::sync::Mutex::new(Some(stream)));
+    Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let stream = once.lock().map(|mut s| s.take()).unwrap_or(None);
+            async move {
+                stream.map(TokioIo::new).ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::NotConnected,
+                        "this channel's one connection has ended",
+                    )
+                })
+            }
+        }))
+        .await
+}

@@ -20,11 +20,15 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use std::sync::Arc;
 use tokio::net::{UnixListener, UnixStream};
+
+use tokio::sync::Semaphore;
 use tokio::time::Sleep;
 use tokio_stream::Stream;
 
 use super::authority::AuthorityShim;
+use super::guard::Guarded;
 
 /// Mode of the task socket: every pod that mounts its directory may connect;
 /// the token in each request says who it is.
@@ -32,6 +36,10 @@ pub const TASK_SOCKET_MODE: u32 = 0o666;
 /// Mode of the admin socket: only the daemon's user; the file mode is the
 /// access control.
 pub const ADMIN_SOCKET_MODE: u32 = 0o600;
+
+/// Connections one socket serves at once unless told otherwise
+/// ([`UdsListener::max_connections`]); one more is closed at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 
 /// How long accepting pauses after an error such as EMFILE, which would
 /// otherwise repeat at once (tonic logs the error and polls again).
@@ -68,6 +76,7 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Bin
 pub struct UdsListener {
     listener: UnixListener,
     guard: SocketGuard,
+    max_connections: usize,
 }
 
 impl UdsListener {
@@ -102,11 +111,30 @@ impl UdsListener {
         };
         std::fs::set_permissions(&guard.path, std::fs::Permissions::from_mode(mode))
             .map_err(io_err("set the mode of", &guard.path))?;
-        Ok(Self { listener, guard })
+        Ok(Self {
+            listener,
+            guard,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        })
+    }
+
+    /// Serves at most `max` connections at once (at least 1); a connection
+    /// over the cap is accepted and closed at once, so its client fails
+    /// fast instead of waiting in the backlog.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max.max(1);
+        self
     }
 
     pub fn path(&self) -> &Path {
         self.guard.path()
+    }
+
+    /// The (device, inode) of the socket file this listener bound: the one
+    /// its path names for as long as the file is ours. Taken at bind time,
+    /// so a removal right after binding still reads as "not ours".
+    pub fn file_id(&self) -> (u64, u64) {
+        (self.guard.dev, self.guard.ino)
     }
 
     /// The stream of accepted connections for
@@ -117,6 +145,9 @@ impl UdsListener {
         Incoming {
             listener: self.listener,
             guard: self.guard,
+            places: Arc::new(Semaphore::new(self.max_connections)),
+            max: self.max_connections,
+            refused: 0,
             backoff: None,
         }
     }
@@ -209,6 +240,11 @@ impl Drop for SocketGuard {
 pub struct Incoming {
     listener: UnixListener,
     guard: SocketGuard,
+    /// One permit per connection served (see `guard`).
+    places: Arc<Semaphore>,
+    max: usize,
+    /// Connections closed for being over the cap.
+    refused: u64,
     /// Armed after an accept error that is not about one connection.
     backoff: Option<Pin<Box<Sleep>>>,
 }
@@ -220,7 +256,7 @@ impl Incoming {
 }
 
 impl Stream for Incoming {
-    type Item = io::Result<AuthorityShim<UnixStream>>;
+    type Item = io::Result<AuthorityShim<Guarded<UnixStream>>>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
@@ -228,22 +264,45 @@ impl Stream for Incoming {
             ready!(delay.as_mut().poll(cx));
             this.backoff = None;
         }
-        match ready!(this.listener.poll_accept(cx)) {
-            Ok((stream, _)) => Poll::Ready(Some(Ok(AuthorityShim::new(stream)))),
-            Err(e) => {
-                let per_connection = matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionAborted
-                        | io::ErrorKind::ConnectionReset
-                        | io::ErrorKind::Interrupted
-                        | io::ErrorKind::WouldBlock
-                );
-                if !per_connection {
-                    tracing::warn!(path = %this.guard.path.display(), error = %e, "accept failed; pausing");
-                    this.backoff = Some(Box::pin(tokio::time::sleep(ACCEPT_BACKOFF)));
-                }
-                Poll::Ready(Some(Err(e)))
+        loop {
+            match ready!(this.listener.poll_accept(cx)) {
+                Ok((stream, _)) => match Arc::clone(&this.places).try_acquire_owned() {
+                    Ok(place) => {
+                        return Poll::Ready(Some(Ok(AuthorityShim::new(Guarded::new(
+                            stream, place,
+                        )))));
+                    }
+                    Err(_) => {
+                        // Over the cap: closed here, before it costs more than
+                        // the accept; its client sees the connection reset.
+                        drop(stream);
+                        this.refused += 1;
+                        if this.refused.is_power_of_two() {
+                            tracing::warn!(path = %this.guard.path.display(), max = this.max,
+                                refused = this.refused,
+                                "connection cap reached; closing new connections until some end");
+                        }
+                    }
+                },
+                Err(e) => return Poll::Ready(Some(Err(this.accept_failed(e)))),
             }
         }
+    }
+}
+
+impl Incoming {
+    fn accept_failed(&mut self, e: io::Error) -> io::Error {
+        let per_connection = matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::Interrupted
+                | io::ErrorKind::WouldBlock
+        );
+        if !per_connection {
+            tracing::warn!(path = %self.guard.path.display(), error = %e, "accept failed; pausing");
+            self.backoff = Some(Box::pin(tokio::time::sleep(ACCEPT_BACKOFF)));
+        }
+        e
     }
 }

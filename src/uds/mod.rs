@@ -29,7 +29,10 @@
 
 pub mod authority;
 pub mod client;
+pub mod guard;
 pub mod listener;
 
 pub use authority::AuthorityShim;
-pub use listener::{ADMIN_SOCKET_MODE, BindError, Incoming, TASK_SOCKET_MODE, UdsListener};
+pub use listener::{
+    ADMIN_SOCKET_MODE, BindError, DEFAULT_MAX_CONNECTIONS, Incoming, TASK_SOCKET_MODE, UdsListener,
+};

@@ -314,6 +314,33 @@ async fn sockets_have_their_modes_and_are_removed_at_shutdown() {
     assert!(!paths.admin_socket.exists(), "admin socket removed");
 }
 
+fn mode_of(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_state_dir_and_the_tokens_in_it_are_the_daemons_alone() {
+    // As a hostPath DirectoryOrCreate and an older daemon left them: 0755
+    // and a world-readable allocations file.
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let saved = state.join("allocations.json");
+    std::fs::write(&saved, r#"{"version":1,"allocations":[]}"#).unwrap();
+    std::fs::set_permissions(&saved, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let d = start_in(fast_dev_config(), dir).await;
+    let paths = d.daemon.paths().clone();
+    assert_eq!(mode_of(&state), 0o700, "state dir");
+    assert_eq!(mode_of(&saved), 0o600, "allocations file");
+    assert_eq!(mode_of(&paths.dev_token), 0o600, "dev token");
+    let pods = paths.task_socket.parent().unwrap();
+    assert_eq!(mode_of(pods), 0o755, "pods dir: every pod's user enters it");
+    assert_eq!(mode_of(&paths.task_socket), 0o666);
+    d.daemon.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_daemon_on_the_same_sockets_is_refused() {
     let d = start(fast_dev_config()).await;
@@ -710,5 +737,62 @@ async fn a_watch_never_read_does_not_hold_admission_back_and_is_told_what_it_mis
         "every event of the pod was either delivered or counted as missed: \
          {delivered} + {missed}"
     );
+    d.daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_over_its_watch_streams_is_refused_naming_its_limit_and_another_pod_is_not() {
+    let mut cfg = fast_dev_config();
+    cfg.admission.watch_streams_per_pod = 2;
+    let d = start(cfg).await;
+    let other_pod = d.allocate(1);
+    let mut c = d.task().await;
+    let watch = |token: &str| pb::WatchRequest {
+        token: token.to_owned(),
+    };
+    // Each stream is open once its first event (the queue depth) arrives.
+    let mut first = c.watch(watch(&d.token)).await.unwrap().into_inner();
+    first.message().await.unwrap().expect("opening event");
+    let mut second = c.watch(watch(&d.token)).await.unwrap().into_inner();
+    second.message().await.unwrap().expect("opening event");
+
+    let e = c.watch(watch(&d.token)).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted);
+    assert!(
+        e.message().contains("2 Watch streams")
+            && e.message().contains("admission.watch_streams_per_pod"),
+        "names the limit and its key: {}",
+        e.message()
+    );
+
+    // Another pod still opens its streams, and they carry its events.
+    let mut theirs = c.watch(watch(&other_pod)).await.unwrap().into_inner();
+    theirs.message().await.unwrap().expect("opening event");
+    let lease = lease_of(&mut c, admit(&other_pod, "clip-vit-b32")).await;
+    match next_matching(&mut theirs, |b| matches!(b, Body::LeaseGranted(_))).await {
+        Body::LeaseGranted(g) => assert_eq!(g.lease.unwrap().lease_id, lease.lease_id),
+        _ => unreachable!(),
+    }
+    // The admin socket's Watch is not a pod's and is not counted.
+    admin_watch(&d).await;
+
+    // Closing one of the pod's streams gives its place back once the daemon
+    // sees the stream reset (each try is a real Watch call).
+    drop(first);
+    let reopened = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match c.watch(watch(&d.token)).await {
+                Ok(s) => break s,
+                Err(e) => {
+                    assert_eq!(e.code(), Code::ResourceExhausted);
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the closed stream's place comes back");
+    drop(reopened);
+    drop(second);
     d.daemon.shutdown().await;
 }

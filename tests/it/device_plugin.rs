@@ -149,6 +149,82 @@ async fn a_kubelet_restart_makes_both_plugins_serve_and_register_again() {
     n.d.daemon.shutdown().await;
 }
 
+/// Issue 16, item 7: a restarted kubelet is registered with once per
+/// plugin — not once, then torn down by the late notification of the very
+/// restart that registration answered, then again.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_kubelet_restart_brings_exactly_one_registration_per_plugin() {
+    let n = node(mixed_config()).await;
+    for _ in 0..2 {
+        n.kubelet.next_registration(DEADLINE).await;
+    }
+    // The first registrations are counted (and, under the same lock, their
+    // events published) before the test watches: the watch sees only the
+    // restarts'. Polled on the real metric, bounded.
+    let http = n.d.daemon.http_addr().unwrap();
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let (_, metrics) = http_get(http, "/metrics").await;
+            let counted = [SLOT, VRAM].iter().all(|r| {
+                let series = format!("vision_kubelet_registrations_total{{resource=\"{r}\"}}");
+                sample(&metrics, &series) == Some(1.0)
+            });
+            if counted {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("both first registrations counted");
+    let mut admin = n.d.admin().await;
+    // Any call takes the state lock, so both events are out by now.
+    admin.status(pb::StatusRequest::default()).await.unwrap();
+    let mut watch = admin
+        .watch(pb::WatchRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let restarts = kubelet_restart_loop(n.kubelet, 20).await;
+    // The daemon counts a registration once kubelet has answered it, with
+    // its event: wait for all 40 events.
+    for _ in 0..40 {
+        next_matching(
+            &mut watch,
+            |b| matches!(b, Body::Kubelet(k) if k.registered),
+        )
+        .await;
+    }
+    let (_, metrics) = http_get(http, "/metrics").await;
+    for resource in [SLOT, VRAM] {
+        let series = format!("vision_kubelet_registrations_total{{resource=\"{resource}\"}}");
+        assert_eq!(sample(&metrics, &series), Some(21.0), "{series}");
+    }
+    drop(restarts);
+    n.d.daemon.shutdown().await;
+}
+
+/// Restarts `kubelet` `times` times, each time waiting for both plugins to
+/// register and stream their devices; then checks that kubelet accepted
+/// exactly two registrations per incarnation. Returns the last kubelet.
+pub(crate) async fn kubelet_restart_loop(mut kubelet: FakeKubelet, times: usize) -> FakeKubelet {
+    for _ in 0..times {
+        kubelet = kubelet.restart().await;
+        for _ in 0..2 {
+            kubelet.next_registration(DEADLINE).await;
+        }
+        // Kubelet's dial-back worked and both streams are open.
+        kubelet.devices(SLOT, DEADLINE).await;
+        kubelet.devices(VRAM, DEADLINE).await;
+    }
+    assert_eq!(
+        kubelet.registrations_accepted(),
+        2 * (times + 1),
+        "one registration per plugin per kubelet incarnation"
+    );
+    kubelet
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn allocate_gives_a_slot_container_its_token_socket_and_mount_and_the_token_admits() {
     let n = node(mixed_config()).await;
@@ -180,7 +256,62 @@ async fn allocate_gives_a_slot_container_its_token_socket_and_mount_and_the_toke
             .unwrap();
     assert_eq!(lease.model, "yolo-v8n");
     let saved = std::fs::read_to_string(n.d.dir.path().join("state/allocations.json")).unwrap();
-    assert!(saved.contains(&token), "persisted before answering");
+    assert!(
+        saved.contains(&vision_node_daemon::node::token::key(&token)),
+        "persisted before answering"
+    );
+    assert!(
+        !saved.contains(&token),
+        "as its SHA-256 only, never in clear"
+    );
+    n.d.daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slot_container_sees_every_gpu_with_the_bookkeeping_runtime() {
+    let n = node(mixed_config()).await;
+    let u = uuids(&n);
+    let resp = n
+        .kubelet
+        .allocate(SLOT, &[&format!("{}-slot-0", u[0])])
+        .await
+        .unwrap();
+    assert_eq!(resp.envs["NVIDIA_VISIBLE_DEVICES"], "all");
+    assert!(!resp.envs.contains_key("VISION_RUNTIME_ENDPOINT"));
+    n.d.daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slot_container_of_a_triton_node_is_told_where_triton_is_and_sees_no_gpu() {
+    let mut cfg = mixed_config();
+    // Nothing listens there: the runtime is lost, Allocate does not care.
+    cfg.runtime.kind =
+        vision_node_daemon::config::RuntimeKind::Triton(vision_node_daemon::config::TritonConfig {
+            endpoint: "127.0.0.1:9".into(),
+            client_endpoint: "10.0.0.7:8001".into(),
+            model_repository: None,
+            model_names: Default::default(),
+        });
+    cfg.devices.slot_gpu_visibility = vision_node_daemon::config::SlotGpuVisibility::None;
+    let n = node(cfg).await;
+    let u = uuids(&n);
+    let resp = n
+        .kubelet
+        .allocate(SLOT, &[&format!("{}-slot-0", u[0])])
+        .await
+        .unwrap();
+    assert_eq!(resp.envs["VISION_RUNTIME_ENDPOINT"], "10.0.0.7:8001");
+    assert_eq!(resp.envs["NVIDIA_VISIBLE_DEVICES"], "void");
+    let vram = n
+        .kubelet
+        .allocate(VRAM, &[&format!("{}-vram-0", u[1])])
+        .await
+        .unwrap();
+    assert_eq!(
+        vram.envs["NVIDIA_VISIBLE_DEVICES"], u[1],
+        "a vram pod sees its GPU"
+    );
+    assert!(!vram.envs.contains_key("VISION_RUNTIME_ENDPOINT"));
     n.d.daemon.shutdown().await;
 }
 

@@ -349,6 +349,56 @@ async fn restart_deletes_every_socket_and_serves_a_new_kubelet_socket() {
     );
 }
 
+/// Issue 16, item 7: what the daemon registers through. A channel from
+/// `uds::client::connect` redials the path once its connection ends, so a
+/// registration meant for one kubelet reaches its successor; one from
+/// `uds::client::over` fails instead (and the daemon registers again,
+/// knowingly, with a pin on the new kubelet).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_channel_over_one_connection_never_reaches_a_restarted_kubelet() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubelet = FakeKubelet::start(dir.path()).await;
+    let stream = tokio::net::UnixStream::connect(kubelet.socket())
+        .await
+        .expect("kubelet.sock");
+    let mut pinned = RegistrationClient::new(uds::client::over(stream).await.expect("channel"));
+    let mut redialling = registration(&kubelet).await;
+
+    let kubelet = kubelet.restart().await;
+    let _plugin = Plugin::start(dir.path(), two_devices()).await;
+
+    for _ in 0..2 {
+        let err = pinned
+            .register(register_request(kubelet::VERSION, RESOURCE))
+            .await
+            .expect_err("the first kubelet is gone");
+        assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    }
+    assert_eq!(
+        kubelet.registrations_accepted(),
+        0,
+        "nothing reached the new kubelet"
+    );
+
+    // The control: the first call may still meet the dead connection; the
+    // next redials and is answered by the new kubelet.
+    let mut answered = false;
+    for _ in 0..2 {
+        answered = redialling
+            .register(register_request(kubelet::VERSION, RESOURCE))
+            .await
+            .is_ok();
+        if answered {
+            break;
+        }
+    }
+    assert!(
+        answered,
+        "a channel that dials by path reaches the new kubelet"
+    );
+    assert_eq!(kubelet.registrations_accepted(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_registration_with_a_wrong_version_is_refused_and_not_recorded() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -10,63 +10,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::common::*;
-use crate::triton_support::{ModelDef, Triton, assert_expected, infer, infer_with};
-use tokio::sync::Semaphore;
+use crate::triton_support::{
+    ModelDef, TRITONS, Triton, admin_status, assert_expected, config, infer, infer_with,
+    ledger_is_empty, loaded_lines,
+};
 use tokio::time::Instant;
 use tonic::Code;
-use vision_node_daemon::config::{Config, RuntimeKind, TritonConfig};
 use vision_node_daemon::proto::inference as tpb;
-use vision_node_daemon::proto::vision::v1 as pb;
 use vision_node_daemon::runtime::triton::{Placement, Settings, TritonRuntime};
-use vision_node_daemon::runtime::{LoadRequest, ModelRuntime};
-
-/// Two Tritons at a time: each loads python stubs and onnxruntime, and the
-/// CI machine has two cores.
-static TRITONS: Semaphore = Semaphore::const_new(2);
-
-/// One simulated GPU of `mib` with `models` (catalog name, Triton name),
-/// driven through Triton at `triton`.
-fn config(triton: &Triton, mib: u64, models: &[(&str, &str)]) -> Config {
-    let mut c = small_config(
-        mib,
-        models.iter().map(|(m, _)| model(m, 1000, 100, 4)).collect(),
-    );
-    c.runtime.kind = RuntimeKind::Triton(TritonConfig {
-        endpoint: triton.endpoint(),
-        client_endpoint: triton.endpoint(),
-        model_repository: None,
-        model_names: models
-            .iter()
-            .filter(|(m, t)| m != t)
-            .map(|(m, t)| (m.to_string(), t.to_string()))
-            .collect(),
-    });
-    c
-}
-
-fn loaded_lines(triton: &Triton, event: &str, model: &str) -> usize {
-    let prefix = format!("{event} {model} ");
-    triton
-        .journal()
-        .iter()
-        .filter(|l| l.starts_with(&prefix))
-        .count()
-}
-
-async fn admin_status(d: &Running) -> pb::StatusResponse {
-    d.admin()
-        .await
-        .status(pb::StatusRequest::default())
-        .await
-        .expect("status")
-        .into_inner()
-}
-
-fn ledger_is_empty(s: &pb::StatusResponse) -> bool {
-    s.gpus
-        .iter()
-        .all(|g| g.residents.is_empty() && g.weights_mib == 0 && g.working_mib == 0)
-}
+use vision_node_daemon::runtime::{LoadRequest, ModelRuntime, UnloadReason};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cold_admit_loads_the_model_in_triton_which_serves_the_lease_and_keeps_it_after_release()
@@ -80,7 +32,11 @@ async fn a_cold_admit_loads_the_model_in_triton_which_serves_the_lease_and_keeps
     assert!(!lease.warm);
     assert_eq!(triton.state("tiny_onnx").await, "READY");
     assert_eq!(lease.runtime_endpoint, triton.endpoint());
-    let out = infer(&lease.runtime_endpoint, "tiny_onnx")
+    assert_eq!(
+        lease.runtime_model, "tiny_onnx",
+        "the lease names Triton's model"
+    );
+    let out = infer(&lease.runtime_endpoint, &lease.runtime_model)
         .await
         .expect("ModelInfer through the lease's endpoint");
     assert_expected(&out);
@@ -266,45 +222,6 @@ async fn a_load_past_the_load_timeout_fails_and_the_daemon_unloads_it_from_trito
     d.daemon.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn triton_killed_mid_load_answers_the_waiters_and_a_restarted_triton_serves_again() {
-    let _slot = TRITONS.acquire().await.unwrap();
-    let mut triton =
-        Triton::start(&[ModelDef::slow("slow", 60.0), ModelDef::cpu("tiny_onnx")]).await;
-    let d = start(config(
-        &triton,
-        4096,
-        &[("slow", "slow"), ("yolo-v8n", "tiny_onnx")],
-    ))
-    .await;
-    let mut c = d.task().await;
-
-    let waiting = {
-        let mut c = c.clone();
-        let req = admit(&d.token, "slow");
-        tokio::spawn(async move { c.admit(req).await })
-    };
-    triton.wait_state("slow", "LOADING").await;
-    triton.kill();
-    let e = tokio::time::timeout(Duration::from_secs(30), waiting)
-        .await
-        .expect("the waiter is answered when Triton dies")
-        .expect("task")
-        .unwrap_err();
-    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
-    assert!(ledger_is_empty(&admin_status(&d).await), "nothing leaked");
-
-    triton.restart().await;
-    let lease = lease_of(&mut c, admit(&d.token, "yolo-v8n")).await;
-    assert!(!lease.warm);
-    assert_expected(
-        &infer(&lease.runtime_endpoint, "tiny_onnx")
-            .await
-            .expect("infer"),
-    );
-    d.daemon.shutdown().await;
-}
-
 fn load_request(model: &str, gpu: u32) -> LoadRequest {
     LoadRequest {
         model: model.into(),
@@ -383,7 +300,7 @@ async fn two_copies_are_one_triton_model_updated_in_place_while_inferences_run()
         triton.journal()
     );
     let t = Instant::now();
-    rt.unload("tiny", "GPU-1")
+    rt.unload("tiny", "GPU-1", UnloadReason::Evicted)
         .await
         .expect("remove the second copy");
     let remove = timed(t);
@@ -420,7 +337,9 @@ async fn two_copies_are_one_triton_model_updated_in_place_while_inferences_run()
         .map(|c| (c.model.as_str(), c.gpu_uuid.as_str()))
         .collect();
     assert_eq!(copies, [("tiny", "GPU-0")]);
-    rt.unload("tiny", "GPU-0").await.expect("last copy");
+    rt.unload("tiny", "GPU-0", UnloadReason::Evicted)
+        .await
+        .expect("last copy");
     assert_eq!(triton.state("tiny_onnx").await, "UNAVAILABLE");
     assert!(rt.list_loaded().await.expect("list").is_empty());
 }

@@ -55,7 +55,7 @@ async fn a_stale_socket_left_by_a_dead_daemon_is_replaced() {
         .await
         .expect("a connection")
         .expect("accepted");
-    assert!(accepted.get_ref().peer_cred().is_ok());
+    assert!(accepted.get_ref().get_ref().peer_cred().is_ok());
 }
 
 #[tokio::test]
@@ -132,6 +132,29 @@ async fn dropping_the_incoming_stream_removes_our_socket() {
     drop(incoming);
 
     assert!(!path.exists());
+}
+
+/// The id is the one taken at bind time: a file removed right after binding
+/// (a restarting kubelet deleting every socket) still compares as "not
+/// ours" to whatever the path names now (issue 16, item 7).
+#[tokio::test]
+async fn file_id_names_the_bound_file_even_once_it_is_removed() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("agent.sock");
+    let listener = UdsListener::bind(&path, uds::TASK_SOCKET_MODE)
+        .await
+        .expect("bind");
+    let meta = std::fs::symlink_metadata(&path).expect("stat");
+    assert_eq!(listener.file_id(), (meta.dev(), meta.ino()));
+
+    std::fs::remove_file(&path).expect("remove");
+    let successor = std::os::unix::net::UnixListener::bind(&path).expect("successor");
+
+    let now = std::fs::symlink_metadata(&path).expect("stat");
+    assert_ne!(listener.file_id(), (now.dev(), now.ino()));
+    assert_eq!(listener.file_id(), (meta.dev(), meta.ino()));
+    drop(successor);
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use serde_json::Value;
 use vision_node_daemon::proto::vision::v1 as pb;
 
 /// Runs visionctl with `args` (off the async threads) and returns (exit ok, stdout, stderr).
-async fn visionctl(state: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+pub(crate) async fn visionctl(state: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_visionctl"));
     cmd.arg("--state-dir")
         .arg(state)
@@ -25,7 +25,7 @@ async fn visionctl(state: &std::path::Path, args: &[&str]) -> (bool, String, Str
     )
 }
 
-fn state_dir(d: &Running) -> std::path::PathBuf {
+pub(crate) fn state_dir(d: &Running) -> std::path::PathBuf {
     d.daemon.paths().admin_socket.parent().unwrap().to_owned()
 }
 

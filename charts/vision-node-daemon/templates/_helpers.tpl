@@ -75,11 +75,18 @@ out: the daemon takes it from $NODE_NAME (the downward API).
 {{- if .Values.runtime.triton.enabled }}
 {{- $t := .Values.runtime.triton }}
 {{- $runtime := dict "kind" "triton" "endpoint" (printf "127.0.0.1:%v" $t.grpcPort) "model_repository" $t.modelRepository.mountPath }}
-{{- with (default dict $cfg.runtime).load_timeout }}
-{{- $_ := set $runtime "load_timeout" . }}
+{{- range $key := list "load_timeout" "health_interval" "reconcile_interval" "measure_memory" }}
+{{- with index (default dict $cfg.runtime) $key }}
+{{- $_ := set $runtime $key . }}
 {{- end }}
-{{- with $t.clientEndpoint }}
-{{- $_ := set $runtime "client_endpoint" . }}
+{{- end }}
+{{- /* Pods reach Triton at the node's IP (hostPort): the daemon expands $(HOST_IP), set from the Downward API. */}}
+{{- if $t.clientEndpoint }}
+{{- $_ := set $runtime "client_endpoint" $t.clientEndpoint }}
+{{- else if $t.hostPort }}
+{{- $_ := set $runtime "client_endpoint" (printf "$(HOST_IP):%v" $t.grpcPort) }}
+{{- else }}
+{{- fail "runtime.triton.clientEndpoint is required without hostPort: an address the node's pods reach Triton at (e.g. a Service with internalTrafficPolicy: Local)" }}
 {{- end }}
 {{- $_ := set $cfg "runtime" $runtime }}
 {{- end }}

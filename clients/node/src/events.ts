@@ -17,6 +17,12 @@ export interface LeaseInfo {
   ttlMs: number;
   /** Where the node's model server serves the model ("" without one). */
   runtimeEndpoint: string;
+  /**
+   * The model server's name for the model (Triton's: the catalog's
+   * runtime_name, else its name), what inference requests to
+   * `runtimeEndpoint` name; "" without a model server.
+   */
+  runtimeModel: string;
   workingMib: number;
 }
 
@@ -30,6 +36,7 @@ export function leaseInfo(m: LeaseMessage | null | undefined): LeaseInfo {
     waitedMs: Number(m?.waitedMs ?? 0),
     ttlMs: Number(m?.ttlMs ?? 0),
     runtimeEndpoint: m?.runtimeEndpoint ?? '',
+    runtimeModel: m?.runtimeModel ?? '',
     workingMib: Number(m?.workingMib ?? 0),
   };
 }
@@ -100,6 +107,30 @@ export interface KubeletEvent extends Head {
   message: string;
 }
 
+/**
+ * The node's model runtime stopped answering (`reachable` false: admissions
+ * are refused UNAVAILABLE until it answers again) or answers again.
+ */
+export interface RuntimeEvent extends Head {
+  type: 'runtime';
+  kind: string;
+  reachable: boolean;
+  reason: string;
+  /** On its return: copies adopted, and copies it had lost (their leases revoked). */
+  adopted: number;
+  dropped: number;
+}
+
+/** A measured copy occupies more than its catalog entry says (> 10 %). */
+export interface ModelOutgrewCatalogEvent extends Head {
+  type: 'modelOutgrewCatalog';
+  model: string;
+  gpuIndex: number;
+  gpuUuid: string;
+  catalogMib: number;
+  measuredMib: number;
+}
+
 /** An event of a newer daemon that this client does not know. */
 export interface UnknownEvent extends Head {
   type: 'unknown';
@@ -114,6 +145,8 @@ export type VisionEvent =
   | AdmissionRejectedEvent
   | PoolEvent
   | KubeletEvent
+  | RuntimeEvent
+  | ModelOutgrewCatalogEvent
   | UnknownEvent;
 
 const LEASE_KINDS = {
@@ -174,6 +207,30 @@ export function fromWire(ev: WatchEventMessage): VisionEvent {
     case 'kubelet': {
       const k = ev.kubelet;
       return { ...head, type: 'kubelet', resource: k?.resource ?? '', registered: k?.registered ?? false, message: k?.message ?? '' };
+    }
+    case 'runtime': {
+      const r = ev.runtime;
+      return {
+        ...head,
+        type: 'runtime',
+        kind: r?.kind ?? '',
+        reachable: r?.reachable ?? false,
+        reason: r?.reason ?? '',
+        adopted: r?.adopted ?? 0,
+        dropped: r?.dropped ?? 0,
+      };
+    }
+    case 'modelOutgrewCatalog': {
+      const m = ev.modelOutgrewCatalog;
+      return {
+        ...head,
+        type: 'modelOutgrewCatalog',
+        model: m?.model ?? '',
+        gpuIndex: m?.gpuIndex ?? 0,
+        gpuUuid: m?.gpuUuid ?? '',
+        catalogMib: Number(m?.catalogMib ?? 0),
+        measuredMib: Number(m?.measuredMib ?? 0),
+      };
     }
     default:
       return { ...head, type: 'unknown', kind };

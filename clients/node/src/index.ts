@@ -33,8 +33,10 @@ export type {
   LeaseEvent,
   LeaseInfo,
   ModelEvent,
+  ModelOutgrewCatalogEvent,
   PoolEvent,
   QueueEvent,
+  RuntimeEvent,
   UnknownEvent,
   VisionEvent,
 } from './events';

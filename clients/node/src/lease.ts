@@ -42,6 +42,7 @@ export class Lease implements LeaseInfo {
   readonly waitedMs: number;
   readonly ttlMs: number;
   readonly runtimeEndpoint: string;
+  readonly runtimeModel: string;
   readonly workingMib: number;
   /**
    * The CUDA device index of the lease's GPU in this process
@@ -73,6 +74,7 @@ export class Lease implements LeaseInfo {
     this.waitedMs = info.waitedMs;
     this.ttlMs = info.ttlMs;
     this.runtimeEndpoint = info.runtimeEndpoint;
+    this.runtimeModel = info.runtimeModel;
     this.workingMib = info.workingMib;
     this.cudaDevice = cudaDevice;
     this.owner = owner;
@@ -117,6 +119,7 @@ export class Lease implements LeaseInfo {
       waitedMs: this.waitedMs,
       ttlMs: this.ttlMs,
       runtimeEndpoint: this.runtimeEndpoint,
+      runtimeModel: this.runtimeModel,
       workingMib: this.workingMib,
       cudaDevice: this.cudaDevice,
       lost: this.lost,

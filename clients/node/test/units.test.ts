@@ -123,14 +123,21 @@ describe('events and errors', () => {
       missed: '0',
       event: 'leaseRevoked',
       leaseRevoked: {
-        lease: { leaseId: '7', model: 'yolo', gpuIndex: 1, gpuUuid: 'GPU-1', warm: true, waitedMs: '5', expiresInMs: '1', ttlMs: '60000', runtimeEndpoint: '', workingMib: '512' },
+        lease: { leaseId: '7', model: 'yolo', gpuIndex: 1, gpuUuid: 'GPU-1', warm: true, waitedMs: '5', expiresInMs: '1', ttlMs: '60000', runtimeEndpoint: '10.0.0.7:8001', runtimeModel: 'yolov8n_onnx', workingMib: '512' },
         reason: 'gpu_unhealthy',
       },
     } as never);
     assert.equal(ev.type, 'leaseRevoked');
     assert.ok(ev.type === 'leaseRevoked');
     assert.deepEqual([ev.seq, ev.atMs, ev.lease.leaseId, ev.lease.ttlMs, ev.lease.warm, ev.reason], [3, 99, '7', 60000, true, 'gpu_unhealthy']);
+    assert.deepEqual([ev.lease.runtimeEndpoint, ev.lease.runtimeModel], ['10.0.0.7:8001', 'yolov8n_onnx']);
     assert.equal(fromWire({ seq: '1', atMs: '1', missed: '0' } as never).type, 'unknown');
+    const lost = fromWire({ seq: '4', atMs: '5', missed: '0', event: 'runtime', runtime: { kind: 'triton', reachable: false, reason: 'connection refused', adopted: 0, dropped: 0 } } as never);
+    assert.ok(lost.type === 'runtime');
+    assert.deepEqual([lost.kind, lost.reachable, lost.reason], ['triton', false, 'connection refused']);
+    const grew = fromWire({ seq: '6', atMs: '7', missed: '0', event: 'modelOutgrewCatalog', modelOutgrewCatalog: { model: 'sam', gpuIndex: 0, gpuUuid: 'GPU-0', catalogMib: '2400', measuredMib: '3100' } } as never);
+    assert.ok(grew.type === 'modelOutgrewCatalog');
+    assert.deepEqual([grew.model, grew.catalogMib, grew.measuredMib], ['sam', 2400, 3100]);
   });
 
   it('maps status codes to error classes that keep the daemon\'s words', () => {

@@ -60,7 +60,10 @@ class ModelRuntime:
             "vision.v1.ModelRuntime",
             {
                 "LoadModel": unary(
-                    lambda r, c: rpb.LoadModelResponse(endpoint=self.endpoint), rpb.LoadModelRequest, rpb.LoadModelResponse
+                    # The server's own name for the model: what leases tell infer() to use.
+                    lambda r, c: rpb.LoadModelResponse(endpoint=self.endpoint, runtime_model=f"{r.model}_v1"),
+                    rpb.LoadModelRequest,
+                    rpb.LoadModelResponse,
                 ),
                 "UnloadModel": unary(lambda r, c: rpb.UnloadModelResponse(), rpb.UnloadModelRequest, rpb.UnloadModelResponse),
                 "ListLoaded": unary(lambda r, c: rpb.ListLoadedResponse(), rpb.ListLoadedRequest, rpb.ListLoadedResponse),
@@ -109,11 +112,12 @@ def test_infer_goes_to_the_leases_runtime_endpoint(served_daemon: Daemon, triton
     servicer, endpoint = triton
     with Client(served_daemon.task_socket, served_daemon.token) as c, c.task("small") as lease:
         assert lease.runtime_endpoint == endpoint
+        assert lease.runtime_model == "small_v1"
         result = lease.infer([add_one_input()], [InferRequestedOutput("OUTPUT0")])
         assert result.as_numpy("OUTPUT0").tolist() == [[1, 2, 3, 4]]
-        # Triton's name for the model, when the catalog's differs.
+        # Another name, given explicitly.
         lease.infer([add_one_input()], model_name="yolov8n_onnx")
-    assert servicer.models == ["small", "yolov8n_onnx"]
+    assert servicer.models == ["small_v1", "yolov8n_onnx"]
 
 
 def test_infer_on_a_lost_lease_raises_without_calling_triton(served_daemon: Daemon, triton: tuple[AddOne, str]) -> None:

@@ -28,7 +28,9 @@ from conftest import REPO, WAIT_S, Daemon
 from vision_node import Client
 
 SUPPORT = REPO / "tests" / "it" / "triton_support"
+#: Triton's name for the model, and the catalog's (models[].runtime_name maps them).
 MODEL = "tiny_cnn"
+CATALOG_NAME = "tiny-cnn"
 
 
 def triton_install() -> dict[str, str]:
@@ -122,7 +124,7 @@ def triton_daemon(tmp_path: Path, triton: Triton) -> Iterator[Daemon]:
         "admission:\n  lease_ttl: 10s\n"
         "cluster:\n  publish: off\n"
         f"runtime:\n  kind: triton\n  endpoint: {triton.endpoint}\n  load_timeout: 60s\n"
-        f"models:\n  - {{ name: {MODEL}, weights_mib: 100, working_mib: 100, load_ms: 0 }}\n"
+        f"models:\n  - {{ name: {CATALOG_NAME}, runtime_name: {MODEL}, weights_mib: 100, working_mib: 100, load_ms: 0 }}\n"
     )
     d = Daemon(tmp_path / "state", config)
     try:
@@ -137,12 +139,41 @@ def test_a_cold_task_loads_the_model_into_triton_and_infers_through_the_lease(
     assert not triton.client.is_model_ready(MODEL), "explicit mode: nothing is loaded yet"
     x = np.fromfile(triton.net / "input.f32", dtype="<f4").reshape(1, 3, 32, 32)
     expected = np.fromfile(triton.net / "expected.f32", dtype="<f4").reshape(1, 16)
-    with Client(triton_daemon.task_socket, triton_daemon.token) as c, c.task(MODEL, timeout=WAIT_S) as lease:
+    with Client(triton_daemon.task_socket, triton_daemon.token) as c, c.task(CATALOG_NAME, timeout=WAIT_S) as lease:
         assert not lease.warm
         assert lease.runtime_endpoint == triton.endpoint
+        assert (lease.model, lease.runtime_model) == (CATALOG_NAME, MODEL)
         assert triton.client.is_model_ready(MODEL), "the daemon loaded it for this lease"
         inp = tc.InferInput("INPUT", [1, 3, 32, 32], "FP32")
         inp.set_data_from_numpy(x)
+        # No model_name: the lease says what Triton calls the catalog's model.
         result = lease.infer([inp], [tc.InferRequestedOutput("OUTPUT")])
         np.testing.assert_allclose(result.as_numpy("OUTPUT"), expected, rtol=1e-4, atol=1e-5)
+    assert triton.client.is_model_ready(MODEL), "released, the model stays warm"
+
+
+def test_the_triton_example_admits_infers_through_triton_and_releases_cold_then_warm(
+    triton: Triton, triton_daemon: Daemon
+) -> None:
+    """examples/python/triton_task.py, as a pod runs it: three tasks, the
+    first loads the model, every answer is onnxruntime's."""
+    import json
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "python" / "triton_task.py"), CATALOG_NAME, "--tasks", "3",
+         "--input", str(triton.net / "input.f32"), "--timeout", str(WAIT_S),
+         "--socket", triton_daemon.task_socket, "--token", triton_daemon.token],
+        capture_output=True, text=True, timeout=2 * WAIT_S, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, f"{out.stdout}\n{out.stderr}"
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    tasks = summary["tasks"]
+    assert [t["warm"] for t in tasks] == [False, True, True], summary
+    expected = np.fromfile(triton.net / "expected.f32", dtype="<f4")
+    for t in tasks:
+        assert (t["runtime_endpoint"], t["runtime_model"]) == (triton.endpoint, MODEL), t
+        assert t["outputs"]["OUTPUT"]["shape"] == [1, 16], t
+        np.testing.assert_allclose(t["outputs"]["OUTPUT"]["values"], expected, rtol=1e-4, atol=1e-5)
+        assert 0 < t["admit_ms"] <= t["first_result_ms"], t
     assert triton.client.is_model_ready(MODEL), "released, the model stays warm"

@@ -40,6 +40,19 @@ pub fn status(s: &pb::StatusResponse) -> String {
         s.queued,
         s.waiting_on_load
     );
+    if let Some(r) = &s.runtime {
+        let _ = if r.reachable {
+            writeln!(o, "runtime {}: reachable", r.kind)
+        } else {
+            writeln!(
+                o,
+                "runtime {}: UNREACHABLE for {}: {} (admissions refused)",
+                r.kind,
+                ms(r.unreachable_ms),
+                r.reason
+            )
+        };
+    }
     let _ = writeln!(o);
     let _ = writeln!(
         o,
@@ -82,13 +95,49 @@ pub fn status(s: &pb::StatusResponse) -> String {
             } else {
                 "in use".to_owned()
             };
+            let measured = if r.weights_mib != r.catalog_mib && r.catalog_mib > 0 {
+                format!("  (measured; catalog {})", mib(r.catalog_mib))
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 o,
-                "       {:<24} {:>10}  pins {:>2}  {}",
+                "       {:<24} {:>10}  pins {:>2}  {}{}",
                 truncate(&r.model, 24),
                 mib(r.weights_mib),
                 r.pins,
-                state
+                state,
+                measured
+            );
+        }
+        if g.residents_omitted > 0 {
+            let _ = writeln!(o, "       … and {} more resident", g.residents_omitted);
+        }
+    }
+    let measured: Vec<&pb::ModelMemory> = s
+        .memory
+        .iter()
+        .filter(|m| m.measured_mib.is_some() || m.returned_mib.is_some())
+        .collect();
+    if !measured.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "MODEL                        CATALOG   MEASURED   RETURNED"
+        );
+        let or_dash = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), mib);
+        for m in measured {
+            let outgrown = m
+                .measured_mib
+                .is_some_and(|v| v * 100 > m.catalog_mib * 110);
+            let _ = writeln!(
+                o,
+                "{:<24} {:>11} {:>10} {:>10}{}",
+                truncate(&m.model, 24),
+                mib(m.catalog_mib),
+                or_dash(m.measured_mib),
+                or_dash(m.returned_mib),
+                if outgrown { "  OUTGREW CATALOG" } else { "" }
             );
         }
     }
@@ -110,6 +159,9 @@ pub fn status(s: &pb::StatusResponse) -> String {
                 ms(l.expires_in_ms),
                 mib(l.working_mib)
             );
+        }
+        if s.leases_omitted > 0 {
+            let _ = writeln!(o, "… and {} more leases", s.leases_omitted);
         }
     }
     if let Some(c) = &s.counters {
@@ -178,10 +230,10 @@ pub fn lease(l: &pb::Lease) -> String {
         if l.warm { "warm" } else { "cold" },
         ms(l.waited_ms),
         ms(l.expires_in_ms),
-        if l.runtime_endpoint.is_empty() {
-            String::new()
-        } else {
-            format!(", runtime {}", l.runtime_endpoint)
+        match (l.runtime_endpoint.is_empty(), l.runtime_model.is_empty()) {
+            (true, _) => String::new(),
+            (false, true) => format!(", runtime {}", l.runtime_endpoint),
+            (false, false) => format!(", runtime {} model {}", l.runtime_endpoint, l.runtime_model),
         }
     )
 }
@@ -221,6 +273,21 @@ pub fn event(ev: &pb::WatchEvent) -> String {
         ),
         Some(Body::Pool(p)) => format!("GPU {} pool drained", p.gpu_index),
         Some(Body::Kubelet(k)) => format!("{}: {}", k.resource, k.message),
+        Some(Body::Runtime(r)) if r.reachable => format!(
+            "model runtime {} reachable: {} adopted, {} dropped",
+            r.kind, r.adopted, r.dropped
+        ),
+        Some(Body::Runtime(r)) => format!(
+            "model runtime {} UNREACHABLE: {} (admissions refused)",
+            r.kind, r.reason
+        ),
+        Some(Body::ModelOutgrewCatalog(m)) => format!(
+            "model {} on GPU {} took {}, more than its catalog's {}",
+            m.model,
+            m.gpu_index,
+            mib(m.measured_mib),
+            mib(m.catalog_mib)
+        ),
         None => "(unknown event)".into(),
     };
     format!("{at}  {what}{missed}")

@@ -227,6 +227,7 @@ fn every_default_is_filled_in() {
             release_grace: Duration::from_secs(30),
             cdi: false,
             container_socket_dir: PathBuf::from("/var/run/vision"),
+            slot_gpu_visibility: crate::config::SlotGpuVisibility::All,
         },
         admission: AdmissionConfig {
             queue_limit: 256,
@@ -235,12 +236,16 @@ fn every_default_is_filled_in() {
             default_timeout: Duration::from_secs(30),
             lease_ttl: Duration::from_secs(60),
             eviction_policy: EvictionPolicy::Lru,
+            watch_streams_per_pod: 16,
         },
         runtime: crate::config::RuntimeConfig {
             kind: crate::config::RuntimeKind::Bookkeeping {
                 simulate_load_time: false,
             },
             load_timeout: Duration::from_secs(120),
+            health_interval: Duration::from_secs(2),
+            reconcile_interval: Duration::from_secs(30),
+            measure_memory: crate::config::MeasureMemory::Auto,
         },
         cluster: crate::config::ClusterConfig {
             publish: crate::config::Publish::Auto,

@@ -122,6 +122,18 @@ fn a_model_name_over_63_characters_is_rejected() {
 }
 
 #[test]
+fn a_task_type_over_63_bytes_is_rejected() {
+    let long = "t".repeat(64);
+    let text = format!(
+        "node_name: n\nmodels:\n  - {{ name: a, weights_mib: 1, working_mib: 1, load_ms: 0, task_types: [{long}] }}\n"
+    );
+    let e = errors(&text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].path, "models[0].task_types[0]");
+    assert_eq!(e[0].message, "is 64 bytes long; a task type has at most 63");
+}
+
+#[test]
 fn an_empty_task_type_is_reported_at_its_list_item() {
     let text = "\
 node_name: n
@@ -648,10 +660,199 @@ admission:
 }
 
 #[test]
+fn a_simulated_gpu_name_over_96_bytes_is_rejected() {
+    let long = "g".repeat(97);
+    let text = format!(
+        "node_name: n\ngpus:\n  simulated:\n    - {{ name: {long}, memory_mib: 24576 }}\nmodels:\n  - {{ name: a, weights_mib: 1, working_mib: 1, load_ms: 0 }}\n"
+    );
+    let e = errors(&text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].path, "gpus.simulated[0].name");
+    assert_eq!(
+        e[0].message,
+        "is 97 bytes long; a GPU name has at most 96 (NVML's limit)"
+    );
+}
+
+#[test]
 fn the_per_pod_queue_limit_defaults_to_32_or_the_node_wide_limit_if_smaller() {
     let config = load("node_name: n\n").expect("loads");
     assert_eq!(config.admission.per_pod_queue_limit, 32);
     assert_eq!(config.admission.per_pod_loads, 4);
     let config = load("node_name: n\nadmission:\n  queue_limit: 8\n").expect("loads");
     assert_eq!(config.admission.per_pod_queue_limit, 8);
+}
+
+#[test]
+fn a_client_endpoint_takes_the_node_ip_from_the_environment() {
+    let text = "\
+node_name: n
+runtime:
+  kind: triton
+  endpoint: 127.0.0.1:8001
+  client_endpoint: $(HOST_IP):8001
+";
+    let env = |k: &str| (k == "HOST_IP").then(|| "10.0.0.7".to_owned());
+    let config = super::super::test_support::load_with_env(text, &env, &|| None).expect("loads");
+    let super::super::RuntimeKind::Triton(t) = &config.runtime.kind else {
+        panic!("{:?}", config.runtime.kind)
+    };
+    assert_eq!(t.client_endpoint, "10.0.0.7:8001");
+
+    let got = errors(text);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(
+        (got[0].path.as_str(), got[0].line),
+        ("runtime.client_endpoint", Some(5))
+    );
+    assert!(
+        got[0].message.contains("$HOST_IP is not set") && got[0].message.contains("status.hostIP"),
+        "{}",
+        got[0].message
+    );
+}
+
+#[test]
+fn a_reader_off_the_node_keeps_the_client_endpoints_references_and_still_checks_them() {
+    use super::Reader;
+    let text = |endpoint: &str| {
+        format!(
+            "node_name: n\nruntime:\n  kind: triton\n  endpoint: 127.0.0.1:8001\n  client_endpoint: {endpoint}\n{}",
+            super::super::test_support::ONE_MODEL
+        )
+    };
+    // The scheduler extender has no HOST_IP: the daemons' config still loads.
+    let no_env = |_: &str| None;
+    let config = super::super::test_support::load_as(
+        &text("$(HOST_IP):8001"),
+        &no_env,
+        &|| None,
+        Reader::OffNode,
+    )
+    .expect("loads off the node");
+    let super::super::RuntimeKind::Triton(t) = &config.runtime.kind else {
+        panic!("{:?}", config.runtime.kind)
+    };
+    assert_eq!(t.client_endpoint, "$(HOST_IP):8001", "kept as written");
+    // Its syntax and shape are checked all the same.
+    for bad in ["$(HOST-IP):8001", "$(HOST_IP", "$(HOST_IP)"] {
+        let got =
+            super::super::test_support::load_as(&text(bad), &no_env, &|| None, Reader::OffNode)
+                .expect_err(bad)
+                .errors()
+                .to_vec();
+        assert_eq!(
+            got.iter()
+                .map(|e| (e.path.as_str(), e.line))
+                .collect::<Vec<_>>(),
+            vec![("runtime.client_endpoint", Some(5))],
+            "{bad}: {got:#?}"
+        );
+    }
+}
+
+#[test]
+fn env_references_expand_like_kubernetes_and_bad_ones_are_named() {
+    let env = |k: &str| match k {
+        "A" => Some("x".to_owned()),
+        "EMPTY" => Some(String::new()),
+        _ => None,
+    };
+    assert_eq!(super::expand_env("$(A):1", &env), Ok("x:1".into()));
+    assert_eq!(super::expand_env("$$(A)", &env), Ok("$(A)".into()));
+    assert_eq!(super::expand_env("a$b", &env), Ok("a$b".into()));
+    for (text, problem) in [
+        ("$(A", "without its `)`"),
+        ("$(a-b)", "not an environment variable name"),
+        ("$()", "not an environment variable name"),
+        ("$(EMPTY):1", "$EMPTY is not set"),
+    ] {
+        let e = super::expand_env(text, &env).unwrap_err();
+        assert!(e.contains(problem), "{text}: {e}");
+    }
+}
+
+#[test]
+fn runtime_watch_and_measure_settings_have_defaults_and_bounds() {
+    let text = "node_name: n\nruntime: { kind: triton, endpoint: 127.0.0.1:8001 }\n";
+    let r = load(text).expect("loads").runtime;
+    assert_eq!(
+        (r.health_interval, r.reconcile_interval, r.measure_memory),
+        (
+            std::time::Duration::from_secs(2),
+            std::time::Duration::from_secs(30),
+            super::super::MeasureMemory::Auto
+        )
+    );
+    let text = "\
+node_name: n
+runtime:
+  kind: grpc
+  endpoint: unix:///run/r.sock
+  health_interval: 10ms
+  reconcile_interval: 0s
+  measure_memory: on
+";
+    let got = errors(text);
+    let paths: Vec<(&str, Option<usize>)> = got.iter().map(|e| (e.path.as_str(), e.line)).collect();
+    assert_eq!(
+        paths,
+        vec![
+            ("runtime.health_interval", Some(5)),
+            ("runtime.reconcile_interval", Some(6))
+        ]
+    );
+    assert!(
+        got[0].message.contains("at least 100ms"),
+        "{}",
+        got[0].message
+    );
+}
+
+#[test]
+fn watch_and_measure_settings_are_refused_with_the_bookkeeping_runtime() {
+    let text = "\
+node_name: n
+runtime:
+  health_interval: 1s
+  measure_memory: off
+";
+    let got = errors(text);
+    let paths: Vec<(&str, Option<usize>)> = got.iter().map(|e| (e.path.as_str(), e.line)).collect();
+    assert_eq!(
+        paths,
+        vec![
+            ("runtime.health_interval", Some(3)),
+            ("runtime.measure_memory", Some(4))
+        ]
+    );
+    assert!(
+        got[0].message.contains("loads nothing"),
+        "{}",
+        got[0].message
+    );
+}
+
+#[test]
+fn slot_containers_see_the_gpus_with_bookkeeping_and_none_with_a_serving_runtime() {
+    use super::super::SlotGpuVisibility;
+    let visibility = |text: &str| {
+        load(&format!("node_name: n\n{text}"))
+            .expect("loads")
+            .devices
+            .slot_gpu_visibility
+    };
+    assert_eq!(visibility(""), SlotGpuVisibility::All);
+    let triton = "runtime: { kind: triton, endpoint: 127.0.0.1:8001 }\n";
+    assert_eq!(visibility(triton), SlotGpuVisibility::None);
+    assert_eq!(
+        visibility(&format!(
+            "{triton}devices: {{ slot_gpu_visibility: all }}\n"
+        )),
+        SlotGpuVisibility::All
+    );
+    assert_eq!(
+        visibility("devices: { slot_gpu_visibility: none }\n"),
+        SlotGpuVisibility::None
+    );
 }

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use tracing::Span;
 
-use super::State;
+use super::{Running, State};
 use crate::engine::{Effect, GpuId, Lease, LoadId, ModelId, Outcome, TicketId, Time, UnloadReason};
+use crate::node::admit::AdmitFailure;
 use crate::node::event::{EventKind, UnloadCause};
 use crate::node::worker::Job;
-use crate::runtime::LoadRequest;
+use crate::runtime::{self, LoadRequest};
 
 impl State {
     /// Carries out every effect the engine left, including those that
@@ -44,7 +45,7 @@ impl State {
                     let outcome = Outcome::from(&reason);
                     let kind = EventKind::AdmissionRejected { model, outcome };
                     self.emit(now, Some(Arc::clone(&waiter.token)), kind);
-                    let _ = waiter.tx.send(Err(reason));
+                    let _ = waiter.tx.send(Err(AdmitFailure::Rejected(reason)));
                 }
             }
             Effect::Load { load, gpu, model } => self.start_load(load, gpu, model, now, cause),
@@ -128,35 +129,51 @@ impl State {
             expected: Duration::from_millis(self.engine.model(model).load_ms),
         };
         self.emit(now, None, EventKind::ModelLoading(copy));
-        if let Some(tx) = self.jobs.get(gpu.0 as usize) {
-            let _ = tx.send(Job::Load {
-                load,
+        let started = now;
+        self.loads.insert(
+            load,
+            Running {
+                gpu,
                 model,
-                req,
-                cause,
-            });
-        }
+                started,
+            },
+        );
+        let job = Job::Load { load, req, cause };
+        self.send_job(gpu, job);
     }
 
     fn unload(&mut self, gpu: GpuId, model: ModelId, reason: UnloadReason, now: Time) {
-        self.endpoints.remove(&(gpu, model));
+        self.served.remove(&(gpu, model));
+        self.measured.remove(&(gpu, model));
         let copy = self.model_copy(gpu, model);
-        let reason = match reason {
-            UnloadReason::Evicted { for_model } => UnloadCause::Evicted {
-                for_model: for_model.map(|m| self.engine.model(m).name.clone()),
-            },
-            UnloadReason::Admin => UnloadCause::Admin,
-            UnloadReason::GpuUnhealthy => UnloadCause::GpuUnhealthy,
-            UnloadReason::Shutdown => UnloadCause::Shutdown,
+        let (cause, why) = match reason {
+            UnloadReason::Evicted { for_model } => (
+                UnloadCause::Evicted {
+                    for_model: for_model.map(|m| self.engine.model(m).name.clone()),
+                },
+                runtime::UnloadReason::Evicted,
+            ),
+            UnloadReason::Admin => (UnloadCause::Admin, runtime::UnloadReason::Operator),
+            UnloadReason::GpuUnhealthy => (
+                UnloadCause::GpuUnhealthy,
+                runtime::UnloadReason::GpuUnhealthy,
+            ),
+            UnloadReason::Shutdown => (UnloadCause::Shutdown, runtime::UnloadReason::Shutdown),
         };
-        tracing::info!(model = %copy.model, gpu = %copy.gpu.uuid, %reason, "unloading model");
+        tracing::info!(model = %copy.model, gpu = %copy.gpu.uuid, reason = %cause, "unloading model");
         let job = Job::Unload {
             model: copy.model.clone(),
             gpu_uuid: copy.gpu.uuid.clone(),
+            reason: why,
         };
-        self.emit(now, None, EventKind::ModelUnloaded { copy, reason });
-        if let Some(tx) = self.jobs.get(gpu.0 as usize) {
-            let _ = tx.send(job);
-        }
+        self.emit(
+            now,
+            None,
+            EventKind::ModelUnloaded {
+                copy,
+                reason: cause,
+            },
+        );
+        self.send_job(gpu, job);
     }
 }

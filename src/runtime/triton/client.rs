@@ -71,13 +71,15 @@ impl Client {
         r
     }
 
-    pub async fn server_ready(&self) -> Result<bool, Error> {
+    /// Whether Triton answers and is live. (Not ServerReady: with Triton's
+    /// default strict readiness it is false while any model loads.)
+    pub async fn server_live(&self) -> Result<bool, Error> {
         let r = self
             .inner
             .clone()
-            .server_ready(Self::quick(pb::ServerReadyRequest {}))
+            .server_live(Self::quick(pb::ServerLiveRequest {}))
             .await;
-        Ok(r.map_err(|s| self.fail(s))?.into_inner().ready)
+        Ok(r.map_err(|s| self.fail(s))?.into_inner().live)
     }
 
     pub async fn model_ready(&self, name: &str) -> Result<bool, Error> {

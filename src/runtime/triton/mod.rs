@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Error, LoadRequest, Loaded, LoadedCopy, ModelRuntime};
+use super::{Error, LoadRequest, Loaded, LoadedCopy, ModelRuntime, UnloadReason};
 use crate::proto::inference::model_instance_group::Kind;
 use client::Client;
 
@@ -203,12 +203,19 @@ impl TritonRuntime {
         }
     }
 
-    /// The GPUs (engine indices) a READY Triton model's instances use.
-    async fn adopted_gpus(&self, triton: &str) -> Result<BTreeSet<u32>, Error> {
+    /// The GPUs (engine indices) a READY Triton model's instances use;
+    /// `known` are the copies the daemon made of it.
+    async fn adopted_gpus(
+        &self,
+        triton: &str,
+        known: &BTreeSet<u32>,
+    ) -> Result<BTreeSet<u32>, Error> {
         let all = 0..self.settings.gpus.len() as u32;
         Ok(match self.settings.placement {
-            // One copy, on the first GPU: the repository's placement is not
-            // the engine's to know.
+            // The copies the daemon made (bookkeeping over one Triton model);
+            // one on the first GPU for a model it finds loaded: the
+            // repository's placement is not the engine's to know.
+            Placement::Repository if !known.is_empty() => known.clone(),
             Placement::Repository => all.take(1).collect(),
             Placement::Gpu => {
                 let config = self.client.model_config(triton).await?;
@@ -245,25 +252,22 @@ impl ModelRuntime for TritonRuntime {
         "triton"
     }
 
-    /// What leases name: the client endpoint, not the daemon's own.
-    #[allow(clippy::misnamed_getters)]
-    fn endpoint(&self) -> &str {
-        &self.settings.client_endpoint
+    /// What leases and slot containers are told: the client endpoint, not
+    /// the daemon's own address of Triton.
+    fn client_endpoint(&self) -> Option<&str> {
+        Some(&self.settings.client_endpoint)
     }
 
-    /// Models stay in Triton when the daemon stops: the next daemon adopts
-    /// them and clients keep their warm models through a daemon upgrade.
-    fn unload_on_shutdown(&self) -> bool {
-        false
-    }
-
+    /// ServerLive, not ServerReady: Triton's ServerReady is false while any
+    /// model is loading (its default `--strict-readiness`), which says
+    /// nothing about whether it can take loads and serve the others.
     async fn ready(&self) -> Result<(), Error> {
-        if self.client.server_ready().await? {
+        if self.client.server_live().await? {
             Ok(())
         } else {
             Err(Error::Unreachable {
                 endpoint: self.settings.endpoint.clone(),
-                message: "Triton is live but not ready".into(),
+                message: "Triton answers but says it is not live".into(),
             })
         }
     }
@@ -289,13 +293,22 @@ impl ModelRuntime for TritonRuntime {
         copies.insert(req.gpu_index);
         Ok(Loaded {
             endpoint: self.settings.client_endpoint.clone(),
+            runtime_model: triton,
+            size_mib: None,
         })
     }
 
     /// Also called after a failed or timed-out load: then the GPU is not
     /// among the copies, and the model is unloaded (nothing else holds it)
     /// or put back to the copies that remain.
-    async fn unload(&self, model: &str, gpu_uuid: &str) -> Result<(), Error> {
+    ///
+    /// At shutdown nothing is unloaded: models stay in Triton when the
+    /// daemon stops, the next daemon adopts them, and clients keep their
+    /// warm models through a daemon upgrade.
+    async fn unload(&self, model: &str, gpu_uuid: &str, reason: UnloadReason) -> Result<(), Error> {
+        if reason == UnloadReason::Shutdown {
+            return Ok(());
+        }
         let gpu = self.gpu_index(gpu_uuid)?;
         let triton = self.triton_name(model);
         let entry = self.entry(&triton);
@@ -311,20 +324,45 @@ impl ModelRuntime for TritonRuntime {
         Ok(())
     }
 
+    /// Triton's READY catalog models and their GPUs. Each model is read
+    /// under its own lock, so no load or unload of it is half done: what
+    /// Triton says then is what the daemon's copies are. Models outside the
+    /// catalog are left alone (external memory).
     async fn list_loaded(&self) -> Result<Vec<LoadedCopy>, Error> {
-        let ready = self.client.index(true).await?;
-        let mut found: HashMap<String, BTreeSet<u32>> = HashMap::new();
+        let ready: BTreeSet<String> = self
+            .client
+            .index(true)
+            .await?
+            .into_iter()
+            .filter(|m| m.state == "READY")
+            .map(|m| m.name)
+            .collect();
+        for name in ready.iter().filter(|n| self.catalog_name(n).is_none()) {
+            tracing::debug!(triton_model = %name,
+                "Triton serves a model outside the catalog; leaving it alone (external memory)");
+        }
+        let candidates: Vec<(String, String)> = {
+            let map = self.copies.lock().unwrap_or_else(PoisonError::into_inner);
+            self.settings
+                .models
+                .iter()
+                // READY now, or loaded or unloaded by the daemon before
+                // (its load or unload may be running now).
+                .filter(|(_, t)| ready.contains(*t) || map.contains_key(*t))
+                .map(|(m, t)| (m.clone(), t.clone()))
+                .collect()
+        };
         let mut out = Vec::new();
-        for m in ready.into_iter().filter(|m| m.state == "READY") {
-            let Some(model) = self.catalog_name(&m.name).map(str::to_owned) else {
-                tracing::info!(triton_model = %m.name,
-                    "Triton serves a model outside the catalog; leaving it alone (external memory)");
-                continue;
+        for (model, triton) in candidates {
+            let entry = self.entry(&triton);
+            let mut copies = entry.lock().await;
+            let gpus = if self.client.model_ready(&triton).await? {
+                self.adopted_gpus(&triton, &copies).await?
+            } else {
+                BTreeSet::new()
             };
-            let gpus = self.adopted_gpus(&m.name).await?;
-            if gpus.is_empty() {
-                tracing::info!(triton_model = %m.name, "Triton serves it on no GPU of this node; not adopted");
-                continue;
+            if gpus.is_empty() && ready.contains(&triton) {
+                tracing::debug!(triton_model = %triton, "Triton serves it on no GPU of this node; not adopted");
             }
             for &g in &gpus {
                 out.push(LoadedCopy {
@@ -332,22 +370,10 @@ impl ModelRuntime for TritonRuntime {
                     gpu_uuid: self.settings.gpus[g as usize].clone(),
                     size_mib: 0,
                     endpoint: self.settings.client_endpoint.clone(),
+                    runtime_model: triton.clone(),
                 });
             }
-            found.insert(m.name, gpus);
-        }
-        // What Triton holds now is what the daemon holds.
-        let entries: Vec<(String, Arc<tokio::sync::Mutex<BTreeSet<u32>>>)> = {
-            let mut map = self.copies.lock().unwrap_or_else(PoisonError::into_inner);
-            for name in found.keys() {
-                map.entry(name.clone()).or_default();
-            }
-            map.iter()
-                .map(|(k, v)| (k.clone(), Arc::clone(v)))
-                .collect()
-        };
-        for (name, entry) in entries {
-            *entry.lock().await = found.remove(&name).unwrap_or_default();
+            *copies = gpus;
         }
         Ok(out)
     }

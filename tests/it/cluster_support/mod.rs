@@ -308,10 +308,6 @@ impl ModelRuntime for TestRuntime {
         "test"
     }
 
-    fn endpoint(&self) -> &str {
-        ""
-    }
-
     async fn load(&self, req: LoadRequest) -> Result<Loaded, runtime::Error> {
         if self.failing.contains(&req.model) {
             return Err(runtime::Error::Refused("CUDA error: out of memory".into()));
@@ -319,7 +315,12 @@ impl ModelRuntime for TestRuntime {
         Ok(Loaded::default())
     }
 
-    async fn unload(&self, _model: &str, _gpu_uuid: &str) -> Result<(), runtime::Error> {
+    async fn unload(
+        &self,
+        _model: &str,
+        _gpu_uuid: &str,
+        _reason: runtime::UnloadReason,
+    ) -> Result<(), runtime::Error> {
         Ok(())
     }
 

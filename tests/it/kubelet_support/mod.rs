@@ -126,6 +126,8 @@ struct State {
     dir: PathBuf,
     mode: RegisterMode,
     registrations: mpsc::UnboundedSender<dp::RegisterRequest>,
+    /// Registrations accepted, counted across restarts of this kubelet.
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
     resources: Mutex<HashMap<String, Arc<Resource>>>,
 }
 
@@ -216,11 +218,20 @@ impl FakeKubelet {
     }
 
     pub async fn start_with(dir: &Path, mode: RegisterMode) -> Self {
+        Self::start_counting(dir, mode, Arc::default()).await
+    }
+
+    async fn start_counting(
+        dir: &Path,
+        mode: RegisterMode,
+        accepted: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Arc::new(State {
             dir: dir.to_owned(),
             mode,
             registrations: tx,
+            accepted,
             resources: Mutex::new(HashMap::new()),
         });
         let svc = RegistrationServer::new(RegistrationService {
@@ -238,6 +249,15 @@ impl FakeKubelet {
     /// `<dir>/kubelet.sock`.
     pub fn socket(&self) -> PathBuf {
         self.dir.join(kubelet::KUBELET_SOCKET)
+    }
+
+    /// Every `Register` call accepted so far, by this kubelet and the ones it
+    /// was restarted from: what a test counts to prove there was no
+    /// spurious second registration.
+    pub fn registrations_accepted(&self) -> usize {
+        self.state
+            .accepted
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The next accepted-for-processing `Register` call (version and
@@ -375,7 +395,7 @@ impl FakeKubelet {
     pub async fn restart(mut self) -> Self {
         self.stop().await;
         remove_sockets(&self.dir);
-        Self::start_with(&self.dir, self.state.mode).await
+        Self::start_counting(&self.dir, self.state.mode, Arc::clone(&self.state.accepted)).await
     }
 
     async fn stop(&mut self) {
@@ -488,9 +508,17 @@ impl Registration for RegistrationService {
         match self.state.mode {
             RegisterMode::ConnectFirst => {
                 let conn = dial(&path).await.map_err(Status::unknown)?;
+                // Counted before the stream starts: a test that has seen
+                // the devices must find the registration counted.
+                self.state
+                    .accepted
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 res.attach(conn);
             }
             RegisterMode::AnswerFirst => {
+                self.state
+                    .accepted
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let background = Arc::clone(&res);
                 res.replace_task(tokio::spawn(async move {
                     match dial(&path).await {

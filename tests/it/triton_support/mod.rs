@@ -16,9 +16,64 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use tempfile::TempDir;
+use tokio::sync::Semaphore;
+use vision_node_daemon::config::{Config, RuntimeKind, TritonConfig};
 use vision_node_daemon::proto::inference as tpb;
+use vision_node_daemon::proto::vision::v1 as pb;
+
+use crate::common::{Running, model, small_config};
 
 pub use tpb::grpc_inference_service_client::GrpcInferenceServiceClient as TritonClient;
+
+/// Two Tritons at a time: each loads python stubs and onnxruntime, and the
+/// CI machine has two cores.
+pub static TRITONS: Semaphore = Semaphore::const_new(2);
+
+/// One simulated GPU of `mib` with `models` (catalog name, Triton name; 1000
+/// MiB of weights, 100 of working memory each), driven through Triton at
+/// `triton`.
+pub fn config(triton: &Triton, mib: u64, models: &[(&str, &str)]) -> Config {
+    let mut c = small_config(
+        mib,
+        models.iter().map(|(m, _)| model(m, 1000, 100, 4)).collect(),
+    );
+    c.runtime.kind = RuntimeKind::Triton(TritonConfig {
+        endpoint: triton.endpoint(),
+        client_endpoint: triton.endpoint(),
+        model_repository: None,
+        model_names: models
+            .iter()
+            .filter(|(m, t)| m != t)
+            .map(|(m, t)| (m.to_string(), t.to_string()))
+            .collect(),
+    });
+    c
+}
+
+/// Journal lines `EVENT MODEL …` (`loaded`, `unloaded`).
+pub fn loaded_lines(triton: &Triton, event: &str, model: &str) -> usize {
+    let prefix = format!("{event} {model} ");
+    triton
+        .journal()
+        .iter()
+        .filter(|l| l.starts_with(&prefix))
+        .count()
+}
+
+pub async fn admin_status(d: &Running) -> pb::StatusResponse {
+    d.admin()
+        .await
+        .status(pb::StatusRequest::default())
+        .await
+        .expect("status")
+        .into_inner()
+}
+
+pub fn ledger_is_empty(s: &pb::StatusResponse) -> bool {
+    s.gpus
+        .iter()
+        .all(|g| g.residents.is_empty() && g.weights_mib == 0 && g.working_mib == 0)
+}
 
 fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -314,6 +369,26 @@ impl Triton {
                 .status();
             let _ = child.wait();
         }
+    }
+
+    /// SIGSTOP to Triton and its stubs: alive, holding its models, but
+    /// answering nothing (a hung server, or one cut off by the network).
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT: it carries on where it stopped.
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let child = self.child.as_ref().expect("Triton is running");
+        let status = Command::new("kill")
+            .args([sig, "--", &format!("-{}", child.id())])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {sig} failed");
     }
 
     /// Starts Triton again on the same port and repository.

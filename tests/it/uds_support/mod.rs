@@ -60,6 +60,7 @@ impl ModelRuntime for TestRuntime {
                 gpu_uuid: "GPU-00000000-test".to_owned(),
                 size_mib: 6,
                 endpoint: peer,
+                runtime_model: String::new(),
             }],
         }))
     }

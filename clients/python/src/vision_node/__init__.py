@@ -44,8 +44,10 @@ from ._events import (
     ModelLoaded,
     ModelLoadFailed,
     ModelLoading,
+    ModelOutgrewCatalog,
     PoolChanged,
     QueueChanged,
+    RuntimeChanged,
     UnknownEvent,
 )
 from ._proto.vision.v1 import admission_pb2 as pb
@@ -81,6 +83,7 @@ __all__ = [
     "ModelLoadFailed",
     "ModelLoaded",
     "ModelLoading",
+    "ModelOutgrewCatalog",
     "ModelNotFound",
     "ModelTooLarge",
     "NoModelServer",
@@ -89,6 +92,7 @@ __all__ = [
     "PoolChanged",
     "QueueChanged",
     "RetryPolicy",
+    "RuntimeChanged",
     "Stats",
     "UnknownEvent",
     "Unavailable",

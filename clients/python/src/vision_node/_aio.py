@@ -67,7 +67,7 @@ class AsyncLease(LeaseView):
     async def infer(self, inputs: Any, outputs: Any = None, *, model_name: str | None = None, **kwargs: Any) -> Any:
         """See ``Lease.infer``."""
         self.check()
-        result = await self.triton_client().infer(model_name or self.model, inputs, outputs=outputs, **kwargs)
+        result = await self.triton_client().infer(model_name or self.infer_model, inputs, outputs=outputs, **kwargs)
         self.check()
         return result
 

@@ -27,6 +27,9 @@ class LeaseInfo:
     #: Where the model runtime serves the model ("" without a model server).
     runtime_endpoint: str
     working_mib: int
+    #: The runtime's name for the model (Triton's), what inference requests
+    #: name; "" without a model server (or from an older daemon).
+    runtime_model: str = ""
 
     @staticmethod
     def from_pb(lease: pb.Lease) -> LeaseInfo:
@@ -40,6 +43,7 @@ class LeaseInfo:
             ttl_ms=lease.ttl_ms,
             runtime_endpoint=lease.runtime_endpoint,
             working_mib=lease.working_mib,
+            runtime_model=lease.runtime_model,
         )
 
 
@@ -58,7 +62,8 @@ class Event:
 @dataclass(frozen=True)
 class LeaseEvent(Event):
     lease: LeaseInfo
-    #: Why a lease was revoked (gpu_unhealthy, allocation_released); else "".
+    #: Why a lease was revoked (gpu_unhealthy, allocation_released,
+    #: runtime_lost); else "".
     reason: str
 
 
@@ -79,7 +84,8 @@ class LeaseExpired(LeaseEvent):
 
 @dataclass(frozen=True)
 class LeaseRevoked(LeaseEvent):
-    """Taken back while held (its GPU failed, the pod's allocation went)."""
+    """Taken back while held (its GPU failed, the pod's allocation went, the
+    model runtime restarted without its copy)."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +164,34 @@ class KubeletRegistration(Event):
 
 
 @dataclass(frozen=True)
+class RuntimeChanged(Event):
+    """The node's model runtime stopped answering (``reachable`` false:
+    admissions are refused UNAVAILABLE until it answers again) or answers
+    again (residency rebuilt from its list of copies)."""
+
+    #: bookkeeping, grpc or triton.
+    kind: str
+    reachable: bool
+    #: Why it is unreachable.
+    reason: str
+    #: On its return: copies it held that were adopted, and copies it had
+    #: lost that left the ledger (their leases revoked, reason runtime_lost).
+    adopted: int
+    dropped: int
+
+
+@dataclass(frozen=True)
+class ModelOutgrewCatalog(Event):
+    """A measured copy occupies more than its catalog entry says (> 10 %)."""
+
+    model: str
+    gpu_index: int
+    gpu_uuid: str
+    catalog_mib: int
+    measured_mib: int
+
+
+@dataclass(frozen=True)
 class UnknownEvent(Event):
     """An event of a newer daemon that this client does not know."""
 
@@ -216,4 +250,19 @@ def from_pb(ev: pb.WatchEvent) -> Event:
     if kind == "kubelet":
         k = ev.kubelet
         return KubeletRegistration(*head, resource=k.resource, registered=k.registered, message=k.message)
+    if kind == "runtime":
+        r = ev.runtime
+        return RuntimeChanged(
+            *head, kind=r.kind, reachable=r.reachable, reason=r.reason, adopted=r.adopted, dropped=r.dropped
+        )
+    if kind == "model_outgrew_catalog":
+        m = ev.model_outgrew_catalog
+        return ModelOutgrewCatalog(
+            *head,
+            model=m.model,
+            gpu_index=m.gpu_index,
+            gpu_uuid=m.gpu_uuid,
+            catalog_mib=m.catalog_mib,
+            measured_mib=m.measured_mib,
+        )
     return UnknownEvent(*head, kind=kind or "")

@@ -68,6 +68,18 @@ class LeaseView:
         return self.info.runtime_endpoint
 
     @property
+    def runtime_model(self) -> str:
+        """The model server's name for the model (Triton's: the catalog's
+        ``runtime_name``, else the catalog name); "" when there is none."""
+        return self.info.runtime_model
+
+    @property
+    def infer_model(self) -> str:
+        """What ``infer()`` names by default: ``runtime_model``, or the
+        catalog name from a daemon that does not say."""
+        return self.info.runtime_model or self.info.model
+
+    @property
     def working_mib(self) -> int:
         return self.info.working_mib
 

@@ -76,13 +76,14 @@ class Lease(LeaseView):
         tritonclient's ``InferResult``.
 
         ``inputs`` and ``outputs`` are tritonclient ``InferInput`` /
-        ``InferRequestedOutput`` lists; ``model_name`` defaults to the lease's
-        model (pass Triton's name when the catalog maps it to another);
-        other keyword arguments go to ``InferenceServerClient.infer``.
+        ``InferRequestedOutput`` lists; ``model_name`` defaults to the name
+        the model server knows the lease's model by (``lease.runtime_model``,
+        which the daemon takes from the catalog's ``runtime_name``); other
+        keyword arguments go to ``InferenceServerClient.infer``.
         Raises ``LeaseLost`` if the lease was lost before or during the call.
         """
         self.check()
-        result = self.triton_client().infer(model_name or self.model, inputs, outputs=outputs, **kwargs)
+        result = self.triton_client().infer(model_name or self.infer_model, inputs, outputs=outputs, **kwargs)
         self.check()
         return result
 

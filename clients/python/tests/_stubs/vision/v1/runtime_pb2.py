@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17vision/v1/runtime.proto\x12\tvision.v1\"l\n\x10LoadModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08gpu_uuid\x18\x02 \x01(\t\x12\x11\n\tgpu_index\x18\x03 \x01(\r\x12\x13\n\x0bweights_mib\x18\x04 \x01(\x04\x12\x0f\n\x07load_id\x18\x05 \x01(\x04\"7\n\x11LoadModelResponse\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x10\n\x08size_mib\x18\x02 \x01(\x04\"5\n\x12UnloadModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08gpu_uuid\x18\x02 \x01(\t\"\x15\n\x13UnloadModelResponse\"\x13\n\x11ListLoadedRequest\"R\n\x0bLoadedModel\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08gpu_uuid\x18\x02 \x01(\t\x12\x10\n\x08size_mib\x18\x03 \x01(\x04\x12\x10\n\x08\x65ndpoint\x18\x04 \x01(\t\"<\n\x12ListLoadedResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.vision.v1.LoadedModel2\xef\x01\n\x0cModelRuntime\x12\x46\n\tLoadModel\x12\x1b.vision.v1.LoadModelRequest\x1a\x1c.vision.v1.LoadModelResponse\x12L\n\x0bUnloadModel\x12\x1d.vision.v1.UnloadModelRequest\x1a\x1e.vision.v1.UnloadModelResponse\x12I\n\nListLoaded\x12\x1c.vision.v1.ListLoadedRequest\x1a\x1d.vision.v1.ListLoadedResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17vision/v1/runtime.proto\x12\tvision.v1\"l\n\x10LoadModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08gpu_uuid\x18\x02 \x01(\t\x12\x11\n\tgpu_index\x18\x03 \x01(\r\x12\x13\n\x0bweights_mib\x18\x04 \x01(\x04\x12\x0f\n\x07load_id\x18\x05 \x01(\x04\"N\n\x11LoadModelResponse\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x10\n\x08size_mib\x18\x02 \x01(\x04\x12\x15\n\rruntime_model\x18\x03 \x01(\t\"E\n\x12UnloadModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08gpu_uuid\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x15\n\x13UnloadModelResponse\"\x13\n\x11ListLoadedRequest\"i\n\x0bLoadedModel\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08gpu_uuid\x18\x02 \x01(\t\x12\x10\n\x08size_mib\x18\x03 \x01(\x04\x12\x10\n\x08\x65ndpoint\x18\x04 \x01(\t\x12\x15\n\rruntime_model\x18\x05 \x01(\t\"<\n\x12ListLoadedResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.vision.v1.LoadedModel2\xef\x01\n\x0cModelRuntime\x12\x46\n\tLoadModel\x12\x1b.vision.v1.LoadModelRequest\x1a\x1c.vision.v1.LoadModelResponse\x12L\n\x0bUnloadModel\x12\x1d.vision.v1.UnloadModelRequest\x1a\x1e.vision.v1.UnloadModelResponse\x12I\n\nListLoaded\x12\x1c.vision.v1.ListLoadedRequest\x1a\x1d.vision.v1.ListLoadedResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -24,17 +24,17 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_LOADMODELREQUEST']._serialized_start=38
   _globals['_LOADMODELREQUEST']._serialized_end=146
   _globals['_LOADMODELRESPONSE']._serialized_start=148
-  _globals['_LOADMODELRESPONSE']._serialized_end=203
-  _globals['_UNLOADMODELREQUEST']._serialized_start=205
-  _globals['_UNLOADMODELREQUEST']._serialized_end=258
-  _globals['_UNLOADMODELRESPONSE']._serialized_start=260
-  _globals['_UNLOADMODELRESPONSE']._serialized_end=281
-  _globals['_LISTLOADEDREQUEST']._serialized_start=283
-  _globals['_LISTLOADEDREQUEST']._serialized_end=302
-  _globals['_LOADEDMODEL']._serialized_start=304
-  _globals['_LOADEDMODEL']._serialized_end=386
-  _globals['_LISTLOADEDRESPONSE']._serialized_start=388
-  _globals['_LISTLOADEDRESPONSE']._serialized_end=448
-  _globals['_MODELRUNTIME']._serialized_start=451
-  _globals['_MODELRUNTIME']._serialized_end=690
+  _globals['_LOADMODELRESPONSE']._serialized_end=226
+  _globals['_UNLOADMODELREQUEST']._serialized_start=228
+  _globals['_UNLOADMODELREQUEST']._serialized_end=297
+  _globals['_UNLOADMODELRESPONSE']._serialized_start=299
+  _globals['_UNLOADMODELRESPONSE']._serialized_end=320
+  _globals['_LISTLOADEDREQUEST']._serialized_start=322
+  _globals['_LISTLOADEDREQUEST']._serialized_end=341
+  _globals['_LOADEDMODEL']._serialized_start=343
+  _globals['_LOADEDMODEL']._serialized_end=448
+  _globals['_LISTLOADEDRESPONSE']._serialized_start=450
+  _globals['_LISTLOADEDRESPONSE']._serialized_end=510
+  _globals['_MODELRUNTIME']._serialized_start=513
+  _globals['_MODELRUNTIME']._serialized_end=752
 # @@protoc_insertion_point(module_scope)

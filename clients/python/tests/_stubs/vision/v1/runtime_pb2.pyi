@@ -20,20 +20,24 @@ class LoadModelRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., gpu_uuid: _Optional[str] = ..., gpu_index: _Optional[int] = ..., weights_mib: _Optional[int] = ..., load_id: _Optional[int] = ...) -> None: ...
 
 class LoadModelResponse(_message.Message):
-    __slots__ = ("endpoint", "size_mib")
+    __slots__ = ("endpoint", "size_mib", "runtime_model")
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     SIZE_MIB_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_MODEL_FIELD_NUMBER: _ClassVar[int]
     endpoint: str
     size_mib: int
-    def __init__(self, endpoint: _Optional[str] = ..., size_mib: _Optional[int] = ...) -> None: ...
+    runtime_model: str
+    def __init__(self, endpoint: _Optional[str] = ..., size_mib: _Optional[int] = ..., runtime_model: _Optional[str] = ...) -> None: ...
 
 class UnloadModelRequest(_message.Message):
-    __slots__ = ("model", "gpu_uuid")
+    __slots__ = ("model", "gpu_uuid", "reason")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     GPU_UUID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     model: str
     gpu_uuid: str
-    def __init__(self, model: _Optional[str] = ..., gpu_uuid: _Optional[str] = ...) -> None: ...
+    reason: str
+    def __init__(self, model: _Optional[str] = ..., gpu_uuid: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class UnloadModelResponse(_message.Message):
     __slots__ = ()
@@ -44,16 +48,18 @@ class ListLoadedRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class LoadedModel(_message.Message):
-    __slots__ = ("model", "gpu_uuid", "size_mib", "endpoint")
+    __slots__ = ("model", "gpu_uuid", "size_mib", "endpoint", "runtime_model")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     GPU_UUID_FIELD_NUMBER: _ClassVar[int]
     SIZE_MIB_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_MODEL_FIELD_NUMBER: _ClassVar[int]
     model: str
     gpu_uuid: str
     size_mib: int
     endpoint: str
-    def __init__(self, model: _Optional[str] = ..., gpu_uuid: _Optional[str] = ..., size_mib: _Optional[int] = ..., endpoint: _Optional[str] = ...) -> None: ...
+    runtime_model: str
+    def __init__(self, model: _Optional[str] = ..., gpu_uuid: _Optional[str] = ..., size_mib: _Optional[int] = ..., endpoint: _Optional[str] = ..., runtime_model: _Optional[str] = ...) -> None: ...
 
 class ListLoadedResponse(_message.Message):
     __slots__ = ("models",)

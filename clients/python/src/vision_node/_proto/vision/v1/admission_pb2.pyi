@@ -20,7 +20,7 @@ class AdmitRequest(_message.Message):
     def __init__(self, token: _Optional[str] = ..., model: _Optional[str] = ..., task_type: _Optional[str] = ..., priority: _Optional[int] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
 
 class Lease(_message.Message):
-    __slots__ = ("lease_id", "model", "gpu_index", "gpu_uuid", "warm", "waited_ms", "expires_in_ms", "ttl_ms", "runtime_endpoint", "working_mib")
+    __slots__ = ("lease_id", "model", "gpu_index", "gpu_uuid", "warm", "waited_ms", "expires_in_ms", "ttl_ms", "runtime_endpoint", "working_mib", "runtime_model")
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     GPU_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,7 @@ class Lease(_message.Message):
     TTL_MS_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     WORKING_MIB_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_MODEL_FIELD_NUMBER: _ClassVar[int]
     lease_id: int
     model: str
     gpu_index: int
@@ -41,7 +42,8 @@ class Lease(_message.Message):
     ttl_ms: int
     runtime_endpoint: str
     working_mib: int
-    def __init__(self, lease_id: _Optional[int] = ..., model: _Optional[str] = ..., gpu_index: _Optional[int] = ..., gpu_uuid: _Optional[str] = ..., warm: bool = ..., waited_ms: _Optional[int] = ..., expires_in_ms: _Optional[int] = ..., ttl_ms: _Optional[int] = ..., runtime_endpoint: _Optional[str] = ..., working_mib: _Optional[int] = ...) -> None: ...
+    runtime_model: str
+    def __init__(self, lease_id: _Optional[int] = ..., model: _Optional[str] = ..., gpu_index: _Optional[int] = ..., gpu_uuid: _Optional[str] = ..., warm: bool = ..., waited_ms: _Optional[int] = ..., expires_in_ms: _Optional[int] = ..., ttl_ms: _Optional[int] = ..., runtime_endpoint: _Optional[str] = ..., working_mib: _Optional[int] = ..., runtime_model: _Optional[str] = ...) -> None: ...
 
 class AdmitResponse(_message.Message):
     __slots__ = ("lease",)
@@ -82,21 +84,23 @@ class StatusRequest(_message.Message):
     def __init__(self, token: _Optional[str] = ...) -> None: ...
 
 class ResidentModel(_message.Message):
-    __slots__ = ("model", "weights_mib", "loading", "pins", "idle_ms")
+    __slots__ = ("model", "weights_mib", "loading", "pins", "idle_ms", "catalog_mib")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_MIB_FIELD_NUMBER: _ClassVar[int]
     LOADING_FIELD_NUMBER: _ClassVar[int]
     PINS_FIELD_NUMBER: _ClassVar[int]
     IDLE_MS_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_MIB_FIELD_NUMBER: _ClassVar[int]
     model: str
     weights_mib: int
     loading: bool
     pins: int
     idle_ms: int
-    def __init__(self, model: _Optional[str] = ..., weights_mib: _Optional[int] = ..., loading: bool = ..., pins: _Optional[int] = ..., idle_ms: _Optional[int] = ...) -> None: ...
+    catalog_mib: int
+    def __init__(self, model: _Optional[str] = ..., weights_mib: _Optional[int] = ..., loading: bool = ..., pins: _Optional[int] = ..., idle_ms: _Optional[int] = ..., catalog_mib: _Optional[int] = ...) -> None: ...
 
 class GpuStatus(_message.Message):
-    __slots__ = ("index", "uuid", "name", "healthy", "total_mib", "reserve_mib", "external_mib", "usable_mib", "carved_mib", "weights_mib", "working_mib", "free_mib", "overcommitted", "residents")
+    __slots__ = ("index", "uuid", "name", "healthy", "total_mib", "reserve_mib", "external_mib", "usable_mib", "carved_mib", "weights_mib", "working_mib", "free_mib", "overcommitted", "residents", "residents_omitted")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     UUID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +115,7 @@ class GpuStatus(_message.Message):
     FREE_MIB_FIELD_NUMBER: _ClassVar[int]
     OVERCOMMITTED_FIELD_NUMBER: _ClassVar[int]
     RESIDENTS_FIELD_NUMBER: _ClassVar[int]
+    RESIDENTS_OMITTED_FIELD_NUMBER: _ClassVar[int]
     index: int
     uuid: str
     name: str
@@ -125,7 +130,8 @@ class GpuStatus(_message.Message):
     free_mib: int
     overcommitted: bool
     residents: _containers.RepeatedCompositeFieldContainer[ResidentModel]
-    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., name: _Optional[str] = ..., healthy: bool = ..., total_mib: _Optional[int] = ..., reserve_mib: _Optional[int] = ..., external_mib: _Optional[int] = ..., usable_mib: _Optional[int] = ..., carved_mib: _Optional[int] = ..., weights_mib: _Optional[int] = ..., working_mib: _Optional[int] = ..., free_mib: _Optional[int] = ..., overcommitted: bool = ..., residents: _Optional[_Iterable[_Union[ResidentModel, _Mapping]]] = ...) -> None: ...
+    residents_omitted: int
+    def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., name: _Optional[str] = ..., healthy: bool = ..., total_mib: _Optional[int] = ..., reserve_mib: _Optional[int] = ..., external_mib: _Optional[int] = ..., usable_mib: _Optional[int] = ..., carved_mib: _Optional[int] = ..., weights_mib: _Optional[int] = ..., working_mib: _Optional[int] = ..., free_mib: _Optional[int] = ..., overcommitted: bool = ..., residents: _Optional[_Iterable[_Union[ResidentModel, _Mapping]]] = ..., residents_omitted: _Optional[int] = ...) -> None: ...
 
 class Counters(_message.Message):
     __slots__ = ("granted_warm", "granted_cold", "rejected", "released", "expired", "revoked", "loads_started", "loads_failed", "evictions", "outcomes")
@@ -159,7 +165,7 @@ class Counters(_message.Message):
     def __init__(self, granted_warm: _Optional[int] = ..., granted_cold: _Optional[int] = ..., rejected: _Optional[int] = ..., released: _Optional[int] = ..., expired: _Optional[int] = ..., revoked: _Optional[int] = ..., loads_started: _Optional[int] = ..., loads_failed: _Optional[int] = ..., evictions: _Optional[int] = ..., outcomes: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("node", "gpu_backend", "gpus", "queued", "waiting_on_load", "active_leases", "leases", "counters", "slots")
+    __slots__ = ("node", "gpu_backend", "gpus", "queued", "waiting_on_load", "active_leases", "leases", "counters", "slots", "runtime", "memory", "leases_omitted")
     NODE_FIELD_NUMBER: _ClassVar[int]
     GPU_BACKEND_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +175,9 @@ class StatusResponse(_message.Message):
     LEASES_FIELD_NUMBER: _ClassVar[int]
     COUNTERS_FIELD_NUMBER: _ClassVar[int]
     SLOTS_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    LEASES_OMITTED_FIELD_NUMBER: _ClassVar[int]
     node: str
     gpu_backend: str
     gpus: _containers.RepeatedCompositeFieldContainer[GpuStatus]
@@ -178,7 +187,34 @@ class StatusResponse(_message.Message):
     leases: _containers.RepeatedCompositeFieldContainer[Lease]
     counters: Counters
     slots: int
-    def __init__(self, node: _Optional[str] = ..., gpu_backend: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[GpuStatus, _Mapping]]] = ..., queued: _Optional[int] = ..., waiting_on_load: _Optional[int] = ..., active_leases: _Optional[int] = ..., leases: _Optional[_Iterable[_Union[Lease, _Mapping]]] = ..., counters: _Optional[_Union[Counters, _Mapping]] = ..., slots: _Optional[int] = ...) -> None: ...
+    runtime: RuntimeStatus
+    memory: _containers.RepeatedCompositeFieldContainer[ModelMemory]
+    leases_omitted: int
+    def __init__(self, node: _Optional[str] = ..., gpu_backend: _Optional[str] = ..., gpus: _Optional[_Iterable[_Union[GpuStatus, _Mapping]]] = ..., queued: _Optional[int] = ..., waiting_on_load: _Optional[int] = ..., active_leases: _Optional[int] = ..., leases: _Optional[_Iterable[_Union[Lease, _Mapping]]] = ..., counters: _Optional[_Union[Counters, _Mapping]] = ..., slots: _Optional[int] = ..., runtime: _Optional[_Union[RuntimeStatus, _Mapping]] = ..., memory: _Optional[_Iterable[_Union[ModelMemory, _Mapping]]] = ..., leases_omitted: _Optional[int] = ...) -> None: ...
+
+class RuntimeStatus(_message.Message):
+    __slots__ = ("kind", "reachable", "reason", "unreachable_ms")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REACHABLE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    UNREACHABLE_MS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    reachable: bool
+    reason: str
+    unreachable_ms: int
+    def __init__(self, kind: _Optional[str] = ..., reachable: bool = ..., reason: _Optional[str] = ..., unreachable_ms: _Optional[int] = ...) -> None: ...
+
+class ModelMemory(_message.Message):
+    __slots__ = ("model", "catalog_mib", "measured_mib", "returned_mib")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_MIB_FIELD_NUMBER: _ClassVar[int]
+    MEASURED_MIB_FIELD_NUMBER: _ClassVar[int]
+    RETURNED_MIB_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    catalog_mib: int
+    measured_mib: int
+    returned_mib: int
+    def __init__(self, model: _Optional[str] = ..., catalog_mib: _Optional[int] = ..., measured_mib: _Optional[int] = ..., returned_mib: _Optional[int] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
     __slots__ = ("token",)
@@ -187,7 +223,7 @@ class WatchRequest(_message.Message):
     def __init__(self, token: _Optional[str] = ...) -> None: ...
 
 class WatchEvent(_message.Message):
-    __slots__ = ("seq", "at_ms", "missed", "lease_granted", "lease_released", "lease_expired", "lease_revoked", "model_loading", "model_loaded", "model_evicted", "model_load_failed", "gpu_health", "queue", "admission_rejected", "pool", "kubelet")
+    __slots__ = ("seq", "at_ms", "missed", "lease_granted", "lease_released", "lease_expired", "lease_revoked", "model_loading", "model_loaded", "model_evicted", "model_load_failed", "gpu_health", "queue", "admission_rejected", "pool", "kubelet", "runtime", "model_outgrew_catalog")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     AT_MS_FIELD_NUMBER: _ClassVar[int]
     MISSED_FIELD_NUMBER: _ClassVar[int]
@@ -204,6 +240,8 @@ class WatchEvent(_message.Message):
     ADMISSION_REJECTED_FIELD_NUMBER: _ClassVar[int]
     POOL_FIELD_NUMBER: _ClassVar[int]
     KUBELET_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_OUTGREW_CATALOG_FIELD_NUMBER: _ClassVar[int]
     seq: int
     at_ms: int
     missed: int
@@ -220,7 +258,37 @@ class WatchEvent(_message.Message):
     admission_rejected: AdmissionRejected
     pool: PoolEvent
     kubelet: KubeletEvent
-    def __init__(self, seq: _Optional[int] = ..., at_ms: _Optional[int] = ..., missed: _Optional[int] = ..., lease_granted: _Optional[_Union[LeaseEvent, _Mapping]] = ..., lease_released: _Optional[_Union[LeaseEvent, _Mapping]] = ..., lease_expired: _Optional[_Union[LeaseEvent, _Mapping]] = ..., lease_revoked: _Optional[_Union[LeaseEvent, _Mapping]] = ..., model_loading: _Optional[_Union[ModelEvent, _Mapping]] = ..., model_loaded: _Optional[_Union[ModelEvent, _Mapping]] = ..., model_evicted: _Optional[_Union[ModelEvent, _Mapping]] = ..., model_load_failed: _Optional[_Union[ModelEvent, _Mapping]] = ..., gpu_health: _Optional[_Union[GpuHealthEvent, _Mapping]] = ..., queue: _Optional[_Union[QueueEvent, _Mapping]] = ..., admission_rejected: _Optional[_Union[AdmissionRejected, _Mapping]] = ..., pool: _Optional[_Union[PoolEvent, _Mapping]] = ..., kubelet: _Optional[_Union[KubeletEvent, _Mapping]] = ...) -> None: ...
+    runtime: RuntimeEvent
+    model_outgrew_catalog: ModelMemoryEvent
+    def __init__(self, seq: _Optional[int] = ..., at_ms: _Optional[int] = ..., missed: _Optional[int] = ..., lease_granted: _Optional[_Union[LeaseEvent, _Mapping]] = ..., lease_released: _Optional[_Union[LeaseEvent, _Mapping]] = ..., lease_expired: _Optional[_Union[LeaseEvent, _Mapping]] = ..., lease_revoked: _Optional[_Union[LeaseEvent, _Mapping]] = ..., model_loading: _Optional[_Union[ModelEvent, _Mapping]] = ..., model_loaded: _Optional[_Union[ModelEvent, _Mapping]] = ..., model_evicted: _Optional[_Union[ModelEvent, _Mapping]] = ..., model_load_failed: _Optional[_Union[ModelEvent, _Mapping]] = ..., gpu_health: _Optional[_Union[GpuHealthEvent, _Mapping]] = ..., queue: _Optional[_Union[QueueEvent, _Mapping]] = ..., admission_rejected: _Optional[_Union[AdmissionRejected, _Mapping]] = ..., pool: _Optional[_Union[PoolEvent, _Mapping]] = ..., kubelet: _Optional[_Union[KubeletEvent, _Mapping]] = ..., runtime: _Optional[_Union[RuntimeEvent, _Mapping]] = ..., model_outgrew_catalog: _Optional[_Union[ModelMemoryEvent, _Mapping]] = ...) -> None: ...
+
+class RuntimeEvent(_message.Message):
+    __slots__ = ("kind", "reachable", "reason", "adopted", "dropped")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REACHABLE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ADOPTED_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    reachable: bool
+    reason: str
+    adopted: int
+    dropped: int
+    def __init__(self, kind: _Optional[str] = ..., reachable: bool = ..., reason: _Optional[str] = ..., adopted: _Optional[int] = ..., dropped: _Optional[int] = ...) -> None: ...
+
+class ModelMemoryEvent(_message.Message):
+    __slots__ = ("model", "gpu_index", "gpu_uuid", "catalog_mib", "measured_mib")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    GPU_INDEX_FIELD_NUMBER: _ClassVar[int]
+    GPU_UUID_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_MIB_FIELD_NUMBER: _ClassVar[int]
+    MEASURED_MIB_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    gpu_index: int
+    gpu_uuid: str
+    catalog_mib: int
+    measured_mib: int
+    def __init__(self, model: _Optional[str] = ..., gpu_index: _Optional[int] = ..., gpu_uuid: _Optional[str] = ..., catalog_mib: _Optional[int] = ..., measured_mib: _Optional[int] = ...) -> None: ...
 
 class PoolEvent(_message.Message):
     __slots__ = ("gpu_index", "gpu_uuid", "overcommitted", "committed_mib", "usable_mib")
@@ -335,7 +403,7 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "weights_mib", "working_mib", "max_concurrency", "load_ms", "task_ms", "task_types", "resident_on", "loading_on")
+    __slots__ = ("name", "weights_mib", "working_mib", "max_concurrency", "load_ms", "task_ms", "task_types", "resident_on", "loading_on", "gpus_omitted")
     NAME_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_MIB_FIELD_NUMBER: _ClassVar[int]
     WORKING_MIB_FIELD_NUMBER: _ClassVar[int]
@@ -345,6 +413,7 @@ class ModelInfo(_message.Message):
     TASK_TYPES_FIELD_NUMBER: _ClassVar[int]
     RESIDENT_ON_FIELD_NUMBER: _ClassVar[int]
     LOADING_ON_FIELD_NUMBER: _ClassVar[int]
+    GPUS_OMITTED_FIELD_NUMBER: _ClassVar[int]
     name: str
     weights_mib: int
     working_mib: int
@@ -354,7 +423,8 @@ class ModelInfo(_message.Message):
     task_types: _containers.RepeatedScalarFieldContainer[str]
     resident_on: _containers.RepeatedScalarFieldContainer[str]
     loading_on: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., weights_mib: _Optional[int] = ..., working_mib: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., load_ms: _Optional[int] = ..., task_ms: _Optional[int] = ..., task_types: _Optional[_Iterable[str]] = ..., resident_on: _Optional[_Iterable[str]] = ..., loading_on: _Optional[_Iterable[str]] = ...) -> None: ...
+    gpus_omitted: int
+    def __init__(self, name: _Optional[str] = ..., weights_mib: _Optional[int] = ..., working_mib: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., load_ms: _Optional[int] = ..., task_ms: _Optional[int] = ..., task_types: _Optional[_Iterable[str]] = ..., resident_on: _Optional[_Iterable[str]] = ..., loading_on: _Optional[_Iterable[str]] = ..., gpus_omitted: _Optional[int] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)
