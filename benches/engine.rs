@@ -1,5 +1,6 @@
 //! Engine decision latency: one admit + release pair, warm path, on a small
-//! node and on a large, busy one; and one cold admission that evicts.
+//! node and on a large, busy one; one cold admission that evicts; and a
+//! saturated queue (256 admissions waiting) where every release places one.
 //!
 //! Run: `cargo bench --bench engine`. Figures: benches/README.md.
 
@@ -20,6 +21,7 @@ fn settings() -> Settings {
         // Long enough that nothing expires while the benchmark runs.
         lease_ttl: Duration::from_secs(86_400),
         policy: EvictionPolicy::Lru,
+        ..Settings::default()
     }
 }
 
@@ -146,5 +148,97 @@ fn cold_with_eviction(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, small_node, large_busy_node, cold_with_eviction);
+/// A node whose memory is full of running tasks, with 256 admissions waiting
+/// for it: every release places the first waiting admission that fits, and
+/// a new one takes its place in the queue. One iteration is that release plus
+/// that admission: two engine calls. Measured twice: with the engine's
+/// passes, and with passes that walk the whole queue (the engine before
+/// passes skipped blocked models' runs; the same decisions).
+fn saturated_queue(c: &mut Criterion) {
+    for (name, walk) in [
+        ("saturated queue (256 waiting): release + admit", false),
+        (
+            "saturated queue (256 waiting): release + admit, whole-queue walk",
+            true,
+        ),
+    ] {
+        let (mut e, mut running, mut next) = saturated_engine();
+        e.walk_whole_queue(walk);
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let l = running.pop_front().expect("a running task");
+                e.release(l.id, None, NOW).expect("live");
+                for f in e.drain_effects() {
+                    if let Effect::Grant { lease, .. } = f {
+                        running.push_back(lease);
+                    }
+                }
+                if let Ok(Admission::Granted(l)) = e.admit(&next(), NOW) {
+                    running.push_back(l);
+                }
+                black_box(e.queued())
+            })
+        });
+        assert_eq!(e.queued(), 256, "the queue stayed full");
+    }
+}
+
+/// One 40 GiB GPU, 8 warm models of 1 GiB whose tasks hold 1 GiB each; one
+/// task per model holds its copy all along (no copy idles, so none is
+/// evicted), 24 more run, 256 wait. Returns the engine, the 24 running
+/// leases, and the source of further requests (64 pods round-robin).
+fn saturated_engine() -> (
+    Engine,
+    std::collections::VecDeque<Lease>,
+    impl FnMut() -> AdmitRequest,
+) {
+    let models: Vec<ModelSpec> = (0..8)
+        .map(|i| ModelSpec {
+            name: format!("m{i}"),
+            weights_mib: 1024,
+            working_mib: 1024,
+            max_concurrency: 64,
+            load_ms: 1_000,
+            task_ms: 100,
+            task_types: vec![],
+        })
+        .collect();
+    let settings = Settings {
+        pod_queue_limit: 256,
+        ..settings()
+    };
+    let mut e = Engine::new(gpus(1, 40 * 1024 + 512), models, settings).unwrap();
+    preload_all(&mut e);
+    e.allocate_slots("pinner", 8, NOW).unwrap();
+    for i in 0..8 {
+        let pin = e.admit(&request("pinner", &format!("m{i}")), NOW);
+        assert!(matches!(pin, Ok(Admission::Granted(_))));
+    }
+    let pods: Vec<String> = (0..64).map(|p| format!("pod-{p}")).collect();
+    for p in &pods {
+        e.allocate_slots(p, 4, NOW).unwrap();
+    }
+    let mut n = 0usize;
+    let mut next = move || {
+        n += 1;
+        request(&pods[(n * 7) % pods.len()], &format!("m{}", (n * 5) % 8))
+    };
+    let mut running = std::collections::VecDeque::new();
+    while e.queued() < 256 {
+        if let Ok(Admission::Granted(l)) = e.admit(&next(), NOW) {
+            running.push_back(l);
+        }
+    }
+    e.drain_effects().for_each(drop);
+    assert_eq!((e.queued(), running.len()), (256, 24));
+    (e, running, next)
+}
+
+criterion_group!(
+    benches,
+    small_node,
+    large_busy_node,
+    cold_with_eviction,
+    saturated_queue
+);
 criterion_main!(benches);

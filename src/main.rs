@@ -75,46 +75,51 @@ enum Command {
         file: PathBuf,
     },
     /// Replay a synthetic workload through the real admission engine and
-    /// report hit rate, loads, waits, rejections and the gap to an offline bound.
+    /// report grants, rejections, waits, hit rate, fairness, and the load
+    /// cost against offline bounds on the optimum.
     Simulate(SimulateArgs),
 }
 
-/// `simulate` flags; defaults match `sim::Options::default()`.
+/// `simulate` flags: a scenario, and any of its values overridden.
 #[derive(clap::Args, Debug)]
 struct SimulateArgs {
     /// Config file for GPUs, catalog and admission settings (default: the embedded dev config).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// The workload: `default` (a node about 70 % busy) or `overload`
+    /// (about four times what the dev config's two L4s serve).
+    #[arg(long, default_value = "default", value_parser = sim::Scenario::parse)]
+    scenario: sim::Scenario,
     /// Seed of the workload: the same seed replays the same requests.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// How long arrivals continue (simulated time), e.g. `10m` [default: 10m; --fleet: 1h].
+    /// How long arrivals continue (simulated time), e.g. `10m` [scenario: 10m; --fleet: 1h].
     #[arg(long, value_parser = duration_arg)]
     duration: Option<Duration>,
-    /// Mean arrivals per second (Poisson) [default: 20; --fleet: 8 pods/s].
+    /// Mean arrivals per second (Poisson) [default: 0.55, overload: 20; --fleet: 8 pods/s].
     #[arg(long)]
     rate: Option<f64>,
-    /// Zipf exponent of model popularity (0 = uniform).
-    #[arg(long, default_value_t = 1.0)]
-    zipf: f64,
-    /// Fine-tuned variants per catalog model (same sizes and times) [default: 8; --fleet: 16].
+    /// Zipf exponent of model popularity, 0 = uniform [scenario: 1].
+    #[arg(long)]
+    zipf: Option<f64>,
+    /// Fine-tuned variants per catalog model, same sizes and times [default: 2, overload: 8; --fleet: 16].
     #[arg(long)]
     variants: Option<u32>,
-    /// Pods sending tasks.
-    #[arg(long, default_value_t = 16)]
-    pods: u32,
-    /// Slots per pod (concurrent leases).
-    #[arg(long, default_value_t = 4)]
-    slots: u32,
+    /// Pods sending tasks [scenario: 16].
+    #[arg(long)]
+    pods: Option<u32>,
+    /// Slots per pod, its concurrent leases [scenario: 4].
+    #[arg(long)]
+    slots: Option<u32>,
     /// How long an admission may wait (default: the config's default_timeout).
     #[arg(long, value_parser = duration_arg)]
     timeout: Option<Duration>,
-    /// Mean GPU faults per hour (Poisson).
-    #[arg(long, default_value_t = 0.0)]
-    faults_per_hour: f64,
-    /// How long a faulty GPU stays unhealthy.
-    #[arg(long, default_value = "30s", value_parser = duration_arg)]
-    fault_duration: Duration,
+    /// Mean GPU faults per hour, Poisson [scenario: 0].
+    #[arg(long)]
+    faults_per_hour: Option<f64>,
+    /// How long a faulty GPU stays unhealthy [scenario: 30s].
+    #[arg(long, value_parser = duration_arg)]
+    fault_duration: Option<Duration>,
     /// Eviction policy: `lru` or `greedy-dual-size` (default: the config's).
     #[arg(long, value_parser = sim::parse_policy)]
     policy: Option<EvictionPolicy>,
@@ -411,18 +416,20 @@ fn simulate(args: SimulateArgs) -> ExitCode {
     if args.fleet {
         return simulate_fleet(&cfg, &args);
     }
+    let base = args.scenario.options();
     let options = sim::Options {
         seed: args.seed,
-        duration: args.duration.unwrap_or(Duration::from_secs(600)),
-        rate_per_s: args.rate.unwrap_or(20.0),
-        zipf: args.zipf,
-        variants: args.variants.unwrap_or(8),
-        pods: args.pods,
-        slots: args.slots,
-        timeout: args.timeout,
-        faults_per_hour: args.faults_per_hour,
-        fault_duration: args.fault_duration,
-        policy: args.policy,
+        duration: args.duration.unwrap_or(base.duration),
+        rate_per_s: args.rate.unwrap_or(base.rate_per_s),
+        zipf: args.zipf.unwrap_or(base.zipf),
+        variants: args.variants.unwrap_or(base.variants),
+        pods: args.pods.unwrap_or(base.pods),
+        slots: args.slots.unwrap_or(base.slots),
+        timeout: args.timeout.or(base.timeout),
+        faults_per_hour: args.faults_per_hour.unwrap_or(base.faults_per_hour),
+        fault_duration: args.fault_duration.unwrap_or(base.fault_duration),
+        policy: args.policy.or(base.policy),
+        ..base
     };
     let progress = Progress::start(&options);
     let result = sim::run_with_progress(&cfg, &options, &mut |done| progress.set(done));
@@ -453,7 +460,7 @@ fn simulate_fleet(cfg: &config::Config, args: &SimulateArgs) -> ExitCode {
         duration: args.duration.unwrap_or(defaults.duration),
         warmup: f.warmup,
         rate_per_s: args.rate.unwrap_or(defaults.rate_per_s),
-        zipf: args.zipf,
+        zipf: args.zipf.unwrap_or(1.0),
         variants: args.variants.unwrap_or(defaults.variants),
         nodes: f.nodes,
         gpus_per_node: f.gpus_per_node,

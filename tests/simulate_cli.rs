@@ -45,7 +45,9 @@ fn the_same_seed_prints_the_same_report_apart_from_the_timing_line() {
         "hit rate",
         "cold loads",
         "p99",
-        "rejections",
+        "rejected",
+        "fairness",
+        "GPUs busy",
         "× optimal",
     ] {
         assert!(first.contains(part), "missing {part:?} in:\n{first}");
@@ -60,34 +62,70 @@ fn another_seed_prints_another_report() {
 }
 
 #[test]
-fn json_output_parses_and_holds_the_headline_keys() {
+fn json_output_is_the_report_with_its_headline_first() {
     let out = stdout_of(&["--seed", "7", "--duration", "2m", "-o", "json"]);
-    let value = json::parse(&out).unwrap_or_else(|e| panic!("{e} in:\n{out}"));
-    let json::Value::Object(fields) = &value else {
+    let value: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e} in:\n{out}"));
+    let serde_json::Value::Object(fields) = &value else {
         panic!("not an object: {out}");
     };
-    let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+    let keys: Vec<&str> = fields.keys().map(String::as_str).collect();
     for key in [
+        "scenario",
         "seed",
         "policy",
         "requests",
+        "grant_ratio",
         "grants",
-        "loads",
-        "queue_wait_ms",
         "rejections",
+        "queue_wait_ms",
+        "hit_rate",
+        "gpu_busy",
+        "fairness",
+        "loads",
         "bound",
         "engine",
     ] {
         assert!(keys.contains(&key), "missing {key:?} in {keys:?}");
     }
-    assert_eq!(value.get("seed"), Some(&json::Value::Number(7.0)));
-    let ratio = value
-        .get("bound")
-        .and_then(|b| b.get("load_ms"))
-        .and_then(|c| c.get("ratio"));
+    assert_eq!(value["scenario"], "default");
+    assert_eq!(value["seed"], 7);
+    let bound = &value["bound"]["load_ms"];
+    let (lower, upper) = (bound["lower"].as_u64(), bound["upper"].as_u64());
     assert!(
-        matches!(ratio, Some(json::Value::Number(r)) if *r >= 1.0),
-        "ratio {ratio:?}"
+        lower.is_some_and(|l| upper.is_some_and(|u| l <= u)),
+        "{bound}"
+    );
+    assert!(bound["ratio"].as_f64().is_some_and(|r| r >= 1.0), "{bound}");
+}
+
+#[test]
+fn the_overload_scenario_is_the_first_designs_workload_and_flags_override_it() {
+    let out = stdout_of(&["--scenario", "overload", "--duration", "1m"]);
+    assert!(out.starts_with("simulate: scenario overload"), "{out}");
+    assert!(out.contains("arrivals 20/s for 1m"), "{out}");
+    let out = stdout_of(&["--scenario", "overload", "--duration", "1m", "--rate", "3"]);
+    assert!(out.contains("arrivals 3/s"), "{out}");
+    let out = simulate(&["--scenario", "busy"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("overload"));
+}
+
+#[test]
+fn the_headline_leads_with_grants_rejections_and_waits() {
+    let out = stdout_of(&["--scenario", "overload", "--duration", "1m"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[1].starts_with("granted ") && lines[1].contains("rejected"),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("queue wait p50") && lines[2].contains("hit rate"),
+        "{out}"
+    );
+    assert!(
+        lines[3].starts_with("fairness: lowest model grant ratio"),
+        "{out}"
     );
 }
 
@@ -100,182 +138,6 @@ fn a_bad_flag_value_fails_with_the_flag_named() {
     let out = simulate(&["--policy", "fifo"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("greedy-dual-size"));
-}
-
-/// Just enough JSON to check the report: a strict recursive-descent parser.
-mod json {
-    #[derive(Debug, Clone, PartialEq)]
-    pub enum Value {
-        Null,
-        Bool(bool),
-        Number(f64),
-        String(String),
-        Array(Vec<Value>),
-        Object(Vec<(String, Value)>),
-    }
-
-    impl Value {
-        pub fn get(&self, key: &str) -> Option<&Value> {
-            match self {
-                Value::Object(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-                _ => None,
-            }
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Value, String> {
-        let mut p = Parser {
-            s: s.as_bytes(),
-            i: 0,
-        };
-        let v = p.value()?;
-        p.ws();
-        if p.i != p.s.len() {
-            return Err(format!("trailing input at byte {}", p.i));
-        }
-        Ok(v)
-    }
-
-    struct Parser<'a> {
-        s: &'a [u8],
-        i: usize,
-    }
-
-    impl Parser<'_> {
-        fn ws(&mut self) {
-            while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
-                self.i += 1;
-            }
-        }
-
-        fn eat(&mut self, c: u8) -> Result<(), String> {
-            self.ws();
-            if self.s.get(self.i) == Some(&c) {
-                self.i += 1;
-                Ok(())
-            } else {
-                Err(format!("expected {:?} at byte {}", c as char, self.i))
-            }
-        }
-
-        fn value(&mut self) -> Result<Value, String> {
-            self.ws();
-            match self.s.get(self.i) {
-                Some(b'{') => self.object(),
-                Some(b'[') => self.array(),
-                Some(b'"') => self.string().map(Value::String),
-                Some(b't') => self.word("true", Value::Bool(true)),
-                Some(b'f') => self.word("false", Value::Bool(false)),
-                Some(b'n') => self.word("null", Value::Null),
-                Some(c) if *c == b'-' || c.is_ascii_digit() => self.number(),
-                _ => Err(format!("unexpected input at byte {}", self.i)),
-            }
-        }
-
-        fn word(&mut self, w: &str, v: Value) -> Result<Value, String> {
-            if self.s[self.i..].starts_with(w.as_bytes()) {
-                self.i += w.len();
-                Ok(v)
-            } else {
-                Err(format!("bad literal at byte {}", self.i))
-            }
-        }
-
-        fn number(&mut self) -> Result<Value, String> {
-            let start = self.i;
-            while self.i < self.s.len() && b"+-.eE0123456789".contains(&self.s[self.i]) {
-                self.i += 1;
-            }
-            let text = std::str::from_utf8(&self.s[start..self.i]).map_err(|e| e.to_string())?;
-            text.parse()
-                .map(Value::Number)
-                .map_err(|_| format!("bad number {text:?}"))
-        }
-
-        fn string(&mut self) -> Result<String, String> {
-            self.eat(b'"')?;
-            let mut out = String::new();
-            loop {
-                let rest = std::str::from_utf8(&self.s[self.i..]).map_err(|e| e.to_string())?;
-                let c = rest.chars().next().ok_or("unterminated string")?;
-                self.i += c.len_utf8();
-                match c {
-                    '"' => return Ok(out),
-                    '\\' => {
-                        let e = *self.s.get(self.i).ok_or("unterminated escape")?;
-                        self.i += 1;
-                        match e {
-                            b'"' | b'\\' | b'/' => out.push(e as char),
-                            b'n' => out.push('\n'),
-                            b't' => out.push('\t'),
-                            b'r' => out.push('\r'),
-                            b'u' => {
-                                let hex = std::str::from_utf8(&self.s[self.i..self.i + 4])
-                                    .map_err(|e| e.to_string())?;
-                                let code =
-                                    u32::from_str_radix(hex, 16).map_err(|e| e.to_string())?;
-                                out.push(char::from_u32(code).ok_or("bad \\u escape")?);
-                                self.i += 4;
-                            }
-                            _ => return Err(format!("bad escape at byte {}", self.i)),
-                        }
-                    }
-                    c if (c as u32) < 0x20 => return Err("control character in string".into()),
-                    c => out.push(c),
-                }
-            }
-        }
-
-        fn array(&mut self) -> Result<Value, String> {
-            self.eat(b'[')?;
-            let mut items = Vec::new();
-            self.ws();
-            if self.s.get(self.i) == Some(&b']') {
-                self.i += 1;
-                return Ok(Value::Array(items));
-            }
-            loop {
-                items.push(self.value()?);
-                self.ws();
-                match self.s.get(self.i) {
-                    Some(b',') => self.i += 1,
-                    Some(b']') => {
-                        self.i += 1;
-                        return Ok(Value::Array(items));
-                    }
-                    _ => return Err(format!("expected , or ] at byte {}", self.i)),
-                }
-            }
-        }
-
-        fn object(&mut self) -> Result<Value, String> {
-            self.eat(b'{')?;
-            let mut fields: Vec<(String, Value)> = Vec::new();
-            self.ws();
-            if self.s.get(self.i) == Some(&b'}') {
-                self.i += 1;
-                return Ok(Value::Object(fields));
-            }
-            loop {
-                self.ws();
-                let key = self.string()?;
-                if fields.iter().any(|(k, _)| *k == key) {
-                    return Err(format!("duplicate key {key:?}"));
-                }
-                self.eat(b':')?;
-                fields.push((key, self.value()?));
-                self.ws();
-                match self.s.get(self.i) {
-                    Some(b',') => self.i += 1,
-                    Some(b'}') => {
-                        self.i += 1;
-                        return Ok(Value::Object(fields));
-                    }
-                    _ => return Err(format!("expected , or }} at byte {}", self.i)),
-                }
-            }
-        }
-    }
 }
 
 #[test]

@@ -69,6 +69,8 @@ fn to_wire(config: &Config) -> WireConfig {
         }),
         admission: Some(WireAdmission {
             queue_limit: Some(admission.queue_limit as u64),
+            per_pod_queue_limit: Some(admission.per_pod_queue_limit as u64),
+            per_pod_loads: Some(admission.per_pod_loads),
             default_timeout: Some(WireDuration(duration::format(admission.default_timeout))),
             lease_ttl: Some(WireDuration(duration::format(admission.lease_ttl))),
             eviction_policy: Some(match admission.eviction_policy {

@@ -146,6 +146,13 @@ pub enum EvictionPolicy {
 pub struct AdmissionConfig {
     /// Most admissions waiting in the queue at once.
     pub queue_limit: usize,
+    /// Most admissions one pod (allocation token) may have waiting at once,
+    /// in the queue or on a model load: one pod cannot fill the node's queue.
+    pub per_pod_queue_limit: usize,
+    /// Most model loads one pod's admissions may have in flight at once
+    /// (a load goes on when its caller gives up, so this bounds how much of
+    /// the cache one pod can churn).
+    pub per_pod_loads: u32,
     /// How long an admission waits when the caller gives no timeout.
     pub default_timeout: Duration,
     /// Lease lifetime; `KeepAlive` extends a lease by this much.

@@ -31,6 +31,12 @@ pub(crate) const DEFAULT_SLOTS_PER_GPU: u32 = 8;
 pub(crate) const DEFAULT_VRAM_UNIT_MIB: u64 = 1024;
 pub(crate) const DEFAULT_VRAM_SHAREABLE_FRACTION: f64 = 0.5;
 pub(crate) const DEFAULT_QUEUE_LIMIT: u64 = 256;
+/// An eighth of the default queue: eight pods at their limit fill it, and a
+/// pod with a handful of slots rarely has a use for more than this waiting.
+pub(crate) const DEFAULT_PER_POD_QUEUE_LIMIT: u64 = 32;
+/// A pod may warm a few models at once; its further cold admissions wait
+/// for one of those loads to finish.
+pub(crate) const DEFAULT_PER_POD_LOADS: u32 = 4;
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(60);
 /// A pod's worker processes each holding a stream or two.
@@ -364,6 +370,25 @@ fn admission(c: &mut Check<'_>, wire: WireAdmission) -> AdmissionConfig {
         );
         0
     });
+    let per_pod_queue_limit = match wire.per_pod_queue_limit {
+        Some(limit) => {
+            c.positive("admission.per_pod_queue_limit", limit);
+            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+            if queue_limit > 0 && limit > queue_limit {
+                c.fail(
+                    "admission.per_pod_queue_limit",
+                    format!(
+                        "must be at most admission.queue_limit ({queue_limit}): one pod must not be able to fill the node's queue"
+                    ),
+                );
+            }
+            limit
+        }
+        // Never above a smaller node-wide limit.
+        None => (DEFAULT_PER_POD_QUEUE_LIMIT as usize).min(queue_limit.max(1)),
+    };
+    let per_pod_loads = wire.per_pod_loads.unwrap_or(DEFAULT_PER_POD_LOADS);
+    c.positive("admission.per_pod_loads", per_pod_loads);
     // 0 is a valid default timeout: callers that give none fail fast instead
     // of queueing.
     let default_timeout = c.duration(
@@ -388,6 +413,8 @@ fn admission(c: &mut Check<'_>, wire: WireAdmission) -> AdmissionConfig {
     c.positive("admission.watch_streams_per_pod", watch_streams_per_pod);
     AdmissionConfig {
         queue_limit,
+        per_pod_queue_limit,
+        per_pod_loads,
         default_timeout,
         lease_ttl,
         eviction_policy,

@@ -108,11 +108,15 @@ pub(crate) enum WireMeasureMemory {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(
-    expecting = "a mapping of admission settings (queue_limit, default_timeout, lease_ttl, eviction_policy, watch_streams_per_pod)"
+    expecting = "a mapping of admission settings (queue_limit, per_pod_queue_limit, per_pod_loads, default_timeout, lease_ttl, eviction_policy, watch_streams_per_pod)"
 )]
 pub(crate) struct WireAdmission {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_limit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_pod_queue_limit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_pod_loads: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_timeout: Option<WireDuration>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -269,6 +273,8 @@ pub(crate) const DEVICES_KEYS: &[&str] = &[
 ];
 pub(crate) const ADMISSION_KEYS: &[&str] = &[
     "queue_limit",
+    "per_pod_queue_limit",
+    "per_pod_loads",
     "default_timeout",
     "lease_ttl",
     "eviction_policy",
@@ -398,6 +404,8 @@ mod tests {
         assert_eq!(keys_of(&devices), DEVICES_KEYS);
         let admission = WireAdmission {
             queue_limit: Some(1),
+            per_pod_queue_limit: Some(1),
+            per_pod_loads: Some(1),
             default_timeout: d(),
             lease_ttl: d(),
             eviction_policy: Some(WireEvictionPolicy::Lru),

@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::pool::{Resident, ResidentState};
 use super::status::Outcome;
 use super::{
-    AllocKind, DeadlineRef, Engine, LeaseEntry, QueueKey, Queued, TicketEntry, TicketState,
-    types::*,
+    AllocKind, DeadlineRef, Engine, InFlight, LeaseEntry, QueueKey, Queued, TicketEntry,
+    TicketState, types::*,
 };
 
 /// How an admission uses the GPU it is placed on.
@@ -38,9 +38,12 @@ pub(super) enum Blocked {
     Memory,
     /// Memory would do, but the load it needs would not finish before the deadline.
     TooLate,
+    /// It needs a new copy, and its pod already has `pod_loads` loads in flight.
+    PodLoads,
 }
 
-/// When a load started or joined for an admission would be worth it.
+/// When a load started or joined for an admission would be worth it, and
+/// whether its pod may start one at all.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct LoadWindow {
     pub now: Time,
@@ -48,6 +51,8 @@ pub(super) struct LoadWindow {
     /// Asked in this very call: its load warms the model even if the caller
     /// gives up first (a retry then finds it warm), so it is always allowed.
     pub fresh: bool,
+    /// The pod is below its `pod_loads` bound: it may start a new copy.
+    pub may_load: bool,
 }
 
 impl LoadWindow {
@@ -70,23 +75,40 @@ pub(super) enum LeaseEnd {
 impl Engine {
     /// Admits a task: a lease now, a ticket answered later, or an error now.
     pub fn admit(&mut self, req: &AdmitRequest, now: Time) -> Result<Admission, AdmitError> {
-        let changed = self.advance(now);
+        let mut changed = self.advance(now);
         let evictions = self.counters.evictions;
-        let result = self.admit_inner(req, now);
+        let mut quiet = false;
+        let result = self.admit_inner(req, now, &mut quiet);
         let model = self.model_id(&req.model);
         match &result {
             Ok(Admission::Granted(_)) => self.counters.count(model, Outcome::GrantedWarm),
             Ok(Admission::Pending(_)) => {}
             Err(e) => self.counters.count(model, Outcome::from(e)),
         }
+        let expired = self.expire_due(now);
+        changed |= expired;
         let evicted = self.counters.evictions != evictions;
         if changed || evicted || matches!(result, Ok(Admission::Pending(_))) {
-            self.settle(now);
+            if quiet && !expired && !self.walk_whole_queue {
+                // The queue pass of this admission changed nothing, and
+                // nothing changed since: another pass would decide the same
+                // (the reference engine runs it; the property tests compare).
+                self.settle_pools(now);
+            } else {
+                self.settle(now);
+            }
         }
         result
     }
 
-    fn admit_inner(&mut self, req: &AdmitRequest, now: Time) -> Result<Admission, AdmitError> {
+    /// `quiet` is set when the admission was queued after a queue pass that
+    /// changed nothing, and nothing changed after that pass.
+    fn admit_inner(
+        &mut self,
+        req: &AdmitRequest,
+        now: Time,
+        quiet: &mut bool,
+    ) -> Result<Admission, AdmitError> {
         if self.shutting_down {
             return Err(AdmitError::ShuttingDown);
         }
@@ -98,6 +120,8 @@ impl Engine {
             return Err(AdmitError::NotSlotAllocation);
         };
         let has_slot = alloc.in_use < slots;
+        let may_wait = (alloc.waiting as usize) < self.settings.pod_queue_limit;
+        let may_load = alloc.loads < self.settings.pod_loads;
         let token = Arc::clone(token);
         let model = self
             .model_id(&req.model)
@@ -128,36 +152,56 @@ impl Engine {
             return Err(AdmitError::NoFreeSlot { slots });
         }
 
+        let pod_queue_full = AdmitError::PodQueueFull {
+            limit: self.settings.pod_queue_limit,
+        };
+        let pod_load_limit = AdmitError::PodLoadLimit {
+            limit: self.settings.pod_loads,
+        };
+        let when = LoadWindow {
+            now,
+            deadline,
+            fresh: true,
+            may_load,
+        };
+
         // Fast path: nothing waits ahead of us.
         if self.queue.is_empty() && has_slot {
-            let when = LoadWindow {
-                now,
-                deadline,
-                fresh: true,
-            };
-            if let Ok(p) = self.place(model, &[], when) {
-                if p.kind == PlaceKind::Warm {
+            match self.place(model, &[], when) {
+                Ok(p) if p.kind == PlaceKind::Warm => {
                     self.commit_placement(&token, model, &p, now);
                     let lease = self.new_lease(token, p.gpu, model, true, now, now);
                     return Ok(Admission::Granted(lease));
                 }
-                let ticket = self.new_ticket(token, model, req.priority, now, deadline, false);
-                return Ok(self.apply(ticket, p, now));
-            }
-            if no_queue {
-                return Err(AdmitError::NoCapacityNow);
+                // Waiting on a load is waiting too.
+                Ok(_) if !may_wait => return Err(pod_queue_full),
+                Ok(p) => {
+                    let ticket = self.new_ticket(token, model, req.priority, now, deadline, false);
+                    return Ok(self.apply(ticket, p, now));
+                }
+                Err(Blocked::PodLoads) if no_queue => return Err(pod_load_limit),
+                Err(_) if no_queue => {
+                    self.fairness.record(model, false, now);
+                    return Err(AdmitError::NoCapacityNow);
+                }
+                Err(_) => {}
             }
         }
+        // Its own bound first: a pod at its limit learns about its limit,
+        // whatever the rest of the queue looks like.
+        if !may_wait {
+            return Err(pod_queue_full);
+        }
         if !no_queue && self.queue.len() >= self.settings.queue_limit {
+            // The node is full, not this pod: it counts against the model.
+            self.fairness.record(model, false, now);
             return Err(AdmitError::QueueFull {
                 limit: self.settings.queue_limit,
             });
         }
         let ticket = self.new_ticket(token, model, req.priority, now, deadline, true);
-        if has_slot {
-            // Queued behind others: let the queue order decide, now.
-            self.dispatch(now);
-        }
+        // Queued behind others: let the queue order decide, now.
+        let quiet_pass = has_slot && !self.dispatch(now);
         if no_queue
             && self
                 .tickets
@@ -165,6 +209,12 @@ impl Engine {
                 .is_some_and(|t| t.state == TicketState::Queued)
         {
             self.drop_ticket(ticket);
+            if !may_load && matches!(self.place(model, &[], when), Err(Blocked::PodLoads)) {
+                return Err(pod_load_limit);
+            }
+            if has_slot {
+                self.fairness.record(model, false, now);
+            }
             return Err(AdmitError::NoCapacityNow);
         }
         // Granted by that dispatch: answer directly rather than by an effect.
@@ -179,11 +229,12 @@ impl Engine {
             self.counters.uncount(lease.model, Outcome::GrantedWarm);
             return Ok(Admission::Granted(lease));
         }
+        *quiet = quiet_pass;
         Ok(Admission::Pending(ticket))
     }
 
     /// Refuses a model no healthy GPU could hold even when empty.
-    fn check_fits_somewhere(&self, model: ModelId) -> Result<(), AdmitError> {
+    pub(super) fn check_fits_somewhere(&self, model: ModelId) -> Result<(), AdmitError> {
         let spec = self.model(model);
         let need = spec.weights_mib + spec.working_mib;
         let largest = self
@@ -216,10 +267,13 @@ impl Engine {
     ) -> TicketId {
         let id = TicketId(self.next_ticket);
         self.next_ticket += 1;
+        if let Some(a) = self.allocations.get_mut(&token) {
+            a.waiting += 1;
+        }
         let key: QueueKey = (Reverse(priority), self.next_seq);
         self.next_seq += 1;
         if queued {
-            self.queue.insert(
+            self.enqueue(
                 key,
                 Queued {
                     ticket: id,
@@ -240,6 +294,8 @@ impl Engine {
                 requested_at: now,
                 deadline,
                 state: TicketState::Queued,
+                // Not queued: about to be placed.
+                competed: !queued,
             },
         );
         id
@@ -262,12 +318,24 @@ impl Engine {
         let spec = self.model(model);
         let mut best: Option<(PlaceKey, Placement)> = None;
         let mut too_late = false;
+        let mut load_limited = false;
+        // A GPU where it could be served in time but for memory (or a pin on
+        // its copy): then it is waiting for memory, not too late.
+        let mut short_of_memory = false;
         for (i, pool) in self.pools.iter().enumerate() {
             if !pool.healthy {
                 continue;
             }
             let (kind, need) = match pool.residents.peek(&model) {
-                Some(r) if r.pins >= spec.max_concurrency => continue,
+                Some(r) if r.pins >= spec.max_concurrency => {
+                    short_of_memory |= match r.state {
+                        ResidentState::Ready => true,
+                        ResidentState::Loading { since, .. } => {
+                            when.allows_load_done_at(since + Duration::from_millis(spec.load_ms))
+                        }
+                    };
+                    continue;
+                }
                 Some(r) => match r.state {
                     ResidentState::Ready => (PlaceKind::Warm, spec.working_mib),
                     ResidentState::Loading { since, .. } => {
@@ -279,6 +347,10 @@ impl Engine {
                     }
                 },
                 None => {
+                    if !when.may_load {
+                        load_limited = true;
+                        continue;
+                    }
                     if !when.allows_load_done_at(when.now + Duration::from_millis(spec.load_ms)) {
                         too_late = true;
                         continue;
@@ -291,10 +363,12 @@ impl Engine {
                 continue;
             }
             let Some(victims) = pool.victims_for(need, Some(model), self.settings.policy) else {
+                short_of_memory = true;
                 continue;
             };
             let promised = reserved.get(i).copied().unwrap_or(0);
             if promised > 0 && pool.headroom_after(model, need, &victims) < promised {
+                short_of_memory = true;
                 continue;
             }
             let key = (kind, victims.len(), Reverse(pool.free_mib()));
@@ -305,6 +379,8 @@ impl Engine {
         }
         match best {
             Some((_, p)) => Ok(p),
+            None if short_of_memory => Err(Blocked::Memory),
+            None if load_limited => Err(Blocked::PodLoads),
             None if too_late => Err(Blocked::TooLate),
             None => Err(Blocked::Memory),
         }
@@ -320,21 +396,20 @@ impl Engine {
         let working = self.model(model).working_mib;
         self.pool_mut(p.gpu).working_mib += working;
         if p.kind == PlaceKind::Cold {
-            self.start_load(p.gpu, model, now);
+            self.start_load(p.gpu, model, Some(token), now);
         }
         self.pin(p.gpu, model);
     }
 
     /// Places a pending ticket: a grant now (warm), or a wait on a load.
-    fn apply(&mut self, ticket: TicketId, p: Placement, now: Time) -> Admission {
+    pub(super) fn apply(&mut self, ticket: TicketId, p: Placement, now: Time) -> Admission {
         let t = &self.tickets[&ticket];
         let (model, token, key) = (t.model, Arc::clone(&t.token), t.key);
-        self.queue.remove(&key);
+        self.dequeue(&key);
         self.commit_placement(&token, model, &p, now);
         if p.kind == PlaceKind::Warm {
             let t = self
-                .tickets
-                .remove(&ticket)
+                .take_ticket(ticket)
                 .expect("ticket being placed exists");
             return Admission::Granted(self.new_lease(
                 token,
@@ -389,8 +464,15 @@ impl Engine {
         }
     }
 
-    /// Starts loading a new copy (weights committed now) and says so.
-    pub(super) fn start_load(&mut self, gpu: GpuId, model: ModelId, now: Time) -> LoadId {
+    /// Starts loading a new copy (weights committed now) and says so; `by`
+    /// is the pod whose admission asked for it.
+    pub(super) fn start_load(
+        &mut self,
+        gpu: GpuId,
+        model: ModelId,
+        by: Option<&Arc<str>>,
+        now: Time,
+    ) -> LoadId {
         let load = LoadId(self.next_load);
         self.next_load += 1;
         let weights = self.model(model).weights_mib;
@@ -403,7 +485,11 @@ impl Engine {
             Resident::new(ResidentState::Loading { load, since: now }, weights, now),
         );
         pool.touch(model, cost, policy);
-        self.loading.insert(load, (gpu, model));
+        if let Some(a) = by.and_then(|t| self.allocations.get_mut(t)) {
+            a.loads += 1;
+        }
+        let by = by.map(Arc::clone);
+        self.loading.insert(load, InFlight { gpu, model, by });
         self.counters.loads_started += 1;
         self.counters.loaded_mib += weights;
         let m = self.counters.model(model);
@@ -423,6 +509,7 @@ impl Engine {
         requested_at: Time,
         now: Time,
     ) -> Lease {
+        self.fairness.record(model, true, now);
         let id = LeaseId(self.next_lease);
         self.next_lease += 1;
         let lease = Lease {
@@ -439,142 +526,6 @@ impl Engine {
         lease
     }
 
-    /// Places queued tickets in priority then arrival order.
-    ///
-    /// The first ticket of each model that cannot be placed reserves the
-    /// memory it needs on the GPU where it will fit soonest; later work may
-    /// use that GPU only if the reservation stays coverable (free or
-    /// reclaimable from idle copies). So a blocked head cannot be starved,
-    /// yet it never blocks more than the memory it needs (a head waiting for
-    /// a pin on a copy at max_concurrency leaves the rest of the GPU usable).
-    /// Later tickets of a model that failed are skipped for the rest of the
-    /// pass: reservations only grow, so they would fail too.
-    pub(super) fn dispatch(&mut self, now: Time) {
-        if self.queue.is_empty() {
-            return;
-        }
-        let mut reserved = vec![0u64; self.pools.len()];
-        let mut failed: Vec<ModelId> = Vec::new();
-        // Per model, the latest deadline for which its load came too late:
-        // tickets with that deadline or an earlier one would be too late too.
-        let mut too_late: Vec<(ModelId, Option<Time>)> = Vec::new();
-        // A snapshot: placing and rejecting change the queue as we go.
-        let order: Vec<Queued> = self.queue.values().copied().collect();
-        for Queued {
-            ticket,
-            model,
-            deadline,
-        } in order
-        {
-            // Cheap skips first: no lookups for models already known to fail.
-            if failed.contains(&model)
-                || too_late.iter().any(|(m, d)| *m == model && deadline <= *d)
-            {
-                continue;
-            }
-            let Some(t) = self
-                .tickets
-                .get(&ticket)
-                .filter(|t| t.state == TicketState::Queued)
-            else {
-                continue;
-            };
-            let requested_at = t.requested_at;
-            let has_slot = match self.allocations.get(&t.token) {
-                Some(a) => matches!(a.kind, AllocKind::Slots(n) if a.in_use < n),
-                None => false,
-            };
-            if !has_slot {
-                continue;
-            }
-            let when = LoadWindow {
-                now,
-                deadline,
-                fresh: requested_at == now,
-            };
-            match self.place(model, &reserved, when) {
-                Ok(p) => {
-                    if let Admission::Granted(lease) = self.apply(ticket, p, now) {
-                        self.counters.count(Some(lease.model), Outcome::GrantedWarm);
-                        self.emit(Effect::Grant { ticket, lease });
-                    }
-                    continue;
-                }
-                // Another ticket of this model, with a later deadline, may still load it.
-                Err(Blocked::TooLate) => {
-                    match too_late.iter_mut().find(|(m, _)| *m == model) {
-                        Some(entry) => entry.1 = entry.1.max(deadline),
-                        None => too_late.push((model, deadline)),
-                    }
-                    continue;
-                }
-                Err(Blocked::Memory) => {}
-            }
-            if self.check_fits_somewhere(model).is_err() {
-                let reason = self.no_fit_rejection(model);
-                self.finish_ticket(ticket, reason, now);
-                continue;
-            }
-            failed.push(model);
-            if let Some((g, need)) = self.eventual_gpu(model) {
-                reserved[g.0 as usize] += need;
-            }
-            let exhausted = self
-                .pools
-                .iter()
-                .zip(&reserved)
-                .all(|(p, r)| !p.healthy || *r >= p.capacity_for_models_mib());
-            if exhausted {
-                break;
-            }
-        }
-    }
-
-    fn no_fit_rejection(&self, model: ModelId) -> Rejection {
-        let spec = self.model(model);
-        let largest = self
-            .pools
-            .iter()
-            .filter(|p| p.healthy)
-            .map(|p| p.usable_mib())
-            .max();
-        match largest {
-            None => Rejection::NoHealthyGpu,
-            Some(l) => Rejection::NoGpuFits {
-                need_mib: spec.weights_mib + spec.working_mib,
-                largest_usable_mib: l,
-            },
-        }
-    }
-
-    /// The healthy GPU where `model` will fit soonest, and what it will need
-    /// there: one holding a copy (it frees up as tasks end; needs working
-    /// memory), else the one closest to fitting a new copy.
-    fn eventual_gpu(&self, model: ModelId) -> Option<(GpuId, u64)> {
-        let spec = self.model(model);
-        let mut best: Option<(bool, u64, GpuId, u64)> = None;
-        for (i, pool) in self.pools.iter().enumerate() {
-            if !pool.healthy {
-                continue;
-            }
-            let resident = pool.residents.contains(&model);
-            let need = spec.working_mib + if resident { 0 } else { spec.weights_mib };
-            if need > pool.capacity_for_models_mib() {
-                continue;
-            }
-            let cand = (
-                resident,
-                pool.free_after_evicting_idle_mib(),
-                GpuId(i as u32),
-                need,
-            );
-            if best.is_none_or(|b| (cand.0, cand.1) > (b.0, b.1)) {
-                best = Some(cand);
-            }
-        }
-        best.map(|b| (b.2, b.3))
-    }
-
     /// Releases a lease: its working memory and slot return; the model stays
     /// resident as the most recently used copy. `token` is `None` for the
     /// operator, who may release any lease.
@@ -589,6 +540,7 @@ impl Engine {
         if result.is_ok() {
             self.end_lease(lease, LeaseEnd::Released, now);
         }
+        self.expire_due(now);
         self.settle(now);
         result
     }
@@ -600,15 +552,19 @@ impl Engine {
         token: Option<&str>,
         now: Time,
     ) -> Result<Time, LeaseError> {
-        if self.advance(now) {
+        let mut changed = self.advance(now);
+        let result = self.check_owner(lease, token).map(|()| {
+            let expires_at = now + self.settings.lease_ttl;
+            let e = self.leases.get_mut(&lease).expect("checked above");
+            e.lease.expires_at = expires_at;
+            self.push_deadline(expires_at, DeadlineRef::Lease(lease));
+            expires_at
+        });
+        changed |= self.expire_due(now);
+        if changed {
             self.settle(now);
         }
-        self.check_owner(lease, token)?;
-        let expires_at = now + self.settings.lease_ttl;
-        let e = self.leases.get_mut(&lease).expect("checked above");
-        e.lease.expires_at = expires_at;
-        self.push_deadline(expires_at, DeadlineRef::Lease(lease));
-        Ok(expires_at)
+        result
     }
 
     fn check_owner(&self, lease: LeaseId, token: Option<&str>) -> Result<(), LeaseError> {
@@ -624,10 +580,12 @@ impl Engine {
         self.advance(now);
         let model = self.tickets.get(&ticket).map(|t| t.model);
         if let Some(model) = model {
+            self.record_unserved(ticket, true, now);
             self.drop_ticket(ticket);
             self.counters.count(Some(model), Outcome::Cancelled);
         }
         let known = model.is_some();
+        self.expire_due(now);
         self.settle(now);
         known
     }
@@ -668,23 +626,62 @@ impl Engine {
     }
 
     /// Answers a pending ticket with a rejection.
-    pub(super) fn finish_ticket(&mut self, ticket: TicketId, reason: Rejection, _now: Time) {
+    pub(super) fn finish_ticket(&mut self, ticket: TicketId, reason: Rejection, now: Time) {
         let model = self.tickets.get(&ticket).map(|t| t.model);
+        let unserved = match reason {
+            Rejection::DeadlineExceeded { .. }
+            | Rejection::LoadFailed { .. }
+            | Rejection::NoHealthyGpu
+            | Rejection::NoGpuFits { .. } => true,
+            Rejection::AllocationReleased | Rejection::ShuttingDown => false,
+        };
+        self.record_unserved(ticket, unserved, now);
         if self.drop_ticket(ticket) {
             self.counters.count(model, Outcome::from(&reason));
             self.emit(Effect::Reject { ticket, reason });
         }
     }
 
+    /// A pending ticket ends without a lease: it counts against its model's
+    /// grant ratio if it competed for capacity and `unserved` says the node
+    /// (not its pod, nor shutdown) is why.
+    fn record_unserved(&mut self, ticket: TicketId, unserved: bool, now: Time) {
+        if let Some(t) = self.tickets.get(&ticket)
+            && t.competed
+            && unserved
+        {
+            self.fairness.record(t.model, false, now);
+        }
+    }
+
+    /// Forgets a pending ticket (granted or dropped); its pod has one fewer waiting.
+    pub(super) fn take_ticket(&mut self, ticket: TicketId) -> Option<TicketEntry> {
+        let t = self.tickets.remove(&ticket)?;
+        if let Some(a) = self.allocations.get_mut(&t.token) {
+            a.waiting -= 1;
+        }
+        Some(t)
+    }
+
+    /// Forgets a load in flight (finished, failed, or dropped with its GPU);
+    /// its pod may start another. Returns its copy, if it was tracked.
+    pub(super) fn end_load(&mut self, load: LoadId) -> Option<(GpuId, ModelId)> {
+        let f = self.loading.remove(&load)?;
+        if let Some(a) = f.by.and_then(|t| self.allocations.get_mut(&t)) {
+            a.loads -= 1;
+        }
+        Some((f.gpu, f.model))
+    }
+
     /// Removes a pending ticket and everything it holds (queue place, or slot,
     /// working memory and pin on a loading copy). Returns false if unknown.
     pub(super) fn drop_ticket(&mut self, ticket: TicketId) -> bool {
-        let Some(t) = self.tickets.remove(&ticket) else {
+        let Some(t) = self.take_ticket(ticket) else {
             return false;
         };
         match t.state {
             TicketState::Queued => {
-                self.queue.remove(&t.key);
+                self.dequeue(&t.key);
             }
             TicketState::Loading(gpu) => {
                 let working = self.model(t.model).working_mib;
@@ -702,11 +699,28 @@ impl Engine {
         true
     }
 
-    /// Processes every deadline at or before `now`. Returns whether anything ended.
+    /// Processes every deadline strictly before `now`: the first step of every
+    /// operation at `now`. Deadlines that fall exactly at `now` wait for
+    /// [`Engine::expire_due`], after the operation's own event: an answer that
+    /// arrives at the deadline instant counts as in time (the same rule as
+    /// [`LoadWindow`]: a load that ends at the deadline is worth starting), so a
+    /// load that finishes, a release that frees memory or a keep-alive that
+    /// extends a lease at that very millisecond wins over the deadline.
+    /// Returns whether anything ended.
     pub(super) fn advance(&mut self, now: Time) -> bool {
+        self.expire(now, false)
+    }
+
+    /// Processes the deadlines that fall at `now` (and any earlier one left):
+    /// the last step of an operation, before [`Engine::settle`].
+    pub(super) fn expire_due(&mut self, now: Time) -> bool {
+        self.expire(now, true)
+    }
+
+    fn expire(&mut self, now: Time, including_now: bool) -> bool {
         let mut changed = false;
         while let Some(&Reverse((at, r))) = self.deadlines.peek() {
-            if at > now {
+            if at > now || (at == now && !including_now) {
                 break;
             }
             self.deadlines.pop();

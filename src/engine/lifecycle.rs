@@ -17,9 +17,8 @@ impl Engine {
             return Err(AllocError::Empty);
         }
         self.insert_allocation(token, AllocKind::Slots(slots))?;
-        if self.advance(now) {
-            self.settle(now);
-        }
+        let changed = self.advance(now);
+        self.finish(now, changed);
         Ok(())
     }
 
@@ -39,11 +38,11 @@ impl Engine {
         if self.gpu(gpu).is_none() {
             return Err(AllocError::UnknownGpu(gpu));
         }
-        self.advance(now);
         self.insert_allocation(token, AllocKind::Vram { gpu, mib })?;
+        self.advance(now);
         self.pool_mut(gpu).carved_mib += mib;
         self.relieve_pressure(gpu);
-        self.settle(now);
+        self.finish(now, true);
         Ok(())
     }
 
@@ -51,20 +50,27 @@ impl Engine {
         if self.allocations.contains_key(token) {
             return Err(AllocError::DuplicateToken);
         }
-        self.allocations
-            .insert(Arc::from(token), Allocation { kind, in_use: 0 });
+        self.allocations.insert(
+            Arc::from(token),
+            Allocation {
+                kind,
+                in_use: 0,
+                waiting: 0,
+                loads: 0,
+            },
+        );
         Ok(())
     }
 
     /// Forgets a pod's allocation (the pod is gone): its leases are revoked,
     /// its pending admissions rejected, its carve-out returned to the pool.
     pub fn deallocate(&mut self, token: &str, now: Time) -> Result<AllocKind, AllocError> {
-        self.advance(now);
         let kind = self
             .allocations
             .get(token)
             .map(|a| a.kind)
             .ok_or(AllocError::UnknownToken)?;
+        self.advance(now);
         let mut leases: Vec<LeaseId> = self
             .leases
             .iter()
@@ -86,10 +92,17 @@ impl Engine {
             self.finish_ticket(id, Rejection::AllocationReleased, now);
         }
         self.allocations.remove(token);
+        // Its loads go on (others may wait on them) but count for no one now:
+        // a later allocation with the same token starts from zero.
+        for f in self.loading.values_mut() {
+            if f.by.as_deref() == Some(token) {
+                f.by = None;
+            }
+        }
         if let AllocKind::Vram { gpu, mib } = kind {
             self.pool_mut(gpu).carved_mib -= mib;
         }
-        self.settle(now);
+        self.finish(now, true);
         Ok(kind)
     }
 
@@ -99,9 +112,9 @@ impl Engine {
     /// failed meanwhile, and an `Unload` was already issued) is ignored and
     /// returns false.
     pub fn load_finished(&mut self, load: LoadId, result: Result<(), String>, now: Time) -> bool {
-        self.advance(now);
-        let Some((gpu, model)) = self.loading.remove(&load) else {
-            self.settle(now);
+        let changed = self.advance(now);
+        let Some((gpu, model)) = self.end_load(load) else {
+            self.finish(now, changed);
             return false;
         };
         match result {
@@ -118,7 +131,7 @@ impl Engine {
                     r.idle_since = now;
                 }
                 for ticket in waiters {
-                    let Some(t) = self.tickets.remove(&ticket) else {
+                    let Some(t) = self.take_ticket(ticket) else {
                         continue;
                     };
                     let lease = self.new_lease(t.token, gpu, model, false, t.requested_at, now);
@@ -145,7 +158,7 @@ impl Engine {
                 self.pool_mut(gpu).remove_resident(model);
             }
         }
-        self.settle(now);
+        self.finish(now, true);
         true
     }
 
@@ -165,7 +178,7 @@ impl Engine {
                 self.empty_failed_gpu(gpu, now);
             }
         }
-        self.settle(now);
+        self.finish(now, true);
         changed
     }
 
@@ -200,7 +213,7 @@ impl Engine {
             }
             let t = &self.tickets[&id];
             let (key, token, model, deadline) = (t.key, Arc::clone(&t.token), t.model, t.deadline);
-            self.queue.insert(
+            self.enqueue(
                 key,
                 Queued {
                     ticket: id,
@@ -220,7 +233,7 @@ impl Engine {
             if let Some(r) = self.pool_mut(gpu).remove_resident(model)
                 && let ResidentState::Loading { load, .. } = r.state
             {
-                self.loading.remove(&load);
+                self.end_load(load);
             }
             self.emit(Effect::Unload {
                 gpu,
@@ -240,7 +253,7 @@ impl Engine {
             p.external_mib = mib;
             self.relieve_pressure(gpu);
         }
-        self.settle(now);
+        self.finish(now, true);
     }
 
     /// Evicts idle copies in policy order until the pool fits or none is left.
@@ -273,9 +286,18 @@ impl Engine {
         gpu: Option<GpuId>,
         now: Time,
     ) -> Result<(GpuId, LoadId), AdminError> {
-        if self.advance(now) {
-            self.settle(now);
-        }
+        let changed = self.advance(now);
+        let result = self.preload_inner(model, gpu, now);
+        self.finish(now, changed || result.is_ok());
+        result
+    }
+
+    fn preload_inner(
+        &mut self,
+        model: &str,
+        gpu: Option<GpuId>,
+        now: Time,
+    ) -> Result<(GpuId, LoadId), AdminError> {
         let id = self
             .model_id(model)
             .ok_or_else(|| AdminError::UnknownModel(model.to_owned()))?;
@@ -332,8 +354,7 @@ impl Engine {
             .victims_for(weights, Some(id), self.settings.policy)
             .unwrap_or_default();
         self.evict_victims(g, &victims, Some(id));
-        let load = self.start_load(g, id, now);
-        self.settle(now);
+        let load = self.start_load(g, id, None, now);
         Ok((g, load))
     }
 
@@ -345,9 +366,13 @@ impl Engine {
         gpu: Option<GpuId>,
         now: Time,
     ) -> Result<Vec<GpuId>, AdminError> {
-        if self.advance(now) {
-            self.settle(now);
-        }
+        let changed = self.advance(now);
+        let result = self.evict_inner(model, gpu);
+        self.finish(now, changed || result.is_ok());
+        result
+    }
+
+    fn evict_inner(&mut self, model: &str, gpu: Option<GpuId>) -> Result<Vec<GpuId>, AdminError> {
         let id = self
             .model_id(model)
             .ok_or_else(|| AdminError::UnknownModel(model.to_owned()))?;
@@ -395,7 +420,6 @@ impl Engine {
                 gpu,
             }));
         }
-        self.settle(now);
         Ok(evicted)
     }
 

@@ -14,16 +14,45 @@
 //! [`Effect::Reject`], unless the caller cancels it first. A lease ends by
 //! `release`, by expiry ([`Effect::Expire`]) or by revocation ([`Effect::Revoke`]).
 //!
+//! # Time
+//! Every operation at `now` first ends what fell due strictly before `now`
+//! (expired leases, admissions past their deadline), then applies its own
+//! event, then ends what falls due exactly at `now`, then places queued work.
+//! So an answer that arrives at the deadline instant counts as in time: a
+//! load that finishes there grants its waiters, a keep-alive there extends
+//! the lease, a release there is a release and not an expiry. This matches
+//! the load window (a load that ends at the deadline is worth starting).
+//!
 //! # Placement (DESIGN.md §Admission)
 //! A GPU where the model is ready and its working memory fits (evicting idle
 //! copies if needed, fewest first); else one where it is loading (join the
 //! load); else the GPU where a new copy fits after the fewest evictions of
-//! idle copies. Queued work is placed in priority then arrival order; a head
-//! that cannot be placed reserves the GPU it will fit on first, so lower
-//! priorities may use the other GPUs but never starve it.
+//! idle copies.
+//!
+//! # Fairness under overload
+//! Queued work is placed in priority then arrival order, around **one head
+//! reservation**: the blocked admission of the least-served model (lowest
+//! recent grant ratio) at the highest waiting priority holds memory on one
+//! GPU for itself and the admissions that can share its copy. Nothing placed
+//! after it may eat into that memory, so it is placed once the tasks that
+//! held the memory when it was chosen have ended; its model then keeps the
+//! head for one turn (load time plus two task times) so the copy serves a
+//! batch. No model with servable work goes without memory while a
+//! better-served model holds the head. `dispatch.rs` has the guarantee in full
+//! and why the earlier per-model reservations starved Stable Diffusion;
+//! `fairness.rs` says what counts towards a model's grant ratio (nothing a pod
+//! does beyond its own bounds).
+//!
+//! # Bounds per pod
+//! A pod (allocation token) holds at most its slots in leases,
+//! `Settings::pod_queue_limit` pending admissions and `Settings::pod_loads`
+//! loads in flight; over them it is refused with an error naming its own
+//! limit, and nothing it asks beyond them touches other pods' outcomes.
 
 mod admission;
 mod copies;
+mod dispatch;
+mod fairness;
 mod lifecycle;
 mod pool;
 mod status;
@@ -37,10 +66,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use pool::GpuSpec;
-pub use status::{Counters, GpuStatus, ModelCounters, Outcome, ResidentStatus, Status};
+pub use status::{
+    Counters, GpuStatus, HeadStatus, ModelCounters, Outcome, PendingStatus, ResidentStatus, Status,
+};
 pub use types::*;
 
 use crate::config::{self, EvictionPolicy, ModelSpec};
+use dispatch::Head;
+use fairness::Fairness;
 use pool::Pool;
 
 /// The engine's hash maps: foldhash (hashbrown's default hasher, already in
@@ -50,10 +83,19 @@ use pool::Pool;
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Engine-wide settings (from `config::AdmissionConfig` and `gpus.reserve_mib`).
+///
+/// [`Settings::default`] holds the config's defaults; build literals with
+/// `..Settings::default()` so that new settings do not break them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub reserve_mib: u64,
+    /// Most admissions waiting in the queue, node-wide.
     pub queue_limit: usize,
+    /// Most admissions one pod (allocation token) may have pending: queued
+    /// or waiting on a load.
+    pub pod_queue_limit: usize,
+    /// Most loads one pod's admissions may have in flight.
+    pub pod_loads: u32,
     pub default_timeout: Duration,
     pub lease_ttl: Duration,
     pub policy: EvictionPolicy,
@@ -64,9 +106,26 @@ impl Settings {
         Settings {
             reserve_mib: cfg.gpus.reserve_mib,
             queue_limit: cfg.admission.queue_limit,
+            pod_queue_limit: cfg.admission.per_pod_queue_limit,
+            pod_loads: cfg.admission.per_pod_loads,
             default_timeout: cfg.admission.default_timeout,
             lease_ttl: cfg.admission.lease_ttl,
             policy: cfg.admission.eviction_policy,
+        }
+    }
+}
+
+impl Default for Settings {
+    /// The config's defaults (config/example.yaml).
+    fn default() -> Settings {
+        Settings {
+            reserve_mib: 512,
+            queue_limit: 256,
+            pod_queue_limit: 32,
+            pod_loads: 4,
+            default_timeout: Duration::from_secs(30),
+            lease_ttl: Duration::from_secs(60),
+            policy: EvictionPolicy::Lru,
         }
     }
 }
@@ -87,14 +146,29 @@ pub enum AllocKind {
     Vram { gpu: GpuId, mib: u64 },
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Allocation {
     kind: AllocKind,
     /// Leases plus admissions placed on a loading copy (each holds a slot).
     in_use: u32,
+    /// Pending admissions (queued or waiting on a load): at most
+    /// `Settings::pod_queue_limit`.
+    waiting: u32,
+    /// Loads in flight that this pod's admissions started: at most
+    /// `Settings::pod_loads`. A load stays counted when its caller leaves.
+    loads: u32,
 }
 
-#[derive(Debug)]
+/// A load in flight.
+#[derive(Debug, Clone)]
+struct InFlight {
+    gpu: GpuId,
+    model: ModelId,
+    /// The pod whose admission started it (`None`: the operator's preload).
+    by: Option<Arc<str>>,
+}
+
+#[derive(Debug, Clone)]
 struct LeaseEntry {
     lease: Lease,
     token: Arc<str>,
@@ -107,7 +181,7 @@ enum TicketState {
     Loading(GpuId),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct TicketEntry {
     token: Arc<str>,
     model: ModelId,
@@ -115,10 +189,16 @@ struct TicketEntry {
     requested_at: Time,
     deadline: Option<Time>,
     state: TicketState,
+    /// A queue pass tried to place it with a free slot of its pod (or it was
+    /// placed at once): its end counts for its model's grant ratio.
+    competed: bool,
 }
 
 /// Queue order: higher priority first, then arrival.
 type QueueKey = (Reverse<i32>, u64);
+
+/// `Engine::by_model`'s order: priority level, model, arrival.
+type ModelKey = (Reverse<i32>, ModelId, u64);
 
 /// A queue entry: what a dispatch pass needs to skip a ticket without
 /// looking anything up.
@@ -136,7 +216,10 @@ enum DeadlineRef {
 }
 
 /// The admission engine. See the module docs.
-#[derive(Debug)]
+///
+/// `Clone` makes a what-if copy: the copy decides exactly as the original
+/// would (tests compare an operation against a plain `tick` on a copy).
+#[derive(Debug, Clone)]
 pub struct Engine {
     settings: Settings,
     models: Vec<ModelSpec>,
@@ -148,10 +231,25 @@ pub struct Engine {
     tickets: HashMap<TicketId, TicketEntry>,
     /// Tickets waiting for a slot or for memory (not those waiting on a load).
     queue: BTreeMap<QueueKey, Queued>,
+    /// The same tickets by priority level, then model, then arrival: a queue
+    /// pass skips all of a model's tickets at a level at once (see `dispatch`).
+    by_model: BTreeMap<ModelKey, Queued>,
+    /// How many tickets each (level, model) run of `by_model` holds: a pass
+    /// finds a level's runs without a lookup per model.
+    runs: BTreeMap<(Reverse<i32>, ModelId), u32>,
+    /// A pass's buffers, kept between passes (see `dispatch`).
+    scratch: dispatch::Scratch,
+    /// Queue passes walk the whole queue (the reference the property tests
+    /// compare [`Engine::dispatch`]'s skipping against).
+    walk_whole_queue: bool,
     /// Lease expiries and ticket deadlines; stale entries are skipped lazily.
     deadlines: BinaryHeap<Reverse<(Time, DeadlineRef)>>,
     /// Loads in flight, so a result can be matched without a scan.
-    loading: HashMap<LoadId, (GpuId, ModelId)>,
+    loading: HashMap<LoadId, InFlight>,
+    /// The one reservation for queued work (see `dispatch`).
+    head: Option<Head>,
+    /// Each model's recent grant ratio and the running turn (see `fairness`).
+    fairness: Fairness,
     /// Decisions waiting for the shell.
     effects: Vec<Effect>,
     next_lease: u64,
@@ -183,6 +281,7 @@ impl Engine {
             }
         }
         let counters = Counters::for_catalog(models.len());
+        let models_len = models.len();
         let pools = gpus
             .into_iter()
             .map(|spec| Pool::new(spec, settings.reserve_mib))
@@ -196,8 +295,14 @@ impl Engine {
             leases: HashMap::default(),
             tickets: HashMap::default(),
             queue: BTreeMap::new(),
+            by_model: BTreeMap::new(),
+            runs: BTreeMap::new(),
+            scratch: Default::default(),
+            walk_whole_queue: false,
             deadlines: BinaryHeap::new(),
             loading: HashMap::default(),
+            head: None,
+            fairness: Fairness::new(models_len),
             effects: Vec::new(),
             next_lease: 1,
             next_ticket: 1,
@@ -286,7 +391,7 @@ impl Engine {
     pub fn load_waiters(&self, load: LoadId) -> &[TicketId] {
         self.loading
             .get(&load)
-            .and_then(|(gpu, model)| self.pools.get(gpu.0 as usize)?.residents.peek(model))
+            .and_then(|f| self.pools.get(f.gpu.0 as usize)?.residents.peek(&f.model))
             .filter(
                 |r| matches!(r.state, pool::ResidentState::Loading { load: l, .. } if l == load),
             )
@@ -326,7 +431,7 @@ impl Engine {
 
     /// Processes every deadline at or before `now`, then places queued work.
     pub fn tick(&mut self, now: Time) {
-        if self.advance(now) {
+        if self.expire_due(now) {
             self.settle(now);
         }
     }
@@ -364,6 +469,39 @@ impl Engine {
         self.deadlines.push(Reverse((at, r)));
     }
 
+    /// Makes the engine the reference for its queue passes: every pass walks
+    /// the whole queue in order, and an admission that queues runs its second
+    /// pass even when the first changed nothing, as the engine did before
+    /// passes skipped blocked models' runs. Decisions must not change: the
+    /// property tests run both and compare. Not for production.
+    #[doc(hidden)]
+    pub fn walk_whole_queue(&mut self, on: bool) {
+        self.walk_whole_queue = on;
+    }
+
+    /// Puts a ticket in the queue (and in its by-model index).
+    fn enqueue(&mut self, key: QueueKey, q: Queued) {
+        if self.by_model.insert((key.0, q.model, key.1), q).is_none() {
+            *self.runs.entry((key.0, q.model)).or_insert(0) += 1;
+        }
+        self.queue.insert(key, q);
+    }
+
+    /// Takes a ticket out of the queue (and out of its by-model index).
+    fn dequeue(&mut self, key: &QueueKey) -> Option<Queued> {
+        let q = self.queue.remove(key)?;
+        if self.by_model.remove(&(key.0, q.model, key.1)).is_some()
+            && let std::collections::btree_map::Entry::Occupied(mut run) =
+                self.runs.entry((key.0, q.model))
+        {
+            *run.get_mut() -= 1;
+            if *run.get() == 0 {
+                run.remove();
+            }
+        }
+        Some(q)
+    }
+
     fn pool(&self, gpu: GpuId) -> &Pool {
         &self.pools[gpu.0 as usize]
     }
@@ -376,10 +514,24 @@ impl Engine {
         self.effects.push(e);
     }
 
+    /// The end of every operation at `now`: the deadlines that fall at `now`
+    /// (after the operation's own event; see [`Engine::advance`]), then
+    /// [`Engine::settle`] if anything changed.
+    fn finish(&mut self, now: Time, changed: bool) {
+        if self.expire_due(now) || changed {
+            self.settle(now);
+        }
+    }
+
     /// After any change: place queued work, then declare pools entering or
     /// leaving the over-committed state.
     fn settle(&mut self, now: Time) {
         self.dispatch(now);
+        self.settle_pools(now);
+    }
+
+    /// Declares pools entering or leaving the over-committed state.
+    fn settle_pools(&mut self, now: Time) {
         for i in 0..self.pools.len() {
             let p = &mut self.pools[i];
             let (committed, usable) = (p.committed_mib(), p.usable_mib());

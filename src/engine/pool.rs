@@ -58,7 +58,7 @@ impl Resident {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Pool {
     pub spec: GpuSpec,
     pub healthy: bool,

@@ -23,10 +23,12 @@ pub enum Outcome {
     LoadFailed,
     NoGpuFits,
     AllocationReleased,
+    PodQueueFull,
+    PodLoadLimit,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 17] = [
+    pub const ALL: [Outcome; 19] = [
         Outcome::GrantedWarm,
         Outcome::GrantedCold,
         Outcome::Cancelled,
@@ -44,6 +46,8 @@ impl Outcome {
         Outcome::LoadFailed,
         Outcome::NoGpuFits,
         Outcome::AllocationReleased,
+        Outcome::PodQueueFull,
+        Outcome::PodLoadLimit,
     ];
 
     /// A stable snake_case label (metrics, reports).
@@ -66,6 +70,8 @@ impl Outcome {
             Outcome::LoadFailed => "load_failed",
             Outcome::NoGpuFits => "no_gpu_fits",
             Outcome::AllocationReleased => "allocation_released",
+            Outcome::PodQueueFull => "pod_queue_full",
+            Outcome::PodLoadLimit => "pod_load_limit",
         }
     }
 
@@ -86,6 +92,8 @@ impl From<&AdmitError> for Outcome {
             AdmitError::NoFreeSlot { .. } => Outcome::NoFreeSlot,
             AdmitError::NoCapacityNow => Outcome::NoCapacityNow,
             AdmitError::QueueFull { .. } => Outcome::QueueFull,
+            AdmitError::PodQueueFull { .. } => Outcome::PodQueueFull,
+            AdmitError::PodLoadLimit { .. } => Outcome::PodLoadLimit,
             AdmitError::ShuttingDown => Outcome::ShuttingDown,
         }
     }
@@ -218,6 +226,33 @@ pub struct ResidentStatus {
     pub idle_since: Option<Time>,
 }
 
+/// An admission that has not been answered yet, and what it waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingStatus {
+    pub ticket: TicketId,
+    pub model: ModelId,
+    pub priority: i32,
+    pub requested_at: Time,
+    pub deadline: Option<Time>,
+    /// `Some(gpu)` while it waits on a copy loading there: it then holds a
+    /// slot, its working memory and a pin on that copy. `None` while queued
+    /// for a slot or for memory.
+    pub loading_on: Option<GpuId>,
+}
+
+/// The head reservation: the waiting admission that memory goes to first
+/// (see the engine's fairness guarantee).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadStatus {
+    pub ticket: TicketId,
+    pub model: ModelId,
+    /// Work of a higher priority is placed regardless of the reservation.
+    pub priority: i32,
+    pub gpu: GpuId,
+    /// Held for it and the admissions of its model that share its copy.
+    pub reserved_mib: u64,
+}
+
 /// A snapshot of the whole engine.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Status {
@@ -236,6 +271,33 @@ pub struct Status {
 }
 
 impl Engine {
+    /// The head reservation, if one holds.
+    pub fn head(&self) -> Option<HeadStatus> {
+        self.head.map(|h| HeadStatus {
+            ticket: h.ticket,
+            model: h.model,
+            priority: self.tickets.get(&h.ticket).map_or(0, |t| t.key.0.0),
+            gpu: h.gpu,
+            reserved_mib: h.need_mib,
+        })
+    }
+
+    /// The pending admission `ticket`, if it has not been answered yet.
+    pub fn pending(&self, ticket: TicketId) -> Option<PendingStatus> {
+        let t = self.tickets.get(&ticket)?;
+        Some(PendingStatus {
+            ticket,
+            model: t.model,
+            priority: t.key.0.0,
+            requested_at: t.requested_at,
+            deadline: t.deadline,
+            loading_on: match t.state {
+                TicketState::Queued => None,
+                TicketState::Loading(gpu) => Some(gpu),
+            },
+        })
+    }
+
     pub fn status(&self) -> Status {
         let gpus = (0..self.pools.len())
             .filter_map(|i| self.gpu_status(GpuId(i as u32)))
@@ -326,8 +388,45 @@ impl Engine {
         if self.queue.len() > self.tickets.len() {
             return Err("queue holds unknown tickets".into());
         }
+        let indexed = self.by_model.len() == self.queue.len()
+            && self
+                .queue
+                .iter()
+                .all(|(k, q)| self.by_model.get(&(k.0, q.model, k.1)) == Some(q));
+        let mut runs: std::collections::BTreeMap<(std::cmp::Reverse<i32>, ModelId), u32> =
+            Default::default();
+        for k in self.by_model.keys() {
+            *runs.entry((k.0, k.1)).or_insert(0) += 1;
+        }
+        if !indexed || runs != self.runs {
+            return Err("the by-model index differs from the queue".into());
+        }
+        let mut waiting: std::collections::HashMap<&str, u32> = Default::default();
+        for t in self.tickets.values() {
+            *waiting.entry(&t.token).or_default() += 1;
+        }
+        let mut loads: std::collections::HashMap<&str, u32> = Default::default();
+        for f in self.loading.values() {
+            if let Some(by) = &f.by {
+                *loads.entry(by).or_default() += 1;
+            }
+        }
         let mut carved = vec![0u64; self.pools.len()];
         for (token, a) in &self.allocations {
+            let pending = waiting.get(&**token).copied().unwrap_or(0);
+            if a.waiting != pending || pending as usize > self.settings.pod_queue_limit {
+                return Err(format!(
+                    "allocation waiting {} but {pending} pending tickets (limit {})",
+                    a.waiting, self.settings.pod_queue_limit
+                ));
+            }
+            let started = loads.get(&**token).copied().unwrap_or(0);
+            if a.loads != started || started > self.settings.pod_loads {
+                return Err(format!(
+                    "allocation loads {} but {started} loads in flight (limit {})",
+                    a.loads, self.settings.pod_loads
+                ));
+            }
             let used = in_use.get(&**token).copied().unwrap_or(0);
             if a.in_use != used {
                 return Err(format!(

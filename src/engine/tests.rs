@@ -30,6 +30,7 @@ fn settings(policy: EvictionPolicy) -> Settings {
         default_timeout: Duration::from_secs(10),
         lease_ttl: Duration::from_secs(60),
         policy,
+        ..Settings::default()
     }
 }
 
@@ -990,4 +991,304 @@ fn a_queued_admission_does_not_start_a_load_it_cannot_wait_for() {
         }
     )));
     audit(&e);
+}
+
+#[test]
+fn a_load_that_finishes_at_its_waiters_deadline_grants_it() {
+    // The load window counts a load that ends at the deadline as in time, so
+    // the load result wins over a deadline that falls at the same instant.
+    let mut e = engine(&[10_000]);
+    let mut r = req("a");
+    r.wait = Wait::For(Duration::from_millis(1000));
+    let Admission::Pending(ticket) = e.admit(&r, t(0)).unwrap() else {
+        panic!("a cold model is loaded first");
+    };
+    let load = effects(&mut e)
+        .into_iter()
+        .find_map(|f| match f {
+            Effect::Load { load, .. } => Some(load),
+            _ => None,
+        })
+        .expect("a load");
+    assert_eq!(e.next_deadline(), Some(t(1000)));
+    assert!(e.load_finished(load, Ok(()), t(1000)));
+    let fx = effects(&mut e);
+    assert!(
+        matches!(fx.as_slice(), [Effect::Grant { ticket: got, .. }] if *got == ticket),
+        "{fx:?}"
+    );
+    audit(&e);
+}
+
+#[test]
+fn a_keep_alive_at_the_expiry_instant_extends_the_lease() {
+    let mut e = engine(&[10_000]);
+    let l = lease_for(&mut e, "a", t(0));
+    assert_eq!(
+        e.keep_alive(l.id, Some("pod"), l.expires_at),
+        Ok(t(120_000))
+    );
+    assert!(effects(&mut e).is_empty(), "no Expire");
+    assert_eq!(e.counters().expired, 0);
+}
+
+#[test]
+fn a_release_at_the_expiry_instant_counts_as_a_release() {
+    let mut e = engine(&[10_000]);
+    let l = lease_for(&mut e, "a", t(0));
+    assert_eq!(e.release(l.id, Some("pod"), l.expires_at), Ok(()));
+    assert!(effects(&mut e).is_empty(), "no Expire");
+    assert_eq!((e.counters().released, e.counters().expired), (1, 0));
+}
+
+#[test]
+fn a_deadline_still_ends_a_wait_when_time_passes_it() {
+    // The same-instant rule is for events at the deadline: a tick there, or
+    // any call after it, still rejects.
+    let mut e = engine(&[4_500]);
+    lease_for(&mut e, "a", t(0));
+    let mut r = req("b");
+    r.wait = Wait::For(Duration::from_millis(300));
+    let Admission::Pending(ticket) = e.admit(&r, t(0)).unwrap() else {
+        panic!()
+    };
+    effects(&mut e);
+    assert!(e.allocate_slots("late", 1, t(301)).is_ok());
+    assert!(matches!(
+        effects(&mut e).as_slice(),
+        [Effect::Reject { ticket: got, .. }] if *got == ticket
+    ));
+}
+
+fn engine_with_pod_limits(pod_queue_limit: usize, pod_loads: u32) -> Engine {
+    let gpus = vec![GpuSpec {
+        uuid: "GPU-0".into(),
+        name: "test".into(),
+        total_mib: 10_000,
+    }];
+    let models = vec![
+        model("a", 4000, 500, 1, 1000),
+        model("b", 4000, 500, 2, 1000),
+        model("c", 1000, 500, 2, 1000),
+        model("d", 1000, 500, 2, 1000),
+    ];
+    let s = Settings {
+        queue_limit: 8,
+        pod_queue_limit,
+        pod_loads,
+        ..settings(EvictionPolicy::Lru)
+    };
+    let mut e = Engine::new(gpus, models, s).expect("valid engine");
+    e.allocate_slots("flood", 1, t(0)).expect("fresh token");
+    e.allocate_slots("other", 2, t(0)).expect("fresh token");
+    e
+}
+
+fn req_by(token: &str, model: &str, wait: Wait) -> AdmitRequest {
+    AdmitRequest {
+        token: token.into(),
+        wait,
+        ..req(model)
+    }
+}
+
+#[test]
+fn a_pod_over_its_queue_limit_is_refused_with_its_limit_and_others_still_queue() {
+    let mut e = engine_with_pod_limits(2, 4);
+    let flood = |m: &str| req_by("flood", m, Wait::For(Duration::from_secs(5)));
+    // Its only slot is held; two more wait; the third is over its bound.
+    lease_for_token(&mut e, &flood("a"), t(0));
+    assert!(matches!(
+        e.admit(&flood("a"), t(1)),
+        Ok(Admission::Pending(_))
+    ));
+    assert!(matches!(
+        e.admit(&flood("b"), t(2)),
+        Ok(Admission::Pending(_))
+    ));
+    for i in 0..10 {
+        assert_eq!(
+            e.admit(&flood("b"), t(3 + i)),
+            Err(AdmitError::PodQueueFull { limit: 2 })
+        );
+    }
+    assert_eq!(e.counters().outcome(Outcome::PodQueueFull), 10);
+    // Another pod is not affected: it queues behind the busy copy of `a`...
+    let other = req_by("other", "a", Wait::For(Duration::from_secs(5)));
+    assert!(matches!(e.admit(&other, t(20)), Ok(Admission::Pending(_))));
+    // ...and is granted at once where memory allows.
+    let warm = req_by("other", "c", Wait::NoQueue);
+    assert!(matches!(
+        e.admit(&warm, t(21)),
+        Ok(Admission::Pending(_)) | Ok(Admission::Granted(_))
+    ));
+    audit(&e);
+}
+
+fn loads(fx: &[Effect]) -> Vec<(LoadId, ModelId)> {
+    fx.iter()
+        .filter_map(|f| match f {
+            Effect::Load { load, model, .. } => Some((*load, *model)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_pod_at_its_load_limit_waits_for_its_own_loads_and_a_cancelled_admission_still_counts() {
+    let mut e = engine_with_pod_limits(8, 1);
+    let other = |m: &str, wait| req_by("other", m, wait);
+    let Admission::Pending(first) = e.admit(&other("c", Wait::Default), t(0)).unwrap() else {
+        panic!("c is cold");
+    };
+    let [(load_c, _)] = loads(&effects(&mut e))[..] else {
+        panic!("one load");
+    };
+    // The caller leaves; its load goes on and still counts for the pod.
+    assert!(e.cancel(first, t(1)));
+    assert_eq!(
+        e.admit(&other("d", Wait::NoQueue), t(2)),
+        Err(AdmitError::PodLoadLimit { limit: 1 })
+    );
+    // With a timeout it waits, and starts nothing yet.
+    let Admission::Pending(second) = e.admit(&other("d", Wait::Default), t(3)).unwrap() else {
+        panic!("waits");
+    };
+    assert!(loads(&effects(&mut e)).is_empty());
+    // Another pod is not bound by this pod's loads.
+    e.allocate_slots("third", 1, t(4)).unwrap();
+    let third = req_by("third", "a", Wait::NoQueue);
+    assert!(matches!(e.admit(&third, t(5)), Ok(Admission::Pending(_))));
+    assert_eq!(loads(&effects(&mut e)).len(), 1);
+    // The first load ends: the waiting admission may now load `d`.
+    assert!(e.load_finished(load_c, Ok(()), t(1000)));
+    let d = e.model_id("d").unwrap();
+    assert!(loads(&effects(&mut e)).iter().any(|(_, m)| *m == d));
+    assert_eq!(e.pending(second).and_then(|p| p.loading_on), Some(GpuId(0)));
+    audit(&e);
+}
+
+#[test]
+fn the_head_goes_to_the_least_served_model_even_behind_older_work() {
+    let models = vec![
+        model("a", 4000, 500, 2, 1000),
+        model("b", 4000, 500, 2, 1000),
+        model("c", 4000, 500, 2, 1000),
+        model("d", 4000, 500, 2, 1000),
+    ];
+    let mut e = engine_with(&[10_000], models, EvictionPolicy::Lru);
+    // c is well served: five leases, then the operator evicts it.
+    for i in 0..5 {
+        let l = lease_for(&mut e, "c", t(i));
+        e.release(l.id, None, t(i)).unwrap();
+    }
+    e.evict("c", None, t(10)).unwrap();
+    let _a = lease_for(&mut e, "a", t(11));
+    let _b = lease_for(&mut e, "b", t(12)); // 9 000 of 10 000 MiB held
+    effects(&mut e);
+    let wait = |m: &str, ms| AdmitRequest {
+        wait: Wait::For(Duration::from_millis(ms)),
+        ..req(m)
+    };
+    // The first waiter of c becomes the head; it will give up soon.
+    let Admission::Pending(c1) = e.admit(&wait("c", 1_500), t(20)).unwrap() else {
+        panic!("c waits")
+    };
+    let Admission::Pending(c2) = e.admit(&wait("c", 5_000), t(21)).unwrap() else {
+        panic!("c waits")
+    };
+    let Admission::Pending(d) = e.admit(&wait("d", 5_000), t(22)).unwrap() else {
+        panic!("d waits")
+    };
+    assert_eq!(e.head().map(|h| h.ticket), Some(c1));
+    e.tick(t(1_520)); // c1 gives up: a new head is chosen
+    assert!(matches!(
+        effects(&mut e).as_slice(),
+        [Effect::Reject { ticket, .. }] if *ticket == c1
+    ));
+    assert_eq!(e.head().map(|h| h.ticket), Some(d), "d was never served");
+    // Memory for one new copy frees up: it goes to d, not to the older c2.
+    e.release(_a.id, None, t(1_530)).unwrap();
+    let fx = effects(&mut e);
+    let d_id = e.model_id("d").unwrap();
+    assert!(
+        fx.iter()
+            .any(|f| matches!(f, Effect::Load { model, .. } if *model == d_id)),
+        "{fx:?}"
+    );
+    assert_eq!(
+        e.pending(c2).and_then(|p| p.loading_on),
+        None,
+        "c2 still queued"
+    );
+    audit(&e);
+}
+
+/// A node full of warm tasks with 256 admissions waiting (the engine
+/// bench's saturated queue): every release places exactly one waiting
+/// admission, in queue order among those that fit, and the queue stays full.
+#[test]
+fn a_saturated_queue_places_one_admission_per_release() {
+    let models: Vec<ModelSpec> = (0..8)
+        .map(|i| model(&format!("m{i}"), 1024, 1024, 64, 1000))
+        .collect();
+    let settings = Settings {
+        reserve_mib: 0,
+        queue_limit: 256,
+        pod_queue_limit: 256,
+        ..Settings::default()
+    };
+    let gpu = GpuSpec {
+        uuid: "GPU-0".into(),
+        name: "test".into(),
+        total_mib: 40 * 1024,
+    };
+    let mut e = Engine::new(vec![gpu], models, settings).expect("valid engine");
+    let now = t(0);
+    // One task per model holds its copy all along, so no copy ever idles.
+    e.allocate_slots("pinner", 8, now).expect("fresh token");
+    for i in 0..8 {
+        let (_, load) = e.preload(&format!("m{i}"), None, now).expect("room");
+        assert!(e.load_finished(load, Ok(()), now));
+        let req = req_by("pinner", &format!("m{i}"), Wait::Default);
+        assert!(matches!(e.admit(&req, now), Ok(Admission::Granted(_))));
+    }
+    let pods: Vec<String> = (0..64).map(|p| format!("pod-{p}")).collect();
+    for p in &pods {
+        e.allocate_slots(p, 4, now).expect("fresh token");
+    }
+    let mut n = 0usize;
+    let mut admit = |e: &mut Engine| {
+        n += 1;
+        let req = req_by(
+            &pods[(n * 7) % pods.len()],
+            &format!("m{}", (n * 5) % 8),
+            Wait::Default,
+        );
+        e.admit(&req, now).expect("room in the queue")
+    };
+    let mut running = std::collections::VecDeque::new();
+    while e.queued() < 256 {
+        if let Admission::Granted(l) = admit(&mut e) {
+            running.push_back(l);
+        }
+    }
+    e.drain_effects().for_each(drop);
+    assert_eq!(running.len(), 24);
+    for _ in 0..300 {
+        let l = running.pop_front().expect("a running task");
+        e.release(l.id, None, now).expect("live");
+        let granted: Vec<Lease> = e
+            .drain_effects()
+            .filter_map(|f| match f {
+                Effect::Grant { lease, .. } => Some(lease),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(granted.len(), 1, "one release, one placement");
+        running.extend(granted);
+        assert!(matches!(admit(&mut e), Admission::Pending(_)));
+        assert_eq!(e.queued(), 256);
+        e.audit().expect("ledgers agree");
+    }
 }

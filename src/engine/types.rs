@@ -246,6 +246,16 @@ pub enum AdmitError {
     NoCapacityNow,
     #[error("admission queue is full ({limit} waiting)")]
     QueueFull { limit: usize },
+    /// This pod's own bound (`admission.per_pod_queue_limit`); other pods are unaffected.
+    #[error(
+        "this pod already has {limit} admissions waiting, its limit (admission.per_pod_queue_limit)"
+    )]
+    PodQueueFull { limit: usize },
+    /// The admission needs a new copy and its pod has `admission.per_pod_loads` in flight.
+    #[error(
+        "this pod already has {limit} model loads in flight, its limit (admission.per_pod_loads)"
+    )]
+    PodLoadLimit { limit: u32 },
     #[error("the daemon is shutting down")]
     ShuttingDown,
 }

@@ -115,6 +115,7 @@ mod tests {
             default_timeout: Duration::from_secs(30),
             lease_ttl: Duration::from_secs(3600),
             policy: EvictionPolicy::Lru,
+            ..Settings::default()
         };
         let engine = Engine::new(vec![gpu], vec![model], settings).expect("engine");
         let info = NodeInfo {

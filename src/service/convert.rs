@@ -380,9 +380,11 @@ pub(crate) fn outcome_code(outcome: Outcome) -> tonic::Code {
         Outcome::NotSlotAllocation | Outcome::NeverFits | Outcome::NoGpuFits => {
             Code::FailedPrecondition
         }
-        Outcome::NoFreeSlot | Outcome::NoCapacityNow | Outcome::QueueFull => {
-            Code::ResourceExhausted
-        }
+        Outcome::NoFreeSlot
+        | Outcome::NoCapacityNow
+        | Outcome::QueueFull
+        | Outcome::PodQueueFull
+        | Outcome::PodLoadLimit => Code::ResourceExhausted,
         Outcome::NoHealthyGpu | Outcome::ShuttingDown | Outcome::LoadFailed => Code::Unavailable,
         Outcome::DeadlineExceeded => Code::DeadlineExceeded,
     }
@@ -426,6 +428,12 @@ pub(super) fn admit_error(e: &AdmitError) -> Status {
         AdmitError::QueueFull { .. } => {
             Status::resource_exhausted(format!("{msg}; retry with backoff or use another node"))
         }
+        AdmitError::PodQueueFull { .. } => Status::resource_exhausted(format!(
+            "{msg}; wait for one of this pod's admissions to end before asking again"
+        )),
+        AdmitError::PodLoadLimit { .. } => Status::resource_exhausted(format!(
+            "{msg}; set timeout_ms > 0 to wait for one of them, or ask for a model that is warm"
+        )),
         AdmitError::ShuttingDown => Status::unavailable(format!(
             "{msg}; retry on the restarted daemon or another node"
         )),
@@ -511,6 +519,8 @@ mod tests {
             AdmitError::NoFreeSlot { slots: 1 },
             AdmitError::NoCapacityNow,
             AdmitError::QueueFull { limit: 1 },
+            AdmitError::PodQueueFull { limit: 1 },
+            AdmitError::PodLoadLimit { limit: 1 },
             AdmitError::ShuttingDown,
         ];
         for e in &all {
@@ -524,6 +534,8 @@ mod tests {
                 | AdmitError::NoFreeSlot { .. }
                 | AdmitError::NoCapacityNow
                 | AdmitError::QueueFull { .. }
+                | AdmitError::PodQueueFull { .. }
+                | AdmitError::PodLoadLimit { .. }
                 | AdmitError::ShuttingDown => {}
             }
         }
@@ -629,5 +641,15 @@ mod tests {
         assert_eq!(listed + omitted, 64 * 1024);
         assert!(listed > 0);
         assert_eq!(resp.leases.len() as u32 + resp.leases_omitted, 100);
+    }
+
+    #[test]
+    fn a_pod_over_its_own_bounds_gets_resource_exhausted_naming_its_limit() {
+        let s = admit_error(&AdmitError::PodQueueFull { limit: 32 });
+        assert_eq!(s.code(), tonic::Code::ResourceExhausted);
+        assert!(s.message().contains("32") && s.message().contains("per_pod_queue_limit"));
+        let s = admit_error(&AdmitError::PodLoadLimit { limit: 4 });
+        assert_eq!(s.code(), tonic::Code::ResourceExhausted);
+        assert!(s.message().contains('4') && s.message().contains("per_pod_loads"));
     }
 }

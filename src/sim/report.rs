@@ -1,26 +1,31 @@
-//! The simulation report: what happened, how it compares with the offline
-//! bound, and how fast the engine decided — as text or JSON.
+//! The simulation report: what happened, how evenly models were served, how
+//! the policy's load cost compares with the offline bounds, and how fast the
+//! engine decided. `Serialize` gives `simulate --json`; `text` the rest.
 //!
 //! Everything but the timing is a function of the seed and the options, so
 //! two runs print byte-identical reports except the lines starting with
-//! [`TIMING_PREFIX`] (the JSON keeps its timing in one `"engine"` line).
+//! [`TIMING_PREFIX`] (in JSON: the `engine` object).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
+
+use serde::Serialize;
 
 use crate::config::{EvictionPolicy, ModelSpec};
 use crate::engine::{Counters, Outcome};
 
-use super::Options;
-use super::bound::{Bound, lower_bound};
+use super::bound::{Bounds, offline_bounds};
 use super::run::Tally;
+use super::{Options, Scenario, policy_name};
 
 /// Report lines that hold wall-clock measurements start with this; nothing
 /// else in the text report varies between runs of the same seed.
 pub const TIMING_PREFIX: &str = "engine:";
 
-/// What a model load costs, for the policy-vs-bound comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a model load costs, for the policy-vs-bounds comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Cost {
     /// Load time in ms: the headline, and GreedyDual-Size's own cost.
     LoadTime,
@@ -51,29 +56,65 @@ impl Cost {
     }
 }
 
-/// The policy's cost against the lower bound, for one [`Cost`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The policy's cost against the offline bounds, for one [`Cost`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct CostComparison {
     pub cost: Cost,
     /// What the simulated policy paid (every load it started).
     pub policy: u64,
-    pub bound: Bound,
+    pub compulsory: u64,
+    /// No offline policy pays less (FOO-L).
+    pub lower: u64,
+    /// An offline schedule pays this (FOO-U).
+    pub upper: u64,
+    /// `(upper − lower) / lower`: how precisely the pooled optimum is known.
+    pub gap: Option<f64>,
+    /// `policy / lower`: the policy is at most this far from optimal. (The
+    /// upper bound is a schedule of the pooled cache, which the real GPUs
+    /// may not be able to follow, so it gives no "at least".)
+    pub ratio: Option<f64>,
 }
 
 impl CostComparison {
-    /// `policy / bound`: an upper bound on the policy's ratio to the
-    /// optimum. `None` when the bound is 0 but the policy paid something.
-    pub fn ratio(&self) -> Option<f64> {
-        match (self.policy, self.bound.value) {
+    fn new(cost: Cost, policy: u64, b: Bounds) -> CostComparison {
+        let ratio = |to: u64| match (policy, to) {
             (0, _) => Some(1.0),
             (_, 0) => None,
             (p, b) => Some(p as f64 / b as f64),
+        };
+        CostComparison {
+            cost,
+            policy,
+            compulsory: b.compulsory,
+            lower: b.lower,
+            upper: b.upper,
+            gap: b.gap(),
+            ratio: ratio(b.lower),
         }
     }
 }
 
+/// The bounds section: the pooled cache (less, at each grant, the working
+/// memory of the tasks running then), and one comparison per [`Cost`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BoundReport {
+    /// `Σ (total − reserve)`: the pooled cache the bounds assume.
+    pub capacity_mib: u64,
+    /// Granted admissions the bounds cover (at most `bound::MAX_POINTS`).
+    pub points: usize,
+    pub load_ms: CostComparison,
+    pub mib: CostComparison,
+    pub loads: CostComparison,
+}
+
+impl BoundReport {
+    pub fn comparisons(&self) -> [&CostComparison; 3] {
+        [&self.load_ms, &self.mib, &self.loads]
+    }
+}
+
 /// Nearest-rank percentiles of the queue wait, in ms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Percentiles {
     pub p50: u64,
     pub p99: u64,
@@ -95,15 +136,15 @@ impl Percentiles {
     }
 }
 
-/// How the requests for one catalog model (all its variants) fared: the
-/// place to see whether small, fast models wait behind large ones.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How the requests for one catalog model (all its variants) fared.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelStats {
     /// The catalog entry's name (without `#variant`).
     pub name: String,
     pub requests: u64,
     pub granted: u64,
     pub warm: u64,
+    pub grant_ratio: Option<f64>,
     pub wait_ms: Option<Percentiles>,
 }
 
@@ -121,19 +162,135 @@ impl ModelStats {
             .map(|(b, w)| {
                 let range = b * variants..(b + 1) * variants;
                 let name = &models[b * variants].name;
+                let requests: u64 = tally.requests_by_model[range.clone()].iter().sum();
+                let granted = w.len() as u64;
                 ModelStats {
                     name: name
                         .rsplit_once('#')
                         .map_or(name.as_str(), |(n, _)| n)
                         .to_owned(),
-                    requests: tally.requests_by_model[range.clone()].iter().sum(),
-                    granted: w.len() as u64,
+                    requests,
+                    granted,
                     warm: tally.warm_by_model[range].iter().sum(),
+                    grant_ratio: (requests > 0).then(|| granted as f64 / requests as f64),
                     wait_ms: Percentiles::of(w),
                 }
             })
             .collect()
     }
+}
+
+/// How evenly the catalog models were served.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fairness {
+    /// The lowest per-model grant ratio divided by the overall one (models
+    /// with requests only); 1 means every model got its share.
+    pub min_over_overall: Option<f64>,
+    /// The model with the lowest grant ratio.
+    pub lowest: Option<String>,
+}
+
+impl Fairness {
+    fn of(by_model: &[ModelStats], overall: Option<f64>) -> Fairness {
+        let lowest = by_model
+            .iter()
+            .filter_map(|m| m.grant_ratio.map(|r| (r, m)))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        Fairness {
+            min_over_overall: match (lowest, overall) {
+                (Some((r, _)), Some(o)) if o > 0.0 => Some(r / o),
+                _ => None,
+            },
+            lowest: lowest.map(|(_, m)| m.name.clone()),
+        }
+    }
+}
+
+/// What was asked: the scenario's workload as it ran.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Workload {
+    pub rate_per_s: f64,
+    pub duration_ms: u64,
+    pub zipf: f64,
+    pub variants: u32,
+    /// Catalog entries × variants.
+    pub models: usize,
+    pub base_models: usize,
+    pub pods: u32,
+    pub slots: u32,
+    /// The admission wait that clients asked for.
+    pub timeout_ms: u64,
+    pub lease_ttl_ms: u64,
+    pub faults_per_hour: f64,
+    pub fault_duration_ms: u64,
+}
+
+/// One simulated GPU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GpuReport {
+    pub name: String,
+    pub total_mib: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Grants {
+    pub total: u64,
+    pub warm: u64,
+    pub cold: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejections {
+    pub total: u64,
+    /// Refused by `admit` at once.
+    pub at_once: u64,
+    /// Rejected later (`Effect::Reject`).
+    pub later: u64,
+    /// By the engine's outcome label; reasons that never happened are left out.
+    pub by_reason: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Loads {
+    pub cold_loads: u64,
+    pub loaded_mib: u64,
+    /// Σ load time of the loads started.
+    pub load_ms: u64,
+    pub evictions: u64,
+    pub evicted_mib: u64,
+    /// Loads that finished with nobody left waiting (their waiters timed out).
+    pub unused: u64,
+    /// Loads started while another GPU held a copy of the model.
+    pub duplicate: u64,
+    /// `load_finished` results the engine ignored (the GPU failed meanwhile).
+    pub late_results: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Clients {
+    /// Admissions still pending when the run drained (cancelled then).
+    pub cancelled: u64,
+    pub keep_alives: u64,
+    pub expired: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Faults {
+    pub injected: u64,
+    /// Faults drawn while no GPU was healthy.
+    pub skipped: u64,
+    pub revoked: u64,
+}
+
+/// Wall-clock figures: the only part that differs between runs of a seed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct EngineTiming {
+    pub calls: u64,
+    /// Wall time spent inside engine calls.
+    pub time_ms: f64,
+    pub decisions_per_s: Option<f64>,
+    /// Wall time of the whole run, bounds included.
+    pub wall_ms: f64,
 }
 
 /// The run's setup, as resolved from the config and the options.
@@ -149,64 +306,53 @@ pub(super) struct RunFacts {
     pub reserve_mib: u64,
 }
 
+fn policy_label<S: serde::Serializer>(p: &EvictionPolicy, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(policy_name(*p))
+}
+
 /// One simulation's results. See [`Report::text`] for the readable form.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Report {
     /// Queue, hit rate and pool use over simulated time (`--plot`).
+    #[serde(skip)]
     pub timeline: super::plot::Timeline,
-    pub options: Options,
+    pub scenario: Scenario,
+    pub seed: u64,
     /// The policy that ran (the option's, else the config's).
+    #[serde(serialize_with = "policy_label")]
     pub policy: EvictionPolicy,
-    /// The admission wait that clients asked for.
-    pub timeout: Duration,
-    pub lease_ttl: Duration,
-    pub base_models: usize,
-    /// Catalog entries × variants.
-    pub models: usize,
-    /// `(name, total_mib)` per GPU.
-    pub gpus: Vec<(String, u64)>,
+    pub workload: Workload,
+    pub gpus: Vec<GpuReport>,
     pub reserve_mib: u64,
-    /// `Σ (total − reserve)`: the pooled capacity of the bound.
-    pub capacity_mib: u64,
-    /// Simulated time when the run had drained.
-    pub simulated_ms: u64,
     pub requests: u64,
-    pub granted_warm: u64,
-    pub granted_cold: u64,
-    /// Refused by `admit` at once.
-    pub refused: u64,
-    /// Rejected later (`Effect::Reject`).
-    pub rejected: u64,
-    pub cancelled: u64,
-    /// Over grants; `None` when nothing was granted.
-    pub wait_ms: Option<Percentiles>,
+    /// Grants / requests.
+    pub grant_ratio: Option<f64>,
+    pub grants: Grants,
+    pub rejections: Rejections,
+    /// Over grants.
+    pub queue_wait_ms: Option<Percentiles>,
+    /// Warm grants / grants.
+    pub hit_rate: Option<f64>,
+    /// Share of GPU-time during the arrivals with a task or a load running.
+    pub gpu_busy: Option<f64>,
+    pub fairness: Fairness,
     /// Per catalog entry, in catalog order.
     pub by_model: Vec<ModelStats>,
-    pub cold_loads: u64,
-    pub loaded_mib: u64,
-    /// Σ load time of the loads started, ms.
-    pub load_ms: u64,
-    pub late_load_results: u64,
-    /// Loads started while another GPU held a copy of the model.
-    pub duplicate_loads: u64,
-    /// Loads that finished with nobody left waiting (their waiters timed out).
-    pub unused_loads: u64,
-    pub keep_alives: u64,
-    pub expired: u64,
-    pub revoked: u64,
-    pub faults: u64,
-    pub faults_skipped: u64,
+    pub loads: Loads,
+    pub clients: Clients,
+    pub faults: Faults,
     /// Bookkeeping that disagreed with the engine; empty in a healthy run.
     pub anomalies: Vec<String>,
+    pub bound: BoundReport,
+    /// Simulated time when the run had drained.
+    pub simulated_ms: u64,
+    /// The options as given.
+    #[serde(skip)]
+    pub options: Options,
     /// The engine's own counters at the end.
+    #[serde(skip)]
     pub counters: Counters,
-    /// Against the bound, in [`Cost::ALL`] order.
-    pub comparisons: [CostComparison; 3],
-    pub engine_calls: u64,
-    /// Wall time spent inside engine calls.
-    pub engine_time: Duration,
-    /// Wall time of the whole run, bound included.
-    pub wall_time: Duration,
+    pub engine: EngineTiming,
 }
 
 impl Report {
@@ -223,73 +369,123 @@ impl Report {
             .map(|(_, total)| total.saturating_sub(facts.reserve_mib))
             .sum();
         let sizes: Vec<u64> = models.iter().map(|m| m.weights_mib).collect();
-        let comparisons = Cost::ALL.map(|cost| {
+        let [load_ms, mib, loads] = Cost::ALL.map(|cost| {
             let costs: Vec<u64> = models.iter().map(|m| cost.of(m)).collect();
-            CostComparison {
-                cost,
-                policy: match cost {
-                    Cost::LoadTime => tally.load_ms,
-                    Cost::Bytes => tally.loaded_mib,
-                    Cost::Count => tally.loads,
-                },
-                bound: lower_bound(&tally.trace, &sizes, &costs, capacity_mib),
-            }
+            let policy = match cost {
+                Cost::LoadTime => tally.load_ms,
+                Cost::Bytes => tally.loaded_mib,
+                Cost::Count => tally.loads,
+            };
+            let b = offline_bounds(
+                &tally.trace,
+                &tally.working_at,
+                &sizes,
+                &costs,
+                capacity_mib,
+            );
+            CostComparison::new(cost, policy, b)
         });
-        let by_model = ModelStats::collect(models, facts.options.variants as usize, &tally);
+        let bound = BoundReport {
+            capacity_mib,
+            points: tally.trace.len().min(super::bound::MAX_POINTS),
+            load_ms,
+            mib,
+            loads,
+        };
+        let o = &facts.options;
+        let by_model = ModelStats::collect(models, o.variants as usize, &tally);
+        let granted = tally.granted_warm + tally.granted_cold;
+        let grant_ratio = (tally.requests > 0).then(|| granted as f64 / tally.requests as f64);
+        let by_reason = Outcome::ALL
+            .into_iter()
+            .filter(|o| !o.is_grant() && *o != Outcome::Cancelled)
+            .map(|o| (o.as_str(), counters.outcome(o)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        let gpu_time = facts.gpus.len() as u64 * o.duration.as_millis() as u64;
+        let engine_s = tally.engine_time.as_secs_f64();
         Report {
             timeline: super::plot::Timeline::default(),
-            by_model,
-            options: facts.options,
+            scenario: o.scenario,
+            seed: o.seed,
             policy: facts.policy,
-            timeout: facts.timeout,
-            lease_ttl: facts.lease_ttl,
-            base_models: facts.base_models,
-            models: models.len(),
-            gpus: facts.gpus,
+            workload: Workload {
+                rate_per_s: o.rate_per_s,
+                duration_ms: o.duration.as_millis() as u64,
+                zipf: o.zipf,
+                variants: o.variants,
+                models: models.len(),
+                base_models: facts.base_models,
+                pods: o.pods,
+                slots: o.slots,
+                timeout_ms: facts.timeout.as_millis() as u64,
+                lease_ttl_ms: facts.lease_ttl.as_millis() as u64,
+                faults_per_hour: o.faults_per_hour,
+                fault_duration_ms: o.fault_duration.as_millis() as u64,
+            },
+            gpus: facts
+                .gpus
+                .iter()
+                .map(|(name, total_mib)| GpuReport {
+                    name: name.clone(),
+                    total_mib: *total_mib,
+                })
+                .collect(),
             reserve_mib: facts.reserve_mib,
-            capacity_mib,
-            simulated_ms: tally.end_ms,
             requests: tally.requests,
-            granted_warm: tally.granted_warm,
-            granted_cold: tally.granted_cold,
-            refused: tally.refused,
-            rejected: tally.rejected,
-            cancelled: tally.cancelled,
-            wait_ms: Percentiles::of(tally.waits_ms),
-            cold_loads: tally.loads,
-            loaded_mib: tally.loaded_mib,
-            load_ms: tally.load_ms,
-            late_load_results: tally.late_load_results,
-            unused_loads: tally.unused_loads,
-            duplicate_loads: tally.duplicate_loads,
-            keep_alives: tally.keep_alives,
-            expired: tally.expired,
-            revoked: tally.revoked,
-            faults: tally.faults,
-            faults_skipped: tally.faults_skipped,
+            grant_ratio,
+            grants: Grants {
+                total: granted,
+                warm: tally.granted_warm,
+                cold: tally.granted_cold,
+            },
+            rejections: Rejections {
+                total: tally.refused + tally.rejected,
+                at_once: tally.refused,
+                later: tally.rejected,
+                by_reason,
+            },
+            queue_wait_ms: Percentiles::of(tally.waits_ms),
+            hit_rate: (granted > 0).then(|| tally.granted_warm as f64 / granted as f64),
+            gpu_busy: (gpu_time > 0).then(|| tally.busy_ms as f64 / gpu_time as f64),
+            fairness: Fairness::of(&by_model, grant_ratio),
+            by_model,
+            loads: Loads {
+                cold_loads: tally.loads,
+                loaded_mib: tally.loaded_mib,
+                load_ms: tally.load_ms,
+                evictions: counters.evictions,
+                evicted_mib: counters.evicted_mib,
+                unused: tally.unused_loads,
+                duplicate: tally.duplicate_loads,
+                late_results: tally.late_load_results,
+            },
+            clients: Clients {
+                cancelled: tally.cancelled,
+                keep_alives: tally.keep_alives,
+                expired: tally.expired,
+            },
+            faults: Faults {
+                injected: tally.faults,
+                skipped: tally.faults_skipped,
+                revoked: tally.revoked,
+            },
             anomalies: tally.anomalies,
+            bound,
+            simulated_ms: tally.end_ms,
+            options: facts.options,
             counters,
-            comparisons,
-            engine_calls: tally.engine_calls,
-            engine_time: tally.engine_time,
-            wall_time: wall.elapsed(),
+            engine: EngineTiming {
+                calls: tally.engine_calls,
+                time_ms: engine_s * 1e3,
+                decisions_per_s: (engine_s > 0.0).then(|| tally.engine_calls as f64 / engine_s),
+                wall_ms: wall.elapsed().as_secs_f64() * 1e3,
+            },
         }
     }
 
     pub fn granted(&self) -> u64 {
-        self.granted_warm + self.granted_cold
-    }
-
-    /// Warm grants / grants.
-    pub fn hit_rate(&self) -> Option<f64> {
-        let g = self.granted();
-        (g > 0).then(|| self.granted_warm as f64 / g as f64)
-    }
-
-    /// Engine calls per second of wall time spent inside the engine.
-    pub fn decisions_per_second(&self) -> Option<f64> {
-        let s = self.engine_time.as_secs_f64();
-        (s > 0.0).then(|| self.engine_calls as f64 / s)
+        self.grants.total
     }
 
     /// Admissions that ended without a lease, by the engine's outcome
@@ -300,6 +496,15 @@ impl Report {
             .filter(|o| !o.is_grant() && *o != Outcome::Cancelled)
             .map(|o| (o, self.counters.outcome(o)))
             .collect()
+    }
+
+    /// The report as pretty JSON, ending in a newline.
+    pub fn json(&self) -> String {
+        // Plain numbers, strings, options and maps with string keys: serde_json
+        // cannot fail on them.
+        let mut s = serde_json::to_string_pretty(self).expect("the report serializes");
+        s.push('\n');
+        s
     }
 }
 
@@ -338,16 +543,37 @@ mod tests {
 
     #[test]
     fn a_ratio_needs_a_positive_bound_unless_the_policy_paid_nothing() {
-        let c = |policy, value| CostComparison {
-            cost: Cost::Count,
-            policy,
-            bound: Bound {
-                compulsory: 0,
-                value,
-            },
+        let c = |policy, lower, upper| {
+            CostComparison::new(
+                Cost::Count,
+                policy,
+                Bounds {
+                    compulsory: 0,
+                    lower,
+                    upper,
+                    points: 1,
+                },
+            )
         };
-        assert_eq!(c(6, 4).ratio(), Some(1.5));
-        assert_eq!(c(0, 0).ratio(), Some(1.0));
-        assert_eq!(c(3, 0).ratio(), None);
+        assert_eq!(c(6, 4, 5).ratio, Some(1.5));
+        assert_eq!(c(6, 4, 5).gap, Some(0.25));
+        assert_eq!(c(0, 0, 0).ratio, Some(1.0));
+        assert_eq!(c(3, 0, 0).ratio, None);
+    }
+
+    #[test]
+    fn fairness_is_the_lowest_model_ratio_over_the_overall_one() {
+        let m = |name: &str, requests, granted| ModelStats {
+            name: name.into(),
+            requests,
+            granted,
+            warm: 0,
+            grant_ratio: (requests > 0).then(|| granted as f64 / requests as f64),
+            wait_ms: None,
+        };
+        let models = [m("a", 100, 50), m("b", 100, 20), m("c", 0, 0)];
+        let f = Fairness::of(&models, Some(0.35));
+        assert_eq!(f.lowest.as_deref(), Some("b"));
+        assert!((f.min_over_overall.unwrap() - 0.2 / 0.35).abs() < 1e-12);
     }
 }

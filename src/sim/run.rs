@@ -81,6 +81,62 @@ struct Waiting {
 struct Running {
     end_ms: u64,
     pod: u32,
+    gpu: GpuId,
+    /// Its working memory.
+    working_mib: u64,
+}
+
+/// Per GPU, how long it had work running (a task or a load), within the
+/// arrival period: the report's "busy" share of GPU-time.
+#[derive(Debug)]
+struct Busy {
+    /// Tasks and loads running now, per GPU.
+    active: Vec<u32>,
+    /// When each GPU last went from idle to busy.
+    since_ms: Vec<u64>,
+    busy_ms: Vec<u64>,
+    /// Busy time after this (the drain) is not counted.
+    until_ms: u64,
+}
+
+impl Busy {
+    fn new(gpus: usize, until_ms: u64) -> Busy {
+        Busy {
+            active: vec![0; gpus],
+            since_ms: vec![0; gpus],
+            busy_ms: vec![0; gpus],
+            until_ms,
+        }
+    }
+
+    fn start(&mut self, gpu: GpuId, now_ms: u64) {
+        let g = gpu.0 as usize;
+        if self.active[g] == 0 {
+            self.since_ms[g] = now_ms;
+        }
+        self.active[g] += 1;
+    }
+
+    fn stop(&mut self, gpu: GpuId, now_ms: u64) {
+        let g = gpu.0 as usize;
+        self.active[g] -= 1;
+        if self.active[g] == 0 {
+            let end = now_ms.min(self.until_ms);
+            self.busy_ms[g] += end.saturating_sub(self.since_ms[g].min(end));
+        }
+    }
+
+    /// Σ busy time over the GPUs, work still running counted to `until_ms`.
+    fn total_ms(&self) -> u64 {
+        let open: u64 = (0..self.active.len())
+            .filter(|&g| self.active[g] > 0)
+            .map(|g| {
+                self.until_ms
+                    .saturating_sub(self.since_ms[g].min(self.until_ms))
+            })
+            .sum();
+        self.busy_ms.iter().sum::<u64>() + open
+    }
 }
 
 /// What the run observed; the report is built from it.
@@ -103,6 +159,9 @@ pub(super) struct Tally {
     pub waits_ms: Vec<u64>,
     /// Model of every grant, in grant order: the bound's trace.
     pub trace: Vec<u32>,
+    /// Working memory of the tasks running right after each grant (its own
+    /// included), in grant order: what the bound's cache cannot hold then.
+    pub working_at: Vec<u64>,
     pub loads: u64,
     pub load_ms: u64,
     pub loaded_mib: u64,
@@ -121,6 +180,9 @@ pub(super) struct Tally {
     pub faults_skipped: u64,
     /// Things that should not happen (unknown tickets, refused releases…), described.
     pub anomalies: Vec<String>,
+    /// Σ over GPUs of the time with a task or load running, within the
+    /// arrival period.
+    pub busy_ms: u64,
     pub engine_calls: u64,
     pub engine_time: Duration,
     /// Simulated time when the last event was handled.
@@ -190,6 +252,11 @@ struct Sim {
     copies: Vec<u128>,
     keep_alive_every_ms: u64,
     fault_ms: u64,
+    /// Loads in flight and their GPU (for the busy time).
+    loads: HashMap<LoadId, GpuId>,
+    /// Σ working memory of the running tasks.
+    working_mib: u64,
+    busy: Busy,
     tally: Tally,
     /// Samples over simulated time (`--plot`), and the progress they report.
     sampler: Sampler,
@@ -255,6 +322,9 @@ pub(super) fn simulate(
         copies: vec![0; models.len()],
         keep_alive_every_ms,
         fault_ms: options.fault_duration.as_millis() as u64,
+        loads: HashMap::new(),
+        working_mib: 0,
+        busy: Busy::new(gpu_count, options.duration.as_millis() as u64),
         tally: Tally {
             requests_by_model: vec![0; models.len()],
             warm_by_model: vec![0; models.len()],
@@ -271,6 +341,7 @@ pub(super) fn simulate(
     sim.run(progress);
     let counters = sim.timed.engine.counters().clone();
     let mut tally = sim.tally;
+    tally.busy_ms = sim.busy.total_ms();
     tally.engine_calls = sim.timed.calls;
     tally.engine_time = sim.timed.time;
     let mut report = Report::build(facts, &models, tally, counters, wall);
@@ -348,6 +419,9 @@ impl Sim {
                 self.arrive(a);
             }
             Event::LoadDone(load) => {
+                if let Some(gpu) = self.loads.remove(&load) {
+                    self.busy.stop(gpu, self.now_ms);
+                }
                 if !self.timed.call(|e| e.load_finished(load, Ok(()), now)) {
                     self.tally.late_load_results += 1;
                 } else if !self.timed.fx.iter().any(
@@ -364,6 +438,7 @@ impl Sim {
                 let Some(r) = self.running.remove(&id) else {
                     return;
                 };
+                self.task_ended(r);
                 let token = &self.tokens[r.pod as usize];
                 if let Err(e) = self.timed.call(|e| e.release(id, Some(token), now)) {
                     self.tally.anomaly(format!("release at {now}: {e}"));
@@ -417,7 +492,7 @@ impl Sim {
     }
 
     fn keep_alive(&mut self, id: LeaseId) {
-        let Some(&Running { end_ms, pod }) = self.running.get(&id) else {
+        let Some(&Running { end_ms, pod, .. }) = self.running.get(&id) else {
             return;
         };
         let now = self.now();
@@ -462,6 +537,9 @@ impl Sim {
         }
         self.tally.waits_ms.push(lease.waited().as_millis() as u64);
         self.tally.trace.push(lease.model.0);
+        let working_mib = self.timed.engine.model(lease.model).working_mib;
+        self.working_mib += working_mib;
+        self.tally.working_at.push(self.working_mib);
         if lease.warm {
             self.tally.warm_by_model[lease.model.0 as usize] += 1;
             self.tally.granted_warm += 1;
@@ -469,12 +547,27 @@ impl Sim {
             self.tally.granted_cold += 1;
         }
         let end_ms = self.now_ms + task_ms;
-        self.running.insert(lease.id, Running { end_ms, pod });
+        self.busy.start(lease.gpu, self.now_ms);
+        self.running.insert(
+            lease.id,
+            Running {
+                end_ms,
+                pod,
+                gpu: lease.gpu,
+                working_mib,
+            },
+        );
         self.schedule(end_ms, Event::TaskEnd(lease.id));
         let first = self.now_ms + self.keep_alive_every_ms;
         if first < end_ms {
             self.schedule(first, Event::KeepAlive(lease.id));
         }
+    }
+
+    /// A task's lease ended (released, expired or revoked).
+    fn task_ended(&mut self, r: Running) {
+        self.busy.stop(r.gpu, self.now_ms);
+        self.working_mib -= r.working_mib;
     }
 
     /// Carries out the effects of the last engine call, in order.
@@ -499,6 +592,8 @@ impl Sim {
                 self.tally.loads += 1;
                 self.tally.load_ms += load_ms;
                 self.tally.loaded_mib += mib;
+                self.loads.insert(load, gpu);
+                self.busy.start(gpu, self.now_ms);
                 self.schedule(self.now_ms + load_ms, Event::LoadDone(load));
             }
             Effect::Grant { ticket, lease } => match self.waiting.remove(&ticket) {
@@ -516,11 +611,15 @@ impl Sim {
                 self.tally.rejected += 1;
             }
             Effect::Expire { lease } => {
-                self.running.remove(&lease.id);
+                if let Some(r) = self.running.remove(&lease.id) {
+                    self.task_ended(r);
+                }
                 self.tally.expired += 1;
             }
             Effect::Revoke { lease, .. } => {
-                self.running.remove(&lease.id);
+                if let Some(r) = self.running.remove(&lease.id) {
+                    self.task_ended(r);
+                }
                 self.tally.revoked += 1;
             }
             // Unloads are instantaneous here; the engine counts evictions.

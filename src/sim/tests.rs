@@ -6,11 +6,12 @@ use super::*;
 use crate::config::SimulatedGpu;
 use crate::engine::Outcome;
 
+/// Two minutes of the overload scenario: every code path busy.
 fn short(seed: u64) -> Options {
     Options {
         seed,
         duration: Duration::from_secs(120),
-        ..Options::default()
+        ..Scenario::Overload.options()
     }
 }
 
@@ -38,14 +39,16 @@ fn config_with_gpus(gpus: &[u64], reserve_mib: u64) -> Config {
 
 fn assert_accounted(r: &Report) {
     assert!(r.anomalies.is_empty(), "anomalies: {:?}", r.anomalies);
+    let (refused, rejected, cancelled) = (
+        r.rejections.at_once,
+        r.rejections.later,
+        r.clients.cancelled,
+    );
     assert_eq!(
-        r.granted() + r.refused + r.rejected + r.cancelled,
+        r.granted() + refused + rejected + cancelled,
         r.requests,
-        "granted {} + refused {} + rejected {} + cancelled {} != requests",
+        "granted {} + refused {refused} + rejected {rejected} + cancelled {cancelled} != requests",
         r.granted(),
-        r.refused,
-        r.rejected,
-        r.cancelled
     );
     let c = &r.counters;
     assert_eq!(
@@ -53,13 +56,17 @@ fn assert_accounted(r: &Report) {
         r.requests,
         "the engine ended every admission once"
     );
-    assert_eq!(c.outcome(Outcome::GrantedWarm), r.granted_warm);
-    assert_eq!(c.outcome(Outcome::GrantedCold), r.granted_cold);
-    assert_eq!(c.outcome(Outcome::Cancelled), r.cancelled);
-    let rejected: u64 = r.rejections().iter().map(|(_, n)| n).sum();
-    assert_eq!(rejected, r.refused + r.rejected);
-    assert_eq!(c.loads_started, r.cold_loads);
-    assert_eq!(c.loaded_mib, r.loaded_mib);
+    assert_eq!(c.outcome(Outcome::GrantedWarm), r.grants.warm);
+    assert_eq!(c.outcome(Outcome::GrantedCold), r.grants.cold);
+    assert_eq!(c.outcome(Outcome::Cancelled), cancelled);
+    let by_reason: u64 = r.rejections().iter().map(|(_, n)| n).sum();
+    assert_eq!(by_reason, refused + rejected);
+    assert_eq!(
+        r.rejections.by_reason.values().sum::<u64>(),
+        r.rejections.total
+    );
+    assert_eq!(c.loads_started, r.loads.cold_loads);
+    assert_eq!(c.loaded_mib, r.loads.loaded_mib);
     assert_eq!(
         c.released + c.expired + c.revoked,
         r.granted(),
@@ -68,13 +75,14 @@ fn assert_accounted(r: &Report) {
 }
 
 fn assert_bound_holds(r: &Report) {
-    for c in &r.comparisons {
+    for c in r.bound.comparisons() {
         assert!(
-            c.bound.compulsory <= c.bound.value && c.bound.value <= c.policy,
-            "{:?}: compulsory {} ≤ bound {} ≤ policy {} fails (seed {}, {:?})",
+            c.compulsory <= c.lower && c.lower <= c.upper && c.lower <= c.policy,
+            "{:?}: compulsory {} ≤ lower {} ≤ upper {}, lower ≤ policy {} fails (seed {}, {:?})",
             c.cost,
-            c.bound.compulsory,
-            c.bound.value,
+            c.compulsory,
+            c.lower,
+            c.upper,
             c.policy,
             r.options.seed,
             r.policy
@@ -162,17 +170,18 @@ fn when_every_model_fits_at_once_the_policy_pays_exactly_the_bound() {
     };
     let r = run(&config, &options).expect("runs");
     assert_accounted(&r);
-    assert_eq!(r.refused + r.rejected, 0);
+    assert_eq!(r.rejections.total, 0);
     assert_eq!(r.counters.evictions, 0);
-    for c in &r.comparisons {
-        assert_eq!(c.bound.value, c.bound.compulsory);
-        assert_eq!(c.policy, c.bound.value, "{:?}", c.cost);
-        assert_eq!(c.ratio(), Some(1.0));
+    for c in r.bound.comparisons() {
+        assert_eq!((c.lower, c.upper), (c.compulsory, c.compulsory));
+        assert_eq!(c.policy, c.lower, "{:?}", c.cost);
+        assert_eq!(c.ratio, Some(1.0));
     }
     assert_eq!(
-        r.cold_loads, r.comparisons[2].bound.compulsory,
+        r.loads.cold_loads, r.bound.loads.compulsory,
         "one load per model"
     );
+    assert_eq!(r.fairness.min_over_overall, Some(1.0));
 }
 
 #[test]
@@ -185,8 +194,15 @@ fn a_run_with_faults_injects_them_and_still_accounts_for_every_request() {
         ..short(5)
     };
     let r = run(&Config::dev(), &options).expect("runs");
-    assert!(r.faults >= 5, "{} faults in 30 minutes at 30/h", r.faults);
-    assert!(r.revoked > 0, "a failed GPU revokes the leases on it");
+    assert!(
+        r.faults.injected >= 5,
+        "{} faults in 30 minutes at 30/h",
+        r.faults.injected
+    );
+    assert!(
+        r.faults.revoked > 0,
+        "a failed GPU revokes the leases on it"
+    );
     assert_accounted(&r);
     assert_bound_holds(&r);
 }
@@ -204,9 +220,9 @@ fn tasks_longer_than_half_the_ttl_keep_their_leases_alive() {
     )
     .expect("runs");
     // sd3b tasks average 4 s: most outlive 1 s.
-    assert!(r.keep_alives > 0);
+    assert!(r.clients.keep_alives > 0);
     assert_eq!(
-        r.expired, 0,
+        r.clients.expired, 0,
         "a client that keeps alive never loses its lease"
     );
     assert_accounted(&r);
@@ -219,8 +235,8 @@ fn a_timeout_option_overrides_the_configs_default() {
         ..short(8)
     };
     let r = run(&Config::dev(), &options).expect("runs");
-    assert_eq!(r.timeout, Duration::from_secs(2));
-    let max = r.wait_ms.expect("grants").max;
+    assert_eq!(r.workload.timeout_ms, 2000);
+    let max = r.queue_wait_ms.expect("grants").max;
     assert!(max <= 2000, "a grant waited {max} ms with a 2 s timeout");
     assert_accounted(&r);
 }
@@ -301,26 +317,54 @@ fn the_per_model_table_adds_up_to_the_totals() {
     let sum = |f: fn(&ModelStats) -> u64| r.by_model.iter().map(f).sum::<u64>();
     assert_eq!(sum(|m| m.requests), r.requests);
     assert_eq!(sum(|m| m.granted), r.granted());
-    assert_eq!(sum(|m| m.warm), r.granted_warm);
+    assert_eq!(sum(|m| m.warm), r.grants.warm);
 }
 
 #[test]
-fn the_json_report_holds_every_section_once() {
-    let json = run(&Config::dev(), &short(10)).expect("runs").json();
+fn the_json_report_is_the_report_serialized() {
+    let r = run(&Config::dev(), &short(10)).expect("runs");
+    let json: serde_json::Value = serde_json::from_str(&r.json()).expect("valid JSON");
+    assert_eq!(json["scenario"], "overload");
+    assert_eq!(json["seed"], 10);
+    assert_eq!(json["requests"], r.requests);
+    assert_eq!(json["grants"]["total"], r.granted());
+    assert_eq!(json["rejections"]["total"], r.rejections.total);
+    assert_eq!(json["by_model"].as_array().map(Vec::len), Some(4));
+    assert_eq!(json["bound"]["load_ms"]["lower"], r.bound.load_ms.lower);
     for key in [
-        "\"seed\": 10",
-        "\"requests\"",
-        "\"grants\"",
-        "\"hit_rate\"",
-        "\"loads\"",
-        "\"queue_wait_ms\"",
-        "\"rejections\"",
-        "\"bound\"",
-        "\"ratio\"",
-        "\"engine\"",
+        "grant_ratio",
+        "queue_wait_ms",
+        "hit_rate",
+        "gpu_busy",
+        "fairness",
+        "engine",
     ] {
-        assert!(json.contains(key), "missing {key} in\n{json}");
+        assert!(!json[key].is_null(), "missing {key}");
     }
-    assert_eq!(json.lines().filter(|l| l.contains("\"engine\"")).count(), 1);
-    assert!(json.starts_with('{') && json.ends_with("}\n"));
+}
+
+#[test]
+fn scenarios_name_their_workloads_and_flags_override_them() {
+    assert_eq!(Scenario::parse("overload"), Ok(Scenario::Overload));
+    assert!(Scenario::parse("busy").is_err());
+    assert_eq!(Options::default().scenario, Scenario::Default);
+    let (d, o) = (Scenario::Default.options(), Scenario::Overload.options());
+    assert_eq!(o.rate_per_s, 20.0, "the first design's default workload");
+    assert!(d.rate_per_s < o.rate_per_s);
+    assert_eq!((d.pods, d.slots), (o.pods, o.slots));
+    assert!(d.variants < o.variants);
+}
+
+#[test]
+fn the_default_scenario_keeps_a_node_about_seventy_percent_busy() {
+    let r = run(&Config::dev(), &Options::default()).expect("runs");
+    let busy = r.gpu_busy.expect("busy");
+    assert!((0.6..0.8).contains(&busy), "busy {busy}");
+    assert!(
+        r.grant_ratio.is_some_and(|g| g > 0.9),
+        "{:?}",
+        r.grant_ratio
+    );
+    assert_accounted(&r);
+    assert_bound_holds(&r);
 }

@@ -4,7 +4,9 @@
 //! so tests (and people diffing two runs) can drop it and compare the rest
 //! byte for byte.
 
+use std::collections::BTreeMap;
 use std::fmt::{self, Write};
+use std::time::Duration;
 
 use crate::config::duration;
 
@@ -22,70 +24,77 @@ impl Report {
     }
 
     fn write_text(&self, s: &mut String) -> fmt::Result {
-        let o = &self.options;
+        let w = &self.workload;
         let policy = policy_name(self.policy);
+        let gpus: Vec<(String, u64)> = self
+            .gpus
+            .iter()
+            .map(|g| (g.name.clone(), g.total_mib))
+            .collect();
         writeln!(
             s,
-            "simulate: seed {}, policy {policy}, arrivals {}/s for {}, zipf s={}",
-            o.seed,
-            o.rate_per_s,
-            duration::format(o.duration),
-            o.zipf
+            "simulate: scenario {}, seed {}, policy {policy}; {}, {} models ({} × {} variants)",
+            self.scenario.name(),
+            self.seed,
+            gpu_summary(&gpus),
+            w.models,
+            w.base_models,
+            w.variants
         )?;
+        // What a capacity planner reads first: how much was served, what was
+        // refused and why, how long it waited.
+        let g = &self.grants;
         writeln!(
             s,
-            "workload: {} models ({} × {} variants), {} pods × {} slots, timeout {}, lease ttl {}",
-            self.models,
-            self.base_models,
-            o.variants,
-            o.pods,
-            o.slots,
-            duration::format(self.timeout),
-            duration::format(self.lease_ttl)
-        )?;
-        writeln!(
-            s,
-            "gpus: {}; usable {} MiB in all ({} MiB reserve each)",
-            gpu_summary(&self.gpus),
-            self.capacity_mib,
-            self.reserve_mib
-        )?;
-        writeln!(
-            s,
-            "requests: {} (drained at {})",
+            "granted {} of {} requests ({}: {} warm, {} cold); rejected {}{}",
+            percent(self.grant_ratio),
             self.requests,
+            g.total,
+            g.warm,
+            g.cold,
+            self.rejections.total,
+            reasons(&self.rejections.by_reason)
+        )?;
+        let wait = self.queue_wait_ms.map_or("no grants".to_owned(), |p| {
+            format!("p50 {} ms, p99 {} ms, max {} ms", p.p50, p.p99, p.max)
+        });
+        writeln!(
+            s,
+            "queue wait {wait}; hit rate {}; GPUs busy {} of the time",
+            percent(self.hit_rate),
+            percent(self.gpu_busy)
+        )?;
+        let per_model: Vec<String> = self
+            .by_model
+            .iter()
+            .map(|m| format!("{} {}", m.name, percent(m.grant_ratio)))
+            .collect();
+        writeln!(
+            s,
+            "fairness: lowest model grant ratio ÷ overall {}{}; by model {}",
+            self.fairness
+                .min_over_overall
+                .map_or("n/a".to_owned(), |f| format!("{f:.2}")),
+            self.fairness
+                .lowest
+                .as_ref()
+                .map_or(String::new(), |m| format!(" ({m})")),
+            per_model.join(", ")
+        )?;
+        writeln!(
+            s,
+            "workload: arrivals {}/s for {}, zipf s={}, {} pods × {} slots, timeout {}, lease ttl {}; usable {} MiB in all ({} MiB reserve each); drained at {}",
+            w.rate_per_s,
+            duration::format(Duration::from_millis(w.duration_ms)),
+            w.zipf,
+            w.pods,
+            w.slots,
+            duration::format(Duration::from_millis(w.timeout_ms)),
+            duration::format(Duration::from_millis(w.lease_ttl_ms)),
+            self.bound.capacity_mib,
+            self.reserve_mib,
             seconds(self.simulated_ms)
         )?;
-        writeln!(
-            s,
-            "grants: {} (warm {}, cold {}), hit rate {}",
-            self.granted(),
-            self.granted_warm,
-            self.granted_cold,
-            percent(self.hit_rate())
-        )?;
-        writeln!(
-            s,
-            "loads: {} cold loads, {} MiB loaded, {:.3} load-seconds; {} evictions ({} MiB)",
-            self.cold_loads,
-            self.loaded_mib,
-            self.load_ms as f64 / 1000.0,
-            self.counters.evictions,
-            self.counters.evicted_mib
-        )?;
-        writeln!(
-            s,
-            "  {} loads finished with no one left waiting (every waiter timed out during the load); {} copied a model another GPU held",
-            self.unused_loads, self.duplicate_loads
-        )?;
-        match self.wait_ms {
-            Some(w) => writeln!(
-                s,
-                "queue wait (ms, over grants): p50 {}, p99 {}, max {}",
-                w.p50, w.p99, w.max
-            )?,
-            None => writeln!(s, "queue wait: no grants")?,
-        }
         writeln!(s, "by model (all variants):")?;
         let width = self
             .by_model
@@ -100,37 +109,42 @@ impl Report {
             });
             writeln!(
                 s,
-                "  {:<width$} {} requests, {} granted, hit rate {}, {wait}",
+                "  {:<width$} {} requests, {} granted ({}), hit rate {}, {wait}",
                 m.name,
                 m.requests,
                 m.granted,
+                percent(m.grant_ratio),
                 percent(hit)
             )?;
         }
-        let nonzero: Vec<String> = self
-            .rejections()
-            .into_iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(o, n)| format!("{} {n}", o.as_str()))
-            .collect();
-        let total = self.refused + self.rejected;
-        match nonzero.is_empty() {
-            true => writeln!(s, "rejections: {total}")?,
-            false => writeln!(s, "rejections: {total} ({})", nonzero.join(", "))?,
-        }
+        let l = &self.loads;
+        writeln!(
+            s,
+            "loads: {} cold loads, {} MiB loaded, {:.3} load-seconds; {} evictions ({} MiB)",
+            l.cold_loads,
+            l.loaded_mib,
+            l.load_ms as f64 / 1000.0,
+            l.evictions,
+            l.evicted_mib
+        )?;
+        writeln!(
+            s,
+            "  {} loads finished with no one left waiting (every waiter timed out during the load); {} copied a model another GPU held",
+            l.unused, l.duplicate
+        )?;
         writeln!(
             s,
             "clients: {} cancelled, {} keep-alives, {} leases expired",
-            self.cancelled, self.keep_alives, self.expired
+            self.clients.cancelled, self.clients.keep_alives, self.clients.expired
         )?;
         writeln!(
             s,
             "faults: {} injected ({} unhealthy each, {} skipped: no healthy GPU), {} leases revoked, {} late load results ignored",
-            self.faults,
-            duration::format(o.fault_duration),
-            self.faults_skipped,
-            self.revoked,
-            self.late_load_results
+            self.faults.injected,
+            duration::format(Duration::from_millis(w.fault_duration_ms)),
+            self.faults.skipped,
+            self.faults.revoked,
+            l.late_results
         )?;
         if !self.anomalies.is_empty() {
             writeln!(
@@ -140,13 +154,18 @@ impl Report {
                 self.anomalies[0]
             )?;
         }
+        let b = &self.bound;
+        let covered = if b.points < self.grants.total as usize {
+            format!("the first {} of {}", b.points, self.grants.total)
+        } else {
+            b.points.to_string()
+        };
         writeln!(
             s,
-            "offline bound: {} granted admissions on one pooled {} MiB cache (a lower bound on any policy):",
-            self.granted(),
-            self.capacity_mib
+            "offline optimum (FOO interval LP) over {covered} granted admissions on one pooled {} MiB cache, less the running tasks' working memory:",
+            b.capacity_mib
         )?;
-        for c in &self.comparisons {
+        for c in b.comparisons() {
             let (label, fmt): (&str, fn(u64) -> String) = match c.cost {
                 Cost::LoadTime => ("load time", seconds),
                 Cost::Bytes => ("MiB loaded", |v| format!("{v} MiB")),
@@ -154,24 +173,37 @@ impl Report {
             };
             writeln!(
                 s,
-                "  {label:<10} {policy} {}, optimal ≥ {} (compulsory {}) → load cost ≤ {} optimal",
+                "  {label:<10} pooled optimum between {} and {} (gap {}, compulsory {}); {policy} paid {} → ≤ {} optimal",
+                fmt(c.lower),
+                fmt(c.upper),
+                percent(c.gap),
+                fmt(c.compulsory),
                 fmt(c.policy),
-                fmt(c.bound.value),
-                fmt(c.bound.compulsory),
-                times(c.ratio())
+                times(c.ratio)
             )?;
         }
-        let dps = self
-            .decisions_per_second()
+        let e = &self.engine;
+        let dps = e
+            .decisions_per_s
             .map_or("n/a".to_owned(), |d| format!("{:.2} M", d / 1e6));
         writeln!(
             s,
             "{TIMING_PREFIX} {} calls in {:.3} ms → {dps} decisions/s; whole run {:.3} ms",
-            self.engine_calls,
-            self.engine_time.as_secs_f64() * 1e3,
-            self.wall_time.as_secs_f64() * 1e3
+            e.calls, e.time_ms, e.wall_ms
         )
     }
+}
+
+/// ` (deadline_exceeded 30, queue_full 2)`, or nothing when there are none.
+fn reasons(by_reason: &BTreeMap<&'static str, u64>) -> String {
+    if by_reason.is_empty() {
+        return String::new();
+    }
+    let mut v: Vec<(&str, u64)> = by_reason.iter().map(|(k, n)| (*k, *n)).collect();
+    // Most frequent first; ties by name.
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let parts: Vec<String> = v.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    format!(" ({})", parts.join(", "))
 }
 
 /// `2 × NVIDIA L4 (24576 MiB)`, runs of identical GPUs grouped.

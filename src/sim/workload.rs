@@ -205,7 +205,7 @@ mod tests {
     fn options() -> Options {
         Options {
             duration: Duration::from_secs(600),
-            ..Options::default()
+            ..super::super::Scenario::Overload.options()
         }
     }
 
@@ -254,7 +254,7 @@ mod tests {
     fn task_times_average_to_the_models_task_time() {
         let options = Options {
             duration: Duration::from_secs(3600),
-            ..Options::default()
+            ..super::super::Scenario::Overload.options()
         };
         let (models, a) = arrivals(2, &options);
         let mut sum = vec![0u64; models.len()];
@@ -289,7 +289,7 @@ mod tests {
         let on = Options {
             duration: Duration::from_secs(100 * 3600),
             faults_per_hour: 6.0,
-            ..Options::default()
+            ..super::super::Scenario::Overload.options()
         };
         let n = Faults::new(&on, rng).count();
         // 600 expected, sd ~24.

@@ -231,6 +231,8 @@ fn every_default_is_filled_in() {
         },
         admission: AdmissionConfig {
             queue_limit: 256,
+            per_pod_queue_limit: 32,
+            per_pod_loads: 4,
             default_timeout: Duration::from_secs(30),
             lease_ttl: Duration::from_secs(60),
             eviction_policy: EvictionPolicy::Lru,

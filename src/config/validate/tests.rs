@@ -637,6 +637,29 @@ fn a_catalog_larger_than_the_limit_is_refused() {
 }
 
 #[test]
+fn a_per_pod_queue_limit_above_the_node_wide_one_is_rejected_at_its_line() {
+    let text = "\
+node_name: n
+admission:
+  queue_limit: 16
+  per_pod_queue_limit: 17
+  per_pod_loads: 0
+";
+    assert_eq!(
+        errors(text),
+        vec![
+            err(
+                "admission.per_pod_queue_limit",
+                "must be at most admission.queue_limit (16): one pod must not be able to fill the node's queue",
+                4,
+                24
+            ),
+            err("admission.per_pod_loads", "must be > 0", 5, 18),
+        ]
+    );
+}
+
+#[test]
 fn a_simulated_gpu_name_over_96_bytes_is_rejected() {
     let long = "g".repeat(97);
     let text = format!(
@@ -649,6 +672,15 @@ fn a_simulated_gpu_name_over_96_bytes_is_rejected() {
         e[0].message,
         "is 97 bytes long; a GPU name has at most 96 (NVML's limit)"
     );
+}
+
+#[test]
+fn the_per_pod_queue_limit_defaults_to_32_or_the_node_wide_limit_if_smaller() {
+    let config = load("node_name: n\n").expect("loads");
+    assert_eq!(config.admission.per_pod_queue_limit, 32);
+    assert_eq!(config.admission.per_pod_loads, 4);
+    let config = load("node_name: n\nadmission:\n  queue_limit: 8\n").expect("loads");
+    assert_eq!(config.admission.per_pod_queue_limit, 8);
 }
 
 #[test]

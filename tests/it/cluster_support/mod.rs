@@ -358,6 +358,7 @@ impl TestNode {
             default_timeout: Duration::from_secs(30),
             lease_ttl: Duration::from_secs(3600),
             policy: EvictionPolicy::Lru,
+            ..engine::Settings::default()
         };
         let engine = Engine::new(specs, models(), settings).expect("an engine");
         let info = NodeInfo {
