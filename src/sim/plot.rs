@@ -367,7 +367,7 @@ mod tests {
 
     /// `cargo test --lib sim::plot -- --ignored` writes target/plot-sample.svg.
     #[test]
-    #[ignore]
+    #[ignore = "writes target/plot-sample.svg for a look; not a check"]
     fn write_sample() {
         let models = vec![ModelOutcomes {
             model: "yolo-v8n".into(),

@@ -273,9 +273,13 @@ async fn two_copies_are_one_triton_model_updated_in_place_while_inferences_run()
 
     // Three clients infer back to back for the whole test.
     let stop = Arc::new(AtomicBool::new(false));
+    // Inferences answered so far, by all clients: the test waits on it.
+    let (answered, mut answers) = tokio::sync::watch::channel(0usize);
+    let answered = Arc::new(answered);
     let mut clients = Vec::new();
     for _ in 0..3 {
         let stop = Arc::clone(&stop);
+        let answered = Arc::clone(&answered);
         let mut c = triton.client().await;
         clients.push(tokio::spawn(async move {
             let mut spans = Vec::new();
@@ -283,12 +287,14 @@ async fn two_copies_are_one_triton_model_updated_in_place_while_inferences_run()
                 let started = Instant::now();
                 let out = infer_with(&mut c, "tiny_onnx").await;
                 spans.push((started, Instant::now(), out));
+                answered.send_modify(|n| *n += 1);
             }
             spans
         }));
     }
     let timed = |start: Instant| (start, Instant::now());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every client is in its loop: some inferences have been answered.
+    let seen = *answers.wait_for(|n| *n >= 6).await.expect("clients run");
     let t = Instant::now();
     rt.load(load_request("tiny", 1)).await.expect("second copy");
     let add = timed(t);
@@ -307,7 +313,12 @@ async fn two_copies_are_one_triton_model_updated_in_place_while_inferences_run()
     assert_eq!(cpu_instances(&triton, "tiny_onnx").await, 1);
     assert_eq!(triton.state("tiny_onnx").await, "READY");
     assert_eq!(loaded_lines(&triton, "unloaded", "tiny_onnx"), 1);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Inferences go on being answered after the removal.
+    let now = *answers.borrow();
+    answers
+        .wait_for(|n| *n >= now.max(seen) + 6)
+        .await
+        .expect("clients run");
     stop.store(true, Ordering::Relaxed);
 
     let mut spans = Vec::new();

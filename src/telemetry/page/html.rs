@@ -468,7 +468,7 @@ pub(crate) mod tests {
     /// Writes the sample page to target/status-page-sample.html for a look
     /// in a browser (`cargo test --lib page -- --ignored`).
     #[test]
-    #[ignore]
+    #[ignore = "writes target/status-page-sample.html for a look in a browser; not a check"]
     fn write_sample_page() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
         std::fs::write(dir.join("status-page-sample.html"), page(&sample())).unwrap();
