@@ -1117,3 +1117,60 @@ fn replay_pinned_eviction_counterexample() {
     let ops = vec![Op::Deallocate { pick: 748007940524565060 }, Op::External { gpu: 2, mib: 5373 }, Op::AllocateVram { gpu: 2, mib: 2703 }, Op::Admit { pod: 2, model: 1, priority: 0, wait: None }, Op::Admit { pod: 0, model: 1, priority: 0, wait: None }, Op::Admit { pod: 0, model: 1, priority: 0, wait: None }, Op::AllocateVram { gpu: 0, mib: 1512 }, Op::Release { pick: 0, by_owner: false }, Op::Admit { pod: 0, model: 0, priority: 0, wait: Some(1) }, Op::Release { pick: 42813756151263647, by_owner: true }, Op::LoadDone { pick: 16975810830679060896, ok: true }, Op::Tick { ms: 4886 }, Op::Admit { pod: 1, model: 5, priority: 2, wait: None }, Op::Admit { pod: 2, model: 1, priority: -1, wait: Some(524) }, Op::AllocateVram { gpu: 1, mib: 1040 }, Op::LoadDone { pick: 5295085791910989303, ok: true }, Op::Tick { ms: 4554 }, Op::Admit { pod: 2, model: 0, priority: -2, wait: Some(5) }, Op::Admit { pod: 1, model: 1, priority: 0, wait: Some(1533) }, Op::External { gpu: 0, mib: 611 }, Op::Admit { pod: 0, model: 2, priority: 1, wait: Some(1759) }, Op::Release { pick: 17404618266840601868, by_owner: true }, Op::LoadDone { pick: 4276318620476038811, ok: true }, Op::Admit { pod: 0, model: 3, priority: 1, wait: Some(542) }, Op::Admit { pod: 0, model: 0, priority: 2, wait: Some(189) }, Op::LoadDone { pick: 4948197509948244662, ok: true }, Op::Deallocate { pick: 1977161983117106371 }, Op::Admit { pod: 2, model: 5, priority: 0, wait: Some(2269) }, Op::Release { pick: 12013739602621578388, by_owner: true }, Op::Release { pick: 1697735901569950019, by_owner: true }, Op::LoadDone { pick: 18202279761859415982, ok: true }, Op::Deallocate { pick: 17351798542168995424 }, Op::Admit { pod: 0, model: 2, priority: 1, wait: Some(2856) }, Op::LoadDone { pick: 10695167612849492705, ok: true }, Op::Release { pick: 8702682133672017174, by_owner: true }, Op::Tick { ms: 2847 }, Op::Deallocate { pick: 9875760184883719686 }, Op::Tick { ms: 1535 }, Op::AllocateVram { gpu: 0, mib: 4197 }, Op::Admit { pod: 0, model: 0, priority: -1, wait: Some(455) }, Op::Admit { pod: 1, model: 4, priority: -2, wait: Some(2662) }, Op::LoadDone { pick: 5518080363051014707, ok: true }, Op::Tick { ms: 4747 }, Op::Admit { pod: 1, model: 5, priority: 0, wait: Some(1940) }, Op::Admit { pod: 0, model: 3, priority: 2, wait: Some(1765) }, Op::Preload { model: 0, gpu: Some(0) }, Op::Admit { pod: 0, model: 1, priority: 1, wait: Some(2906) }, Op::Admit { pod: 1, model: 5, priority: -1, wait: None }, Op::AllocateSlots { slots: 2 }, Op::Release { pick: 1277070825788319289, by_owner: true }, Op::Release { pick: 17537855315900256547, by_owner: true }, Op::Tick { ms: 2385 }, Op::AllocateSlots { slots: 1 }, Op::Admit { pod: 1, model: 3, priority: -2, wait: Some(2955) }, Op::External { gpu: 2, mib: 6371 }, Op::External { gpu: 1, mib: 7352 }, Op::Admit { pod: 0, model: 3, priority: -2, wait: Some(1239) }, Op::Admit { pod: 1, model: 2, priority: 0, wait: Some(2438) }, Op::AllocateSlots { slots: 3 }, Op::AllocateSlots { slots: 3 }, Op::Admit { pod: 2, model: 0, priority: -2, wait: Some(2533) }, Op::Tick { ms: 501 }, Op::LoadDone { pick: 2313192214023571210, ok: false }, Op::Admit { pod: 2, model: 4, priority: -1, wait: Some(1453) }, Op::External { gpu: 2, mib: 6353 }, Op::LoadDone { pick: 4698023816998058814, ok: true }, Op::LoadDone { pick: 12765255675707832231, ok: true }];
     run(vec![17390, 9215], models, EvictionPolicy::Lru, ops).unwrap();
 }
+
+/// Case C of the flood property's long mode (shrunk): a no-wait admission
+/// of a higher priority, blocked, took the head from a waiting one and was
+/// then dropped (it may not wait); the stale head lived on until the next
+/// queue pass, so whether a later admission could use the waiting one's
+/// memory depended on whether another pod's call ran a pass in between.
+#[test]
+#[rustfmt::skip]
+fn replay_flood_no_wait_head_counterexample() {
+    let m = |name: &str, weights_mib, working_mib, max_concurrency| ModelSpec { name: name.into(), weights_mib, working_mib, max_concurrency, load_ms: 0, task_ms: 100, task_types: vec![] };
+    let models = vec![m("m0", 989, 2680, 1), m("m1", 3752, 882, 2), m("m2", 1038, 2630, 1), m("m3", 3529, 139, 1), m("m4", 5873, 2229, 1), m("m5", 4749, 1734, 1)];
+    let admit = |pod, model, priority, wait| PeerOp::Admit { pod, model, priority, wait };
+    let ops = vec![(admit(0, 2, 0, None), vec![]), (admit(0, 2, 0, None), vec![]), (admit(2, 5, 0, None), vec![]), (admit(1, 1, 0, None), vec![]), (PeerOp::Release { pick: 0 }, vec![]), (PeerOp::Release { pick: 0 }, vec![]), (admit(0, 2, 0, Some(34)), vec![]), (PeerOp::LoadDone { pick: 1321288717194760811, ok: false }, vec![]), (admit(0, 1, -1, None), vec![]), (admit(0, 2, 1, None), vec![]), (admit(0, 1, 0, None), vec![FloodOp::Admit { model: 0, priority: 0, wait: Some(1) }])];
+    let alone = peers_transcript(&[16774], &models, &ops, false).unwrap();
+    let flooded = peers_transcript(&[16774], &models, &ops, true).unwrap();
+    assert_eq!(alone, flooded);
+}
+
+/// Case D of the flood property's long mode (shrunk): an arrival blocked
+/// for memory became the head while it was fresh (a load started at its
+/// arrival is always worth it); a millisecond later its load could no longer
+/// beat its deadline, which frees the head's memory for a waiting admission
+/// of another pod. Nothing timed that moment, so the waiting admission was
+/// placed at whichever call came next: the flooder's, or a millisecond later
+/// without it. The engine now times a pass for such moments.
+#[test]
+#[rustfmt::skip]
+fn replay_flood_time_alone_changes_a_decision_counterexample() {
+    let m = |name: &str, weights_mib, working_mib, max_concurrency, load_ms| ModelSpec { name: name.into(), weights_mib, working_mib, max_concurrency, load_ms, task_ms: 100, task_types: vec![] };
+    let models = vec![m("m0", 3963, 174, 1, 830), m("m1", 50, 1300, 2, 0), m("m2", 978, 189, 2, 0), m("m3", 2366, 1771, 1, 0), m("m4", 3318, 1773, 1, 0), m("m5", 1517, 50, 1, 0)];
+    let admit = |pod, model, priority, wait| PeerOp::Admit { pod, model, priority, wait };
+    let no_wait = |n| vec![FloodOp::Admit { model: 0, priority: 0, wait: None }; n];
+    let ops = vec![(admit(0, 0, 0, None), vec![]), (admit(0, 1, 0, Some(26)), vec![]), (PeerOp::Release { pick: 0 }, vec![]), (admit(2, 4, 0, None), vec![]), (admit(0, 5, 0, Some(16)), no_wait(8)), (PeerOp::Release { pick: 0 }, vec![]), (PeerOp::LoadDone { pick: 6000080658095587364, ok: false }, vec![]), (admit(0, 0, 0, None), vec![]), (admit(1, 3, -2, Some(22)), vec![]), (admit(0, 2, -2, Some(12)), no_wait(11)), (admit(1, 0, 0, Some(2)), no_wait(9)), (admit(0, 0, 0, None), vec![FloodOp::Admit { model: 0, priority: 0, wait: Some(1) }])];
+    let alone = peers_transcript(&[12000], &models, &ops, false).unwrap();
+    let flooded = peers_transcript(&[12000], &models, &ops, true).unwrap();
+    assert_eq!(alone, flooded);
+}
+
+/// Case E of the flood property's long mode (shrunk): a pass tried a
+/// waiting admission against the head's reservation on GPU 1, then placed
+/// the head on GPU 0; the reservation was gone, but the admission it had
+/// blocked waited for the next pass, run by whichever call came next (the
+/// flooder's, or a peer's later). A pass now runs again whenever it ends
+/// the head's reservation after blocking a ticket, placed or not.
+#[test]
+#[rustfmt::skip]
+fn replay_flood_head_placed_elsewhere_counterexample() {
+    let m = |name: &str, weights_mib, working_mib, max_concurrency, load_ms| ModelSpec { name: name.into(), weights_mib, working_mib, max_concurrency, load_ms, task_ms: 100, task_types: vec![] };
+    let models = vec![m("m0", 171, 1754, 1, 1631), m("m1", 544, 1380, 2, 0), m("m2", 2946, 646, 1, 0), m("m3", 5483, 208, 1, 0), m("m4", 524, 2805, 2, 1414), m("m5", 2607, 975, 2, 45)];
+    let admit = |pod, model, priority, wait| (PeerOp::Admit { pod, model, priority, wait }, vec![]);
+    let release = |pick| (PeerOp::Release { pick }, vec![]);
+    let done = |pick, ok| (PeerOp::LoadDone { pick, ok }, vec![]);
+    let ops = vec![admit(0, 2, 0, None), done(0, true), admit(0, 5, 0, Some(46)), release(0), admit(2, 2, 0, None), admit(1, 4, 0, Some(1)), done(13942951558691388048, true), (PeerOp::Tick { ms: 0 }, vec![]), admit(1, 5, 0, None), release(16519005920899006726), done(0, true), admit(1, 4, 0, None), admit(2, 5, 0, None), admit(2, 4, 0, None), admit(0, 1, 0, None), admit(2, 4, 2, Some(63)), admit(0, 0, 0, None), done(0, false), done(0, false), admit(2, 0, 0, None), admit(0, 0, 0, None), release(10015020676692266804), admit(1, 3, 2, Some(29)), admit(0, 0, 0, None), release(5706335239289530407), (PeerOp::Admit { pod: 0, model: 0, priority: 0, wait: None }, vec![FloodOp::Admit { model: 0, priority: 0, wait: Some(1) }])];
+    let alone = peers_transcript(&[13805, 12867], &models, &ops, false).unwrap();
+    let flooded = peers_transcript(&[13805, 12867], &models, &ops, true).unwrap();
+    assert_eq!(alone, flooded);
+}

@@ -734,6 +734,8 @@ impl Engine {
                     let waited = now.saturating_since(self.tickets[&id].requested_at);
                     self.finish_ticket(id, Rejection::DeadlineExceeded { waited }, now);
                 }
+                // Nothing ends: the pass that follows decides anew.
+                DeadlineRef::Pass => self.pass_at = None,
             }
         }
         changed

@@ -23,7 +23,8 @@
 //! Within the highest waiting priority, the node keeps **one head
 //! reservation** for the least-served model:
 //! 1. The head is a waiting admission that could be served in time. It is
-//!    chosen, when there is none, among blocked admissions by priority, then
+//!    chosen, when there is none, among blocked admissions that may wait
+//!    (a no-wait admission never holds it) by priority, then
 //!    by its model's recent grant ratio (lowest first; see
 //!    [`super::fairness`]), then by its latest start (deadline minus the
 //!    load it needs), then by arrival.
@@ -103,11 +104,15 @@ struct Pass {
     changed: bool,
     /// A ticket was blocked for memory in this pass.
     blocked: bool,
-    /// The head was dropped without being placed (too late, its pod's load
-    /// bound, no GPU could hold it) after a ticket was blocked for memory:
-    /// that ticket was tried against memory that is free now, so the pass
-    /// runs again.
+    /// The head's reservation ended (the head was placed, possibly on
+    /// another GPU or with less than it held, or dropped: too late, its
+    /// pod's load bound, no GPU could hold it) after a ticket was blocked
+    /// for memory: that ticket was tried against a reservation that is gone,
+    /// so the pass runs again.
     released: bool,
+    /// The earliest later moment one of this pass's decisions changes with
+    /// time alone (see [`Engine::pass_at`](super::Engine)).
+    wake: Option<Time>,
 }
 
 /// A pass's buffers between passes, so that a pass allocates nothing.
@@ -120,7 +125,7 @@ pub(super) struct Scratch {
 }
 
 impl Pass {
-    fn new(e: &mut Engine) -> Pass {
+    fn new(e: &mut Engine, now: Time) -> Pass {
         let Scratch {
             mut reserved,
             mut failed,
@@ -135,6 +140,8 @@ impl Pass {
         failed.clear();
         too_late.clear();
         next.clear();
+        // A running turn orders the candidates for the head until it ends.
+        let wake = e.fairness.turn_end(now);
         Pass {
             reserved,
             failed,
@@ -144,12 +151,22 @@ impl Pass {
             changed: false,
             blocked: false,
             released: false,
+            wake,
         }
     }
 
-    /// Gives the buffers back to `e`; returns whether the pass changed
-    /// anything, and whether it released the head's memory unused.
+    /// A decision of this pass changes at `at` with time alone.
+    fn wake_at(wake: &mut Option<Time>, at: Time) {
+        if wake.is_none_or(|w| at < w) {
+            *wake = Some(at);
+        }
+    }
+
+    /// Gives the buffers back to `e` and sets when to pass again; returns
+    /// whether the pass changed anything, and whether it released the head's
+    /// memory unused.
     fn end(self, e: &mut Engine) -> (bool, bool) {
+        e.set_pass_at(self.wake);
         e.scratch = Scratch {
             reserved: self.reserved,
             failed: self.failed,
@@ -181,12 +198,13 @@ impl Engine {
     /// tickets in the same order as a walk of the whole queue would (the
     /// property tests check this against `Engine::dispatch_by_walk`).
     pub(super) fn dispatch(&mut self, now: Time) -> bool {
-        // A pass that drops the head unplaced after blocking a ticket for
-        // memory has tried that ticket against memory that is free now: pass
-        // again, so that what can be placed at `now` is placed at `now`,
-        // whichever call comes next.
-        // Each further pass follows a head dropped for good (it is not a
-        // candidate again at `now`), so this ends; the bound says so twice.
+        // A pass that ends the head's reservation (places or drops the head)
+        // after blocking a ticket for memory has tried that ticket against
+        // a reservation that is gone: pass again, so that what can be placed
+        // at `now` is placed at `now`, whichever call comes next.
+        // Each further pass follows a head placed or dropped for good (it is
+        // not a candidate again at `now`), so this ends; the bound says so
+        // twice.
         let mut changed = false;
         for _ in 0..=self.queue.len() {
             let head = self.head;
@@ -203,6 +221,16 @@ impl Engine {
         changed
     }
 
+    /// Sets when `tick` passes again for a decision that changes with time.
+    fn set_pass_at(&mut self, at: Option<Time>) {
+        if self.pass_at != at {
+            self.pass_at = at;
+            if let Some(at) = at {
+                self.push_deadline(at, super::DeadlineRef::Pass);
+            }
+        }
+    }
+
     /// One pass (see [`Engine::dispatch`]): whether it changed anything, and
     /// whether it dropped the head unplaced.
     fn dispatch_once(&mut self, now: Time) -> (bool, bool) {
@@ -210,9 +238,10 @@ impl Engine {
             self.head = None;
         }
         if self.queue.is_empty() {
+            self.set_pass_at(None);
             return (false, false);
         }
-        let mut pass = Pass::new(self);
+        let mut pass = Pass::new(self, now);
         let mut level = self.runs.keys().next().map(|k| k.0);
         while let Some(l) = level {
             self.dispatch_level(l, &mut pass, now);
@@ -297,9 +326,10 @@ impl Engine {
             self.head = None;
         }
         if self.queue.is_empty() {
+            self.set_pass_at(None);
             return (false, false);
         }
-        let mut pass = Pass::new(self);
+        let mut pass = Pass::new(self, now);
         let mut level: Option<Reverse<i32>> = None;
         // A snapshot: placing and rejecting change the queue as we go.
         let order: Vec<(QueueKey, Queued)> = self.queue.iter().map(|(k, q)| (*k, *q)).collect();
@@ -369,6 +399,28 @@ impl Engine {
             fresh: requested_at == now,
             may_load,
         };
+        // Whatever happens to it below, unless placed, it is decided anew
+        // when its load windows change: when it stops being fresh, and when
+        // a load started now would stop finishing before its deadline.
+        if let Some(d) = deadline {
+            let load = self.model(model).load_ms;
+            let (now_ms, d_ms) = (now.as_millis(), d.as_millis());
+            if load > 0 && now_ms + load <= d_ms {
+                Pass::wake_at(&mut pass.wake, Time::from_millis(d_ms - load + 1));
+            }
+            // Fresh, it may start or join a load that would end too late.
+            let late_join = || {
+                self.pools.iter().any(|p| {
+                    p.residents.peek(&model).is_some_and(|r| {
+                        matches!(r.state, ResidentState::Loading { since, .. }
+                            if since.as_millis() + load > d_ms)
+                    })
+                })
+            };
+            if when.fresh && (now_ms + load > d_ms || late_join()) {
+                Pass::wake_at(&mut pass.wake, now + Duration::from_millis(1));
+            }
+        }
         let reserved = &mut pass.reserved;
         // The head may use its own reservation, but must leave its batch's
         // part of it: the batch is placed with it. A ticket of a higher level
@@ -394,12 +446,16 @@ impl Engine {
         match result {
             Ok(p) => {
                 pass.changed = true;
+                pass.released |= head.is_some() && pass.blocked;
                 let gpu = p.gpu;
                 drop_head(self, reserved);
                 if head.is_some() {
                     let spec = self.model(model);
                     let turn = Duration::from_millis(spec.load_ms + 2 * spec.task_ms);
                     self.fairness.start_turn(model, now + turn, now);
+                    if let Some(end) = self.fairness.turn_end(now) {
+                        Pass::wake_at(&mut pass.wake, end);
+                    }
                 }
                 self.place_ticket(ticket, p, now);
                 if head.is_some() {
@@ -435,9 +491,15 @@ impl Engine {
         }
         pass.blocked = true;
         pass.failed.push(model);
-        let outranks_head = self
-            .head
-            .is_none_or(|h| key.0 < self.tickets[&h.ticket].key.0);
+        // An admission that may not wait (no deadline: it is dropped when
+        // this pass leaves it blocked) never takes the head: it would hold
+        // the reservation for nobody, and the waiting admission it took it
+        // from would get it back only at the next pass, whenever some call
+        // runs one.
+        let outranks_head = deadline.is_some()
+            && self
+                .head
+                .is_none_or(|h| key.0 < self.tickets[&h.ticket].key.0);
         if outranks_head {
             let k = self.head_key(model, key, deadline, now);
             if pass.candidate.as_ref().is_none_or(|c| k < c.0) {

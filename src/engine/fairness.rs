@@ -83,6 +83,13 @@ impl Fairness {
             .is_some_and(|(m, until)| m == model && now <= until)
     }
 
+    /// The first moment after `now` at which the running turn has ended.
+    pub fn turn_end(&self, now: Time) -> Option<Time> {
+        self.turn
+            .filter(|&(_, until)| now <= until)
+            .map(|(_, until)| Time::from_millis(until.as_millis() + 1))
+    }
+
     /// `model`'s head was placed at `now`: a turn for it, unless one runs.
     pub fn start_turn(&mut self, model: ModelId, until: Time, now: Time) {
         if !self.has_turn(model, now) {

@@ -213,6 +213,8 @@ struct Queued {
 enum DeadlineRef {
     Lease(LeaseId),
     Ticket(TicketId),
+    /// A queue decision may change with time alone (see `Engine::pass_at`).
+    Pass,
 }
 
 /// The admission engine. See the module docs.
@@ -248,6 +250,11 @@ pub struct Engine {
     loading: HashMap<LoadId, InFlight>,
     /// The one reservation for queued work (see `dispatch`).
     head: Option<Head>,
+    /// The earliest moment a decision of the last queue pass changes with
+    /// time alone (a load stops fitting before a deadline, an arrival stops
+    /// being fresh, a turn ends): `tick` passes again then, so what can be
+    /// placed is placed at that moment, not at whichever call comes next.
+    pass_at: Option<Time>,
     /// Each model's recent grant ratio and the running turn (see `fairness`).
     fairness: Fairness,
     /// Decisions waiting for the shell.
@@ -302,6 +309,7 @@ impl Engine {
             deadlines: BinaryHeap::new(),
             loading: HashMap::default(),
             head: None,
+            pass_at: None,
             fairness: Fairness::new(models_len),
             effects: Vec::new(),
             next_lease: 1,
@@ -417,8 +425,9 @@ impl Engine {
         self.effects.drain(..)
     }
 
-    /// The earliest moment [`Engine::tick`] has work to do (a lease expiry or
-    /// an admission deadline); `None` when nothing is timed.
+    /// The earliest moment [`Engine::tick`] has work to do (a lease expiry,
+    /// an admission deadline, or a queue decision that changes with time);
+    /// `None` when nothing is timed.
     pub fn next_deadline(&mut self) -> Option<Time> {
         while let Some(&Reverse((at, r))) = self.deadlines.peek() {
             if self.deadline_is_live(at, r) {
@@ -446,6 +455,7 @@ impl Engine {
                 .tickets
                 .get(&id)
                 .is_some_and(|t| t.deadline == Some(at)),
+            DeadlineRef::Pass => self.pass_at == Some(at),
         }
     }
 
@@ -464,6 +474,7 @@ impl Engine {
                     t.deadline.map(|d| Reverse((d, DeadlineRef::Ticket(*id))))
                 }),
             );
+            fresh.extend(self.pass_at.map(|at| Reverse((at, DeadlineRef::Pass))));
             self.deadlines = BinaryHeap::from(fresh);
         }
         self.deadlines.push(Reverse((at, r)));

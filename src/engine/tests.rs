@@ -403,6 +403,17 @@ fn a_queued_admission_past_its_deadline_is_rejected_once() {
         panic!()
     };
     effects(&mut e);
+    // Fresh, its load (1 s) was worth starting, so it holds the head; a
+    // millisecond later it is not, and the engine asks to decide again then.
+    assert_eq!(e.head().map(|h| h.ticket), Some(ticket));
+    assert_eq!(e.next_deadline(), Some(t(101)));
+    e.tick(t(101));
+    assert!(effects(&mut e).is_empty());
+    assert_eq!(
+        e.head(),
+        None,
+        "a load that cannot beat the deadline holds nothing"
+    );
     assert_eq!(e.next_deadline(), Some(t(400)));
     e.tick(t(399));
     assert!(effects(&mut e).is_empty());
