@@ -45,6 +45,16 @@
 //! after it. A model's ratio falls while its admissions go unserved, so every
 //! model with servable work eventually holds the head.
 //!
+//! # When passes run
+//! A pass runs after every change, and again at once when it ended the
+//! head's reservation after blocking a ticket against it. Some decisions
+//! change with time alone — an arrival stops being fresh, a load stops
+//! beating a deadline, a turn ends — so each pass notes the earliest such
+//! moment and the engine asks to be ticked then ([`Engine::next_deadline`]).
+//! What can be placed at a moment is placed at that moment, whichever calls
+//! other pods make: one pod's calls never change another's outcome (the
+//! flood property in `tests/engine_properties.rs`).
+//!
 //! # What a pass costs
 //! A pass never looks at a model's tickets after one of them was blocked
 //! for memory at the same priority level (they would be blocked too): it

@@ -49,7 +49,9 @@ pub(crate) mod workload;
 
 use std::time::Duration;
 
-pub use report::{Cost, CostComparison, Fairness, ModelStats, Percentiles, Report, TIMING_PREFIX};
+pub use report::{
+    Cost, CostComparison, Fairness, MemoryUse, ModelStats, Percentiles, Report, TIMING_PREFIX,
+};
 
 use crate::config::{Config, EvictionPolicy};
 use crate::engine;

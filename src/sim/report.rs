@@ -180,6 +180,30 @@ impl ModelStats {
     }
 }
 
+/// Where the GPUs' memory went over the arrival period: shares of the
+/// usable MiB·s (usable memory × time, summed over GPUs), adding up to 1.
+/// Says what a policy spends memory on besides the tasks themselves — loads,
+/// idle copies, memory held free for the head reservation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct MemoryUse {
+    /// Working memory of running tasks (leases).
+    pub tasks: f64,
+    /// Weights of copies with at least one running task.
+    pub copies_in_use: f64,
+    /// Weights of copies being loaded.
+    pub loading_weights: f64,
+    /// Working memory of admissions waiting for a load (held for them).
+    pub load_waiters: f64,
+    /// Weights of ready copies with no task.
+    pub idle_copies: f64,
+    /// Free memory (including memory the engine left free for the head
+    /// reservation, `held_for_head`) and VRAM carve-outs, which the
+    /// simulator does not make.
+    pub free: f64,
+    /// Part of `free`: memory the head reservation kept free on its GPU.
+    pub held_for_head: f64,
+}
+
 /// How evenly the catalog models were served.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Fairness {
@@ -335,6 +359,8 @@ pub struct Report {
     pub hit_rate: Option<f64>,
     /// Share of GPU-time during the arrivals with a task or a load running.
     pub gpu_busy: Option<f64>,
+    /// Where the memory went; `None` for a run with no time.
+    pub memory_use: Option<MemoryUse>,
     pub fairness: Fairness,
     /// Per catalog entry, in catalog order.
     pub by_model: Vec<ModelStats>,
@@ -448,6 +474,7 @@ impl Report {
             queue_wait_ms: Percentiles::of(tally.waits_ms),
             hit_rate: (granted > 0).then(|| tally.granted_warm as f64 / granted as f64),
             gpu_busy: (gpu_time > 0).then(|| tally.busy_ms as f64 / gpu_time as f64),
+            memory_use: tally.memory.shares(),
             fairness: Fairness::of(&by_model, grant_ratio),
             by_model,
             loads: Loads {

@@ -183,10 +183,96 @@ pub(super) struct Tally {
     /// Σ over GPUs of the time with a task or load running, within the
     /// arrival period.
     pub busy_ms: u64,
+    /// Where the memory went, within the arrival period.
+    pub memory: MemoryTally,
     pub engine_calls: u64,
     pub engine_time: Duration,
     /// Simulated time when the last event was handled.
     pub end_ms: u64,
+}
+
+/// MiB·ms by use, summed over GPUs (see [`super::MemoryUse`]).
+#[derive(Debug, Clone, Default)]
+pub(super) struct MemoryTally {
+    /// Up to when the state has been counted.
+    counted_ms: u64,
+    usable: f64,
+    tasks: f64,
+    copies_in_use: f64,
+    loading_weights: f64,
+    load_waiters: f64,
+    idle_copies: f64,
+    held_for_head: f64,
+}
+
+impl MemoryTally {
+    /// Counts the engine's state as it stands from the last count until
+    /// `to_ms` (clipped to the arrival period `end_ms`): between events the
+    /// state does not change.
+    fn count(
+        &mut self,
+        to_ms: u64,
+        end_ms: u64,
+        engine: &Engine,
+        waiting: &HashMap<TicketId, Waiting>,
+    ) {
+        let to_ms = to_ms.min(end_ms);
+        if to_ms <= self.counted_ms {
+            return;
+        }
+        let dt = (to_ms - self.counted_ms) as f64;
+        self.counted_ms = to_ms;
+        let status = engine.status();
+        let models = engine.models();
+        let mut waiters = 0u64;
+        for &t in waiting.keys() {
+            if let Some(p) = engine.pending(t)
+                && p.loading_on.is_some()
+            {
+                waiters += models[p.model.0 as usize].working_mib;
+            }
+        }
+        for g in &status.gpus {
+            self.usable += dt * g.usable_mib as f64;
+            for r in &g.residents {
+                let slot = match (r.loading, r.pins) {
+                    (true, _) => &mut self.loading_weights,
+                    (false, 0) => &mut self.idle_copies,
+                    (false, _) => &mut self.copies_in_use,
+                };
+                *slot += dt * r.weights_mib as f64;
+            }
+            self.tasks += dt * g.working_mib as f64;
+        }
+        // The pools count load waiters' memory as working memory.
+        self.tasks -= dt * waiters as f64;
+        self.load_waiters += dt * waiters as f64;
+        if let Some(h) = engine.head() {
+            let free = status.gpus[h.gpu.0 as usize].free_mib;
+            self.held_for_head += dt * h.reserved_mib.min(free) as f64;
+        }
+    }
+
+    /// Shares of the usable MiB·s; `None` before any time passed.
+    pub(super) fn shares(&self) -> Option<super::MemoryUse> {
+        let u = self.usable;
+        (u > 0.0).then(|| {
+            let used = self.tasks
+                + self.copies_in_use
+                + self.loading_weights
+                + self.load_waiters
+                + self.idle_copies;
+            super::MemoryUse {
+                tasks: self.tasks / u,
+                copies_in_use: self.copies_in_use / u,
+                loading_weights: self.loading_weights / u,
+                load_waiters: self.load_waiters / u,
+                idle_copies: self.idle_copies / u,
+                free: (1.0 - used / u).max(0.0),
+                held_for_head: self.held_for_head / u,
+            }
+        })
+    }
 }
 
 impl Tally {
@@ -257,6 +343,8 @@ struct Sim {
     /// Σ working memory of the running tasks.
     working_mib: u64,
     busy: Busy,
+    /// The arrival period, within which memory use is counted.
+    duration_ms: u64,
     tally: Tally,
     /// Samples over simulated time (`--plot`), and the progress they report.
     sampler: Sampler,
@@ -325,6 +413,7 @@ pub(super) fn simulate(
         loads: HashMap::new(),
         working_mib: 0,
         busy: Busy::new(gpu_count, options.duration.as_millis() as u64),
+        duration_ms: options.duration.as_millis() as u64,
         tally: Tally {
             requests_by_model: vec![0; models.len()],
             warm_by_model: vec![0; models.len()],
@@ -363,6 +452,14 @@ impl Sim {
         Time::from_millis(self.now_ms)
     }
 
+    /// Counts where the memory was from now until `to_ms`.
+    fn count_memory(&mut self, to_ms: u64) {
+        let end_ms = self.duration_ms;
+        self.tally
+            .memory
+            .count(to_ms, end_ms, &self.timed.engine, &self.waiting);
+    }
+
     fn run(&mut self, progress: &mut dyn FnMut(f64)) {
         if let Some(a) = self.arrivals.next() {
             self.schedule(a.at_ms, Event::Arrival(a));
@@ -378,6 +475,7 @@ impl Sim {
             {
                 self.sampler
                     .before(self.now_ms.max(d), &self.timed.engine, progress);
+                self.count_memory(d);
                 self.now_ms = self.now_ms.max(d);
                 let now = self.now();
                 self.timed.call(|e| e.tick(now));
@@ -386,6 +484,7 @@ impl Sim {
             }
             let Some(s) = self.heap.pop() else { break };
             self.sampler.before(s.at_ms, &self.timed.engine, progress);
+            self.count_memory(s.at_ms);
             self.now_ms = s.at_ms;
             self.handle(s.event);
         }

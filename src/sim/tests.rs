@@ -368,3 +368,31 @@ fn the_default_scenario_keeps_a_node_about_seventy_percent_busy() {
     assert_accounted(&r);
     assert_bound_holds(&r);
 }
+
+#[test]
+fn memory_use_adds_up_and_shows_what_loads_cost() {
+    let r = run(&Config::dev(), &short(3)).expect("runs");
+    let m = r.memory_use.expect("time passed");
+    let parts = [
+        m.tasks,
+        m.copies_in_use,
+        m.loading_weights,
+        m.load_waiters,
+        m.idle_copies,
+        m.free,
+        m.held_for_head,
+    ];
+    assert!(parts.iter().all(|x| (0.0..=1.0).contains(x)), "{m:?}");
+    let used = m.tasks + m.copies_in_use + m.loading_weights + m.load_waiters + m.idle_copies;
+    assert!(used <= 1.0 + 1e-9, "more than the GPUs hold: {m:?}");
+    assert!((used + m.free - 1.0).abs() < 1e-9, "{m:?}");
+    assert!(m.held_for_head <= m.free + 1e-9, "{m:?}");
+    // Overloaded: tasks run, copies load with admissions waiting on them.
+    assert!(r.loads.cold_loads > 0);
+    assert!(m.tasks > 0.0 && m.copies_in_use > 0.0, "{m:?}");
+    assert!(m.loading_weights > 0.0 && m.load_waiters > 0.0, "{m:?}");
+    let json: serde_json::Value = serde_json::from_str(&r.json()).expect("valid JSON");
+    let tasks = json["memory_use"]["tasks"].as_f64().expect("a number");
+    assert!((tasks - m.tasks).abs() < 1e-12, "{tasks} in JSON");
+    assert!(r.text().contains("memory-time: running tasks"));
+}

@@ -132,6 +132,21 @@ impl Report {
             "  {} loads finished with no one left waiting (every waiter timed out during the load); {} copied a model another GPU held",
             l.unused, l.duplicate
         )?;
+        if let Some(m) = &self.memory_use {
+            let p = |x: f64| percent(Some(x));
+            writeln!(
+                s,
+                "memory-time: running tasks {}, copies in use {}, loads {} (weights {}, waiting tasks {}), idle copies {}, free {} (held for the head {})",
+                p(m.tasks),
+                p(m.copies_in_use),
+                p(m.loading_weights + m.load_waiters),
+                p(m.loading_weights),
+                p(m.load_waiters),
+                p(m.idle_copies),
+                p(m.free),
+                p(m.held_for_head)
+            )?;
+        }
         writeln!(
             s,
             "clients: {} cancelled, {} keep-alives, {} leases expired",
