@@ -634,14 +634,21 @@ fn write_dev_token(node: &Node, cfg: &Config, path: &Path) -> anyhow::Result<Str
     use std::os::unix::fs::OpenOptionsExt;
     let slots = cfg.devices.slots_per_gpu * (node.gpus().len() as u32).max(1);
     let token = node.allocate(AllocKind::Slots(slots))?;
-    let _ = std::fs::remove_file(path);
+    // Written beside it and renamed into place: whoever waits for the file
+    // (a client, a test) never reads it empty or half written.
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write the dev token to {}", path.display()))?;
+        .open(&tmp)
+        .with_context(|| format!("cannot write the dev token to {}", tmp.display()))?;
     writeln!(f, "{token}")?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot write the dev token to {}", path.display()))?;
     tracing::info!(path = %path.display(), slots, "dev token written");
     Ok(token)
 }

@@ -213,10 +213,19 @@ async fn hostile_bytes_on_both_sockets_leave_the_daemon_serving_with_nothing_lea
         .to_owned();
     let mut admin_client = AdmissionClient::new(uds::client::connect(&admin).await.unwrap());
     let mut task_client = AdmissionClient::new(uds::client::connect(&task).await.unwrap());
+    // One answered call on each connection: both are accepted (a connect
+    // returns once the kernel queues it, before the daemon accepts), so
+    // the baseline counts their descriptors.
     admin_client
         .status(pb::StatusRequest::default())
         .await
         .unwrap();
+    task_client
+        .status(pb::StatusRequest {
+            token: token.clone(),
+        })
+        .await
+        .expect("task socket serves");
     let baseline = open_files(pid);
 
     let rounds = scale(40, 2_000);
