@@ -88,7 +88,10 @@ export interface QueueEvent extends Head {
 export interface AdmissionRejectedEvent extends Head {
   type: 'admissionRejected';
   model: string;
+  /** The outcome label (deadline_exceeded, load_failed, …). */
   reason: string;
+  /** The status code the waiting call got, as gRPC spells it (DEADLINE_EXCEEDED, UNAVAILABLE, …). */
+  code: string;
 }
 
 export interface PoolEvent extends Head {
@@ -191,7 +194,13 @@ export function fromWire(ev: WatchEventMessage): VisionEvent {
     case 'queue':
       return { ...head, type: 'queue', queued: ev.queue?.queued ?? 0, waitingOnLoad: ev.queue?.waitingOnLoad ?? 0 };
     case 'admissionRejected':
-      return { ...head, type: 'admissionRejected', model: ev.admissionRejected?.model ?? '', reason: ev.admissionRejected?.reason ?? '' };
+      return {
+        ...head,
+        type: 'admissionRejected',
+        model: ev.admissionRejected?.model ?? '',
+        reason: ev.admissionRejected?.reason ?? '',
+        code: ev.admissionRejected?.code ?? '',
+      };
     case 'pool': {
       const p = ev.pool;
       return {

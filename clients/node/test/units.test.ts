@@ -138,6 +138,9 @@ describe('events and errors', () => {
     const grew = fromWire({ seq: '6', atMs: '7', missed: '0', event: 'modelOutgrewCatalog', modelOutgrewCatalog: { model: 'sam', gpuIndex: 0, gpuUuid: 'GPU-0', catalogMib: '2400', measuredMib: '3100' } } as never);
     assert.ok(grew.type === 'modelOutgrewCatalog');
     assert.deepEqual([grew.model, grew.catalogMib, grew.measuredMib], ['sam', 2400, 3100]);
+    const rejected = fromWire({ seq: '8', atMs: '9', missed: '0', event: 'admissionRejected', admissionRejected: { model: 'sd3b', reason: 'deadline_exceeded', code: 'DEADLINE_EXCEEDED' } } as never);
+    assert.ok(rejected.type === 'admissionRejected');
+    assert.deepEqual([rejected.model, rejected.reason, rejected.code], ['sd3b', 'deadline_exceeded', 'DEADLINE_EXCEEDED']);
   });
 
   it('maps status codes to error classes that keep the daemon\'s words', () => {

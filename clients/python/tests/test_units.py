@@ -8,6 +8,7 @@ import pytest
 
 import vision_node
 from vision_node import (
+    AdmissionRejected,
     AdmissionTimeout,
     LeaseRevoked,
     MissingEnvironment,
@@ -147,6 +148,13 @@ def test_wire_events_become_typed_events() -> None:
     ev3 = from_pb(pb.WatchEvent(missed=2, queue=pb.QueueEvent(queued=4)))
     assert isinstance(ev3, QueueChanged) and (ev3.queued, ev3.missed) == (4, 2)
     assert isinstance(from_pb(pb.WatchEvent()), UnknownEvent)
+    ev4 = from_pb(
+        pb.WatchEvent(
+            admission_rejected=pb.AdmissionRejected(model="sd3b", reason="deadline_exceeded", code="DEADLINE_EXCEEDED")
+        )
+    )
+    assert isinstance(ev4, AdmissionRejected)
+    assert (ev4.model, ev4.reason, ev4.code) == ("sd3b", "deadline_exceeded", "DEADLINE_EXCEEDED")
 
 
 def test_every_event_kind_of_the_proto_has_a_type() -> None:

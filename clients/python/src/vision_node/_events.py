@@ -143,6 +143,9 @@ class AdmissionRejected(Event):
     model: str
     #: The outcome label (deadline_exceeded, load_failed, …).
     reason: str
+    #: The status code the waiting call got, as gRPC spells it
+    #: (DEADLINE_EXCEEDED, UNAVAILABLE, …); empty from a daemon before it.
+    code: str = ""
 
 
 @dataclass(frozen=True)
@@ -236,7 +239,8 @@ def from_pb(ev: pb.WatchEvent) -> Event:
     if kind == "queue":
         return QueueChanged(*head, queued=ev.queue.queued, waiting_on_load=ev.queue.waiting_on_load)
     if kind == "admission_rejected":
-        return AdmissionRejected(*head, model=ev.admission_rejected.model, reason=ev.admission_rejected.reason)
+        ar = ev.admission_rejected
+        return AdmissionRejected(*head, model=ar.model, reason=ar.reason, code=ar.code)
     if kind == "pool":
         p = ev.pool
         return PoolChanged(
