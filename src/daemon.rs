@@ -667,9 +667,12 @@ mod tests {
         assert_eq!(task_connection_cap(100), MIN_TASK_CONNECTIONS);
         // Unlimited.
         assert_eq!(task_connection_cap(u64::MAX), TASK_MAX_CONNECTIONS);
-        // The reserve covers the admin socket's and both plugin sockets'.
+        // The reserve covers the admin socket's, both plugin sockets' and
+        // the HTTP port's, with room for files.
         assert!(
-            ADMIN_MAX_CONNECTIONS + 2 * crate::deviceplugin::PLUGIN_MAX_CONNECTIONS
+            ADMIN_MAX_CONNECTIONS
+                + 2 * crate::deviceplugin::PLUGIN_MAX_CONNECTIONS
+                + crate::telemetry::http::LIMITS.max_connections
                 < RESERVED_FDS as usize
         );
     }

@@ -68,7 +68,7 @@ pub(crate) fn serve(
     registry: Registry,
     ready: Box<dyn Readiness>,
     page: Arc<dyn PageSource>,
-    mut shutdown: shutdown::Signal,
+    shutdown: shutdown::Signal,
 ) -> JoinHandle<()> {
     let state = Arc::new(AppState {
         registry,
@@ -84,14 +84,98 @@ pub(crate) fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(state);
-    tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.fired().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    })
+    tokio::spawn(serve_guarded(listener, app, LIMITS, shutdown))
+}
+
+/// What clients of the HTTP port may hold of the daemon (issue 16's caps
+/// for the Unix sockets, here for the TCP port).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Open connections at once; one over it is closed at once. A
+    /// Prometheus, a few status pages (each holds one for its live
+    /// updates) and probes need a handful.
+    pub max_connections: usize,
+    /// How long a connection may take to send its first byte, and then each
+    /// request's headers (from their first byte): without it a client that
+    /// sends nothing, or a header a byte at a time, holds its connection
+    /// forever, and enough of them take every place under the cap.
+    pub header_timeout: std::time::Duration,
+}
+
+pub(crate) const LIMITS: Limits = Limits {
+    // Inside the descriptors the daemon reserves beside the task socket's
+    // cap (`crate::daemon`).
+    max_connections: 64,
+    header_timeout: std::time::Duration::from_secs(10),
+};
+
+/// Serves `app` on `listener` within `limits` until `shutdown` fires, then
+/// lets each connection finish its response (the status page's live
+/// updates end on the same signal) and returns when all have ended.
+pub(crate) async fn serve_guarded(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    mut shutdown: shutdown::Signal,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    let places = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.fired() => break,
+            accepted = listener.accept() => accepted,
+            // Reap finished connections as they end.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors, most likely: wait for some to close
+                // rather than spin.
+                tracing::warn!(error = %e, "HTTP port: accept failed");
+                tokio::select! {
+                    _ = shutdown.fired() => break,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => continue,
+                }
+            }
+        };
+        let Ok(place) = Arc::clone(&places).try_acquire_owned() else {
+            tracing::debug!(
+                limit = limits.max_connections,
+                "HTTP port: connection over the cap closed"
+            );
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let mut stop = shutdown.clone();
+        // hyper's header timeout starts at a request's first byte: until
+        // then the guard's deadline holds (and the guard holds the place).
+        let stream =
+            crate::uds::guard::Guarded::with_handshake(stream, place, 1, limits.header_timeout);
+        connections.spawn(async move {
+            let mut builder = Builder::new(TokioExecutor::new()).http1_only();
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                // One request per connection: an idle kept-alive connection
+                // would hold its place with no deadline (hyper's header
+                // timeout waits for a first byte). Scrapers reconnect.
+                .keep_alive(false);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = stop.fired() => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
+        });
+    }
+    while connections.join_next().await.is_some() {}
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
@@ -179,4 +263,75 @@ async fn status_events(State(state): State<Arc<AppState>>) -> impl IntoResponse 
         [NO_STORE],
         Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    /// A generous bound on "at once" and "at the timeout": nothing here
+    /// waits for it unless the server fails to close.
+    const BOUND: Duration = Duration::from_secs(10);
+
+    async fn closed(conn: &mut TcpStream) -> Vec<u8> {
+        let mut got = Vec::new();
+        tokio::time::timeout(BOUND, conn.read_to_end(&mut got))
+            .await
+            .expect("the server closes the connection")
+            .ok();
+        got
+    }
+
+    /// A request that asks to keep the connection: the server closes it
+    /// after the response all the same (`closed` would time out otherwise).
+    async fn fetch(addr: SocketAddr) -> String {
+        let mut conn = TcpStream::connect(addr).await.expect("connect");
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&closed(&mut conn).await).into_owned()
+    }
+
+    #[tokio::test]
+    async fn silent_and_slow_clients_cannot_hold_the_port() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().route("/healthz", get(|| async { "ok\n" }));
+        let trigger = shutdown::Trigger::new();
+        let limits = Limits {
+            max_connections: 2,
+            header_timeout: Duration::from_millis(300),
+        };
+        let server = tokio::spawn(serve_guarded(listener, app, limits, trigger.signal()));
+        assert!(fetch(addr).await.ends_with("ok\n"), "a request is served");
+
+        // Two clients take both places: one says nothing, one sends half a
+        // request line and stalls.
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /heal").await.unwrap();
+        // Served once both are accepted: a third is refused at once.
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        let refused = closed(&mut third).await;
+        assert!(refused.is_empty(), "over the cap: closed without an answer");
+
+        // The header deadline closes both, and their places come back.
+        closed(&mut slow).await;
+        closed(&mut silent).await;
+        assert!(
+            fetch(addr).await.ends_with("ok\n"),
+            "served again after the timeout"
+        );
+
+        trigger.fire();
+        tokio::time::timeout(BOUND, server)
+            .await
+            .expect("the server stops on shutdown")
+            .unwrap();
+    }
 }

@@ -39,15 +39,30 @@ pub struct Guarded<S> {
     /// Until the handshake bytes have come; `None` after.
     deadline: Option<Pin<Box<Sleep>>>,
     read: usize,
+    /// How many bytes make the handshake.
+    handshake: usize,
 }
 
 impl<S> Guarded<S> {
     pub(crate) fn new(inner: S, place: OwnedSemaphorePermit) -> Guarded<S> {
+        Guarded::with_handshake(inner, place, HANDSHAKE_BYTES, HANDSHAKE_TIMEOUT)
+    }
+
+    /// A connection that must send `bytes` bytes within `timeout` (the HTTP
+    /// port asks for its first byte; hyper's header timeout takes it from
+    /// there).
+    pub(crate) fn with_handshake(
+        inner: S,
+        place: OwnedSemaphorePermit,
+        bytes: usize,
+        timeout: Duration,
+    ) -> Guarded<S> {
         Guarded {
             inner,
             _place: place,
-            deadline: Some(Box::pin(tokio::time::sleep(HANDSHAKE_TIMEOUT))),
+            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
             read: 0,
+            handshake: bytes,
         }
     }
 
@@ -68,7 +83,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
         if let Some(deadline) = this.deadline.as_mut() {
             if let Poll::Ready(Ok(())) = polled {
                 this.read += buf.filled().len() - start;
-                if this.read >= HANDSHAKE_BYTES {
+                if this.read >= this.handshake {
                     this.deadline = None;
                 }
                 return polled;
@@ -76,7 +91,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
             if polled.is_pending() && deadline.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    "no HTTP/2 handshake within the handshake timeout; closing",
+                    "no handshake within the handshake timeout; closing",
                 )));
             }
         }
