@@ -1118,6 +1118,17 @@ fn replay_pinned_eviction_counterexample() {
     run(vec![17390, 9215], models, EvictionPolicy::Lru, ops).unwrap();
 }
 
+/// A flood replay: the peers see the same with and without the flooder.
+fn assert_flood_changes_nothing(
+    gpus: &[u64],
+    models: &[ModelSpec],
+    ops: &[(PeerOp, Vec<FloodOp>)],
+) {
+    let alone = peers_transcript(gpus, models, ops, false).unwrap();
+    let flooded = peers_transcript(gpus, models, ops, true).unwrap();
+    assert_eq!(alone, flooded);
+}
+
 /// Case C of the flood property's long mode (shrunk): a no-wait admission
 /// of a higher priority, blocked, took the head from a waiting one and was
 /// then dropped (it may not wait); the stale head lived on until the next
@@ -1130,9 +1141,7 @@ fn replay_flood_no_wait_head_counterexample() {
     let models = vec![m("m0", 989, 2680, 1), m("m1", 3752, 882, 2), m("m2", 1038, 2630, 1), m("m3", 3529, 139, 1), m("m4", 5873, 2229, 1), m("m5", 4749, 1734, 1)];
     let admit = |pod, model, priority, wait| PeerOp::Admit { pod, model, priority, wait };
     let ops = vec![(admit(0, 2, 0, None), vec![]), (admit(0, 2, 0, None), vec![]), (admit(2, 5, 0, None), vec![]), (admit(1, 1, 0, None), vec![]), (PeerOp::Release { pick: 0 }, vec![]), (PeerOp::Release { pick: 0 }, vec![]), (admit(0, 2, 0, Some(34)), vec![]), (PeerOp::LoadDone { pick: 1321288717194760811, ok: false }, vec![]), (admit(0, 1, -1, None), vec![]), (admit(0, 2, 1, None), vec![]), (admit(0, 1, 0, None), vec![FloodOp::Admit { model: 0, priority: 0, wait: Some(1) }])];
-    let alone = peers_transcript(&[16774], &models, &ops, false).unwrap();
-    let flooded = peers_transcript(&[16774], &models, &ops, true).unwrap();
-    assert_eq!(alone, flooded);
+    assert_flood_changes_nothing(&[16774], &models, &ops);
 }
 
 /// Case D of the flood property's long mode (shrunk): an arrival blocked
@@ -1150,9 +1159,7 @@ fn replay_flood_time_alone_changes_a_decision_counterexample() {
     let admit = |pod, model, priority, wait| PeerOp::Admit { pod, model, priority, wait };
     let no_wait = |n| vec![FloodOp::Admit { model: 0, priority: 0, wait: None }; n];
     let ops = vec![(admit(0, 0, 0, None), vec![]), (admit(0, 1, 0, Some(26)), vec![]), (PeerOp::Release { pick: 0 }, vec![]), (admit(2, 4, 0, None), vec![]), (admit(0, 5, 0, Some(16)), no_wait(8)), (PeerOp::Release { pick: 0 }, vec![]), (PeerOp::LoadDone { pick: 6000080658095587364, ok: false }, vec![]), (admit(0, 0, 0, None), vec![]), (admit(1, 3, -2, Some(22)), vec![]), (admit(0, 2, -2, Some(12)), no_wait(11)), (admit(1, 0, 0, Some(2)), no_wait(9)), (admit(0, 0, 0, None), vec![FloodOp::Admit { model: 0, priority: 0, wait: Some(1) }])];
-    let alone = peers_transcript(&[12000], &models, &ops, false).unwrap();
-    let flooded = peers_transcript(&[12000], &models, &ops, true).unwrap();
-    assert_eq!(alone, flooded);
+    assert_flood_changes_nothing(&[12000], &models, &ops);
 }
 
 /// Case E of the flood property's long mode (shrunk): a pass tried a
@@ -1170,7 +1177,5 @@ fn replay_flood_head_placed_elsewhere_counterexample() {
     let release = |pick| (PeerOp::Release { pick }, vec![]);
     let done = |pick, ok| (PeerOp::LoadDone { pick, ok }, vec![]);
     let ops = vec![admit(0, 2, 0, None), done(0, true), admit(0, 5, 0, Some(46)), release(0), admit(2, 2, 0, None), admit(1, 4, 0, Some(1)), done(13942951558691388048, true), (PeerOp::Tick { ms: 0 }, vec![]), admit(1, 5, 0, None), release(16519005920899006726), done(0, true), admit(1, 4, 0, None), admit(2, 5, 0, None), admit(2, 4, 0, None), admit(0, 1, 0, None), admit(2, 4, 2, Some(63)), admit(0, 0, 0, None), done(0, false), done(0, false), admit(2, 0, 0, None), admit(0, 0, 0, None), release(10015020676692266804), admit(1, 3, 2, Some(29)), admit(0, 0, 0, None), release(5706335239289530407), (PeerOp::Admit { pod: 0, model: 0, priority: 0, wait: None }, vec![FloodOp::Admit { model: 0, priority: 0, wait: Some(1) }])];
-    let alone = peers_transcript(&[13805, 12867], &models, &ops, false).unwrap();
-    let flooded = peers_transcript(&[13805, 12867], &models, &ops, true).unwrap();
-    assert_eq!(alone, flooded);
+    assert_flood_changes_nothing(&[13805, 12867], &models, &ops);
 }

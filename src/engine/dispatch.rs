@@ -173,8 +173,8 @@ impl Pass {
     }
 
     /// Gives the buffers back to `e` and sets when to pass again; returns
-    /// whether the pass changed anything, and whether it released the head's
-    /// memory unused.
+    /// whether the pass changed anything, and whether it ended the head's
+    /// reservation after blocking a ticket.
     fn end(self, e: &mut Engine) -> (bool, bool) {
         e.set_pass_at(self.wake);
         e.scratch = Scratch {
@@ -241,14 +241,23 @@ impl Engine {
         }
     }
 
-    /// One pass (see [`Engine::dispatch`]): whether it changed anything, and
-    /// whether it dropped the head unplaced.
-    fn dispatch_once(&mut self, now: Time) -> (bool, bool) {
+    /// The start of every pass: drops a head that no longer holds; false
+    /// (and nothing timed) when nothing waits.
+    fn pass_begins(&mut self) -> bool {
         if self.head.is_some_and(|h| !self.head_holds(h)) {
             self.head = None;
         }
         if self.queue.is_empty() {
             self.set_pass_at(None);
+            return false;
+        }
+        true
+    }
+
+    /// One pass (see [`Engine::dispatch`]): whether it changed anything, and
+    /// whether it ended the head's reservation after blocking a ticket.
+    fn dispatch_once(&mut self, now: Time) -> (bool, bool) {
+        if !self.pass_begins() {
             return (false, false);
         }
         let mut pass = Pass::new(self, now);
@@ -332,11 +341,7 @@ impl Engine {
     /// or tried exactly as [`Engine::dispatch`] would. Tests compare the two
     /// (see [`Engine::walk_whole_queue`]).
     fn dispatch_by_walk(&mut self, now: Time) -> (bool, bool) {
-        if self.head.is_some_and(|h| !self.head_holds(h)) {
-            self.head = None;
-        }
-        if self.queue.is_empty() {
-            self.set_pass_at(None);
+        if !self.pass_begins() {
             return (false, false);
         }
         let mut pass = Pass::new(self, now);
