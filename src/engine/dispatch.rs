@@ -28,12 +28,12 @@
 //!    by its model's recent grant ratio (lowest first; see
 //!    [`super::fairness`]), then by its latest start (deadline minus the
 //!    load it needs), then by arrival.
-//! 2. It holds memory on one GPU for itself and, when it needs a new copy,
-//!    for one more waiting admission of its model that can share that copy:
-//!    later admissions may use that GPU only where that
-//!    memory stays free or reclaimable from idle copies. Nothing placed after
-//!    the head can delay it: it is placed once the tasks that held the memory
-//!    when it was chosen have ended. Its batch is placed with it.
+//! 2. It holds what it needs on one GPU (weights if it needs a new copy,
+//!    plus its working memory): later admissions may use that GPU only where
+//!    that memory stays free or reclaimable from idle copies. Nothing placed
+//!    after the head can delay it: it is placed once the tasks that held the
+//!    memory when it was chosen have ended. The waiting admissions of its
+//!    model that fit beside it on its copy (its batch) are placed with it.
 //! 3. Its model then keeps the head for its next blocked admission for one
 //!    *turn* (load time plus two task times), so the copy just loaded serves a
 //!    batch before another model may evict it.
@@ -81,14 +81,10 @@ pub(super) struct Head {
     pub ticket: TicketId,
     pub model: ModelId,
     pub gpu: GpuId,
-    /// For the head and its batch: weights if a copy must be loaded there,
-    /// plus working memory for each admission of the batch.
+    /// For the head alone: weights if a copy must be loaded there, plus its
+    /// working memory.
     pub need_mib: u64,
 }
-
-/// How many more admissions of its model a head that needs a load reserves
-/// memory for (they share the copy it loads).
-const BATCH_FOLLOWERS: usize = 1;
 
 /// The order in which blocked admissions become the head: priority, the
 /// running turn, the model's grant ratio, latest start, arrival.
@@ -437,12 +433,10 @@ impl Engine {
             }
         }
         let reserved = &mut pass.reserved;
-        // The head may use its own reservation, but must leave its batch's
-        // part of it: the batch is placed with it. A ticket of a higher level
-        // than the head's ignores the reservation.
+        // The head may use its own reservation; so may a ticket of a higher
+        // level than the head's (priority comes first).
         let lift = match self.head {
-            Some(h) if h.ticket == ticket => self.own_need(model, h.gpu).min(h.need_mib),
-            Some(h) if key.0 < self.tickets[&h.ticket].key.0 => h.need_mib,
+            Some(h) if h.ticket == ticket || key.0 < self.tickets[&h.ticket].key.0 => h.need_mib,
             _ => 0,
         };
         if let Some(h) = self.head {
@@ -611,14 +605,6 @@ impl Engine {
         }
     }
 
-    /// Whether the pod of `ticket` has a slot free for it.
-    fn has_free_slot(&self, ticket: TicketId) -> bool {
-        self.tickets
-            .get(&ticket)
-            .and_then(|t| self.allocations.get(&t.token))
-            .is_some_and(|a| matches!(a.kind, AllocKind::Slots(n) if a.in_use < n))
-    }
-
     /// Whether the head still waits and can still be served where it holds memory.
     fn head_holds(&self, h: Head) -> bool {
         let pool = self.pool(h.gpu);
@@ -666,29 +652,17 @@ impl Engine {
     }
 
     /// Makes `ticket` the head, on the GPU where its model will fit soonest,
-    /// with memory for the batch that can share its copy there.
+    /// holding what it alone needs there.
+    ///
+    /// It holds no memory for others of its model that could share a copy
+    /// it loads: they join the copy when the head is placed if memory allows.
+    /// Holding it for one such follower made every cold head wait for
+    /// another task's working memory to drain before its load could start,
+    /// and kept that memory idle through the load; the overloaded simulation
+    /// served 14 % fewer Stable Diffusion tasks that way (benches/README.md,
+    /// "Head reservation").
     fn appoint_head(&self, ticket: TicketId, model: ModelId) -> Option<Head> {
-        let (gpu, one) = self.eventual_gpu(model)?;
-        let spec = self.model(model);
-        // A batch amortises a load: only a head that needs a new copy takes
-        // one more admission of its model with it (if the copy may serve two
-        // at once). A warm head holds no more than its own working memory.
-        let pins = self.pool(gpu).residents.peek(&model).map(|r| r.pins);
-        let room = match pins {
-            None if spec.max_concurrency > 1 => BATCH_FOLLOWERS,
-            _ => 0,
-        };
-        // Only admissions whose pod has a free slot can join the batch: a pod
-        // waiting for its own slot must not enlarge (or shrink) anyone's
-        // reservation.
-        let others = self
-            .queue
-            .values()
-            .filter(|q| q.model == model && q.ticket != ticket && self.has_free_slot(q.ticket))
-            .take(room)
-            .count() as u64;
-        let need_mib =
-            (one + others * spec.working_mib).min(self.pool(gpu).capacity_for_models_mib());
+        let (gpu, need_mib) = self.eventual_gpu(model)?;
         Some(Head {
             ticket,
             model,

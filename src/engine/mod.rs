@@ -32,8 +32,8 @@
 //! # Fairness under overload
 //! Queued work is placed in priority then arrival order, around **one head
 //! reservation**: the blocked admission of the least-served model (lowest
-//! recent grant ratio) at the highest waiting priority holds memory on one
-//! GPU for itself and the admissions that can share its copy. Nothing placed
+//! recent grant ratio) at the highest waiting priority holds what it needs on
+//! one GPU (weights if it needs a copy, plus its working memory). Nothing placed
 //! after it may eat into that memory, so it is placed once the tasks that
 //! held the memory when it was chosen have ended; its model then keeps the
 //! head for one turn (load time plus two task times) so the copy serves a

@@ -249,7 +249,8 @@ pub struct HeadStatus {
     /// Work of a higher priority is placed regardless of the reservation.
     pub priority: i32,
     pub gpu: GpuId,
-    /// Held for it and the admissions of its model that share its copy.
+    /// Held for it alone: the weights if it needs a new copy, plus its
+    /// working memory.
     pub reserved_mib: u64,
 }
 

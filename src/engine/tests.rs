@@ -1303,3 +1303,63 @@ fn a_saturated_queue_places_one_admission_per_release() {
         e.audit().expect("ledgers agree");
     }
 }
+
+/// A head that needs a new copy holds only what it needs itself: its load
+/// starts as soon as that is free, and a second admission of its model joins
+/// the copy when its own working memory frees up, not before the load.
+#[test]
+fn a_cold_head_starts_its_load_once_its_own_need_is_free() {
+    let models = vec![
+        model("filler", 2_000, 3_000, 3, 10),
+        model("big", 4_000, 2_000, 2, 1_000),
+    ];
+    let mut e = engine_with(&[12_000], models, EvictionPolicy::Lru);
+    // Three filler tasks: 11 000 of 12 000 MiB.
+    let f: Vec<Lease> = (0..3).map(|i| lease_for(&mut e, "filler", t(i))).collect();
+    effects(&mut e);
+    // A short waiter becomes the head; when it gives up, b1 follows it with
+    // b2 already waiting beside it.
+    let brief = AdmitRequest {
+        wait: Wait::For(Duration::from_millis(5)),
+        ..req("big")
+    };
+    let Admission::Pending(_) = e.admit(&brief, t(10)).unwrap() else {
+        panic!("big waits")
+    };
+    let Admission::Pending(b1) = e.admit(&req("big"), t(11)).unwrap() else {
+        panic!("big waits")
+    };
+    let Admission::Pending(b2) = e.admit(&req("big"), t(12)).unwrap() else {
+        panic!("big waits")
+    };
+    e.tick(t(16));
+    effects(&mut e);
+    assert_eq!(
+        e.head().map(|h| (h.ticket, h.reserved_mib)),
+        Some((b1, 6_000)),
+        "weights and its own working memory, nothing for b2"
+    );
+    e.release(f[0].id, None, t(20)).unwrap(); // 4 000 free: not yet
+    assert!(effects(&mut e).is_empty());
+    e.release(f[1].id, None, t(21)).unwrap(); // 7 000 free: the head's 6 000
+    let big = e.model_id("big").unwrap();
+    let fx = effects(&mut e);
+    assert!(
+        fx.iter()
+            .any(|x| matches!(x, Effect::Load { model, .. } if *model == big)),
+        "the head's load starts without waiting for b2's working memory: {fx:?}"
+    );
+    assert!(e.pending(b1).and_then(|p| p.loading_on).is_some());
+    assert_eq!(
+        e.pending(b2).and_then(|p| p.loading_on),
+        None,
+        "1 000 MiB left: b2 waits for its 2 000"
+    );
+    e.release(f[2].id, None, t(22)).unwrap();
+    effects(&mut e);
+    assert!(
+        e.pending(b2).and_then(|p| p.loading_on).is_some(),
+        "b2 joins the loading copy once its working memory is free"
+    );
+    audit(&e);
+}
