@@ -100,6 +100,11 @@ pub(crate) struct Limits {
     /// sends nothing, or a header a byte at a time, holds its connection
     /// forever, and enough of them take every place under the cap.
     pub header_timeout: std::time::Duration,
+    /// How long the daemon's writes to a client may stay blocked (it reads
+    /// nothing) before the connection is closed: a status page whose reader
+    /// stopped, or a scraper that hung mid-response, would otherwise hold
+    /// its place, and hold up shutdown, for good.
+    pub write_stall: std::time::Duration,
 }
 
 pub(crate) const LIMITS: Limits = Limits {
@@ -107,6 +112,7 @@ pub(crate) const LIMITS: Limits = Limits {
     // cap (`crate::daemon`).
     max_connections: 64,
     header_timeout: std::time::Duration::from_secs(10),
+    write_stall: std::time::Duration::from_secs(30),
 };
 
 /// Serves `app` on `listener` within `limits` until `shutdown` fires, then
@@ -155,7 +161,8 @@ pub(crate) async fn serve_guarded(
         // hyper's header timeout starts at a request's first byte: until
         // then the guard's deadline holds (and the guard holds the place).
         let stream =
-            crate::uds::guard::Guarded::with_handshake(stream, place, 1, limits.header_timeout);
+            crate::uds::guard::Guarded::with_handshake(stream, place, 1, limits.header_timeout)
+                .with_write_stall(limits.write_stall);
         connections.spawn(async move {
             let mut builder = Builder::new(TokioExecutor::new()).http1_only();
             builder
@@ -301,11 +308,16 @@ mod tests {
     async fn silent_and_slow_clients_cannot_hold_the_port() {
         let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = Router::new().route("/healthz", get(|| async { "ok\n" }));
+        // More than the loopback socket buffers hold, so that a client that
+        // does not read blocks the server's writes.
+        let app = Router::new()
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/big", get(|| async { vec![b'x'; 64 << 20] }));
         let trigger = shutdown::Trigger::new();
         let limits = Limits {
             max_connections: 2,
             header_timeout: Duration::from_millis(300),
+            write_stall: Duration::from_millis(300),
         };
         let server = tokio::spawn(serve_guarded(listener, app, limits, trigger.signal()));
         assert!(fetch(addr).await.ends_with("ok\n"), "a request is served");
@@ -328,6 +340,15 @@ mod tests {
             "served again after the timeout"
         );
 
+        // A client asks for a large response and never reads it. Graceful
+        // shutdown waits for responses in flight: without the write stall
+        // limit this one would never finish, and neither would the server.
+        let mut stalled = TcpStream::connect(addr).await.unwrap();
+        stalled
+            .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(fetch(addr).await.ends_with("ok\n"), "one place left");
         trigger.fire();
         tokio::time::timeout(BOUND, server)
             .await

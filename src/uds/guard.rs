@@ -1,6 +1,7 @@
 //! What one connection may hold of the daemon (issue 16, item 2): a place
 //! under its socket's connection cap, for as long as it lives, and a
-//! deadline for the HTTP/2 handshake.
+//! deadline for the HTTP/2 handshake (and, for the HTTP port, a bound on how
+//! long a peer may leave the daemon's writes blocked).
 //!
 //! Nothing else times out a connection that says nothing: hyper waits for
 //! the client preface forever. 1 100 such connections on the task socket
@@ -41,6 +42,11 @@ pub struct Guarded<S> {
     read: usize,
     /// How many bytes make the handshake.
     handshake: usize,
+    /// How long a write may stay blocked (the peer reads nothing) before
+    /// the connection is closed; `None`: forever.
+    write_stall: Option<Duration>,
+    /// Armed while a write is blocked.
+    stalled: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> Guarded<S> {
@@ -63,7 +69,44 @@ impl<S> Guarded<S> {
             deadline: Some(Box::pin(tokio::time::sleep(timeout))),
             read: 0,
             handshake: bytes,
+            write_stall: None,
+            stalled: None,
         }
+    }
+
+    /// Also closes the connection when the peer has read nothing for
+    /// `limit` while the daemon had something to send it: a client that
+    /// asks for a response, or a stream of them, and stops reading would
+    /// otherwise hold its place (and its buffered response) for good, and
+    /// hold up a graceful shutdown waiting for that response to finish.
+    pub(crate) fn with_write_stall(mut self, limit: Duration) -> Guarded<S> {
+        self.write_stall = Some(limit);
+        self
+    }
+
+    /// Passes on a write's outcome, timing how long writes stay blocked.
+    fn watch_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        let Some(limit) = self.write_stall else {
+            return polled;
+        };
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the peer read nothing within the write stall limit; closing",
+            )));
+        }
+        Poll::Pending
     }
 
     pub fn get_ref(&self) -> &S {
@@ -105,7 +148,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.watch_write(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -113,7 +158,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.watch_write(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -121,7 +168,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.watch_write(cx, polled)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -167,6 +216,54 @@ mod tests {
         );
         drop(conn);
         assert_eq!(cap.available_permits(), 1, "its place is back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_stops_reading_is_closed_at_the_write_stall_limit() {
+        let cap = Arc::new(Semaphore::new(1));
+        let (mut client, server) = tokio::io::duplex(64);
+        let limit = Duration::from_secs(30);
+        let mut conn = Guarded::with_handshake(server, place(&cap), 1, HANDSHAKE_TIMEOUT)
+            .with_write_stall(limit);
+        // A reading peer: far more than the pipe holds goes through, however
+        // long it takes in all, as long as each wait is under the limit.
+        let reader = tokio::spawn(async move {
+            let mut got = 0;
+            let mut buf = [0u8; 16];
+            while got < 1024 {
+                tokio::time::sleep(limit / 2).await;
+                got += client.read(&mut buf).await.unwrap();
+            }
+            client
+        });
+        conn.write_all(&[1u8; 1024]).await.unwrap();
+        let _client = reader.await.unwrap();
+        // Now it stops reading: the pipe fills, and the write that blocks
+        // fails at the limit, not before and not later.
+        let started = tokio::time::Instant::now();
+        let e = tokio::time::timeout(limit * 2, conn.write_all(&[2u8; 1024]))
+            .await
+            .expect("closed at the limit")
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), limit);
+        drop(conn);
+        assert_eq!(cap.available_permits(), 1, "its place is back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_write_stall_limit_a_blocked_write_waits() {
+        let cap = Arc::new(Semaphore::new(1));
+        let (_client, server) = tokio::io::duplex(64);
+        let mut conn = Guarded::new(server, place(&cap));
+        let write = tokio::spawn(async move { conn.write_all(&[0u8; 1024]).await });
+        tokio::time::advance(HANDSHAKE_TIMEOUT * 100).await;
+        tokio::task::yield_now().await;
+        assert!(
+            !write.is_finished(),
+            "the gRPC sockets keep their flow control"
+        );
+        write.abort();
     }
 
     #[tokio::test(start_paused = true)]
