@@ -38,6 +38,7 @@ pub(crate) struct EventSpec {
 /// | `PoolOvercommitted` | Warning | `GpuPoolOvercommitted` |
 /// | `RuntimeLost` | Warning | `ModelRuntimeLost` |
 /// | `RuntimeBack` | Normal | `ModelRuntimeRecovered` |
+/// | `RuntimeDrifted` | Warning | `ModelRuntimeDrifted` |
 /// | `ModelOutgrewCatalog` | Warning | `ModelOutgrewCatalog` |
 ///
 /// Everything else — admissions, leases, queue changes, successful loads,
@@ -124,6 +125,21 @@ pub(crate) fn event_for(kind: &EventKind) -> Option<EventSpec> {
             format!(
                 "model runtime {runtime} answers again: {adopted} model cop{} it holds adopted, \
                  {dropped} it lost dropped",
+                if *adopted == 1 { "y" } else { "ies" }
+            ),
+        ),
+        EventKind::RuntimeDrifted {
+            runtime,
+            adopted,
+            dropped,
+        } => (
+            EventType::Warning,
+            "ModelRuntimeDrifted",
+            "Reconcile",
+            format!(
+                "model runtime {runtime} was changed directly: {adopted} model cop{} it loaded \
+                 adopted, {dropped} it unloaded dropped (their leases revoked); load and unload \
+                 through the daemon to keep its admission accounting exact",
                 if *adopted == 1 { "y" } else { "ies" }
             ),
         ),
@@ -335,6 +351,23 @@ mod tests {
         assert_eq!(
             back.note,
             "model runtime triton answers again: 1 model copy it holds adopted, 2 it lost dropped"
+        );
+        let drift = event_for(&EventKind::RuntimeDrifted {
+            runtime: "triton",
+            adopted: 2,
+            dropped: 0,
+        })
+        .expect("an event");
+        assert_eq!(
+            (drift.type_, drift.reason),
+            (EventType::Warning, "ModelRuntimeDrifted")
+        );
+        assert!(
+            drift
+                .note
+                .starts_with("model runtime triton was changed directly: 2 model copies it loaded"),
+            "{}",
+            drift.note
         );
     }
 

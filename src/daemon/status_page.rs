@@ -377,6 +377,17 @@ fn line(ev: &Event, clock: Clock) -> Option<EventView> {
             "runtime",
             format!("model runtime {runtime} reachable: {adopted} adopted, {dropped} dropped"),
         ),
+        EventKind::RuntimeDrifted {
+            runtime,
+            adopted,
+            dropped,
+        } => (
+            Level::Warning,
+            "runtime",
+            format!(
+                "model runtime {runtime} changed behind the daemon: {adopted} adopted, {dropped} dropped"
+            ),
+        ),
         EventKind::ModelOutgrewCatalog {
             copy,
             catalog_mib,

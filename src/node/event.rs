@@ -89,6 +89,17 @@ pub(crate) enum EventKind {
         /// leases revoked).
         dropped: usize,
     },
+    /// While it answered, the model runtime's list of copies differed from
+    /// the ledger (someone loaded or unloaded models in it directly), and
+    /// the ledger followed it.
+    RuntimeDrifted {
+        runtime: &'static str,
+        /// Copies it holds that the ledger did not (now idle residents).
+        adopted: usize,
+        /// Copies the ledger held that it no longer does (dropped; their
+        /// leases revoked).
+        dropped: usize,
+    },
     /// A measured copy occupies more than its catalog entry says (by more
     /// than [`OUTGROWN_PERCENT`]): the catalog wants updating, or the
     /// backend keeps more than the weights.

@@ -146,6 +146,7 @@ pub(super) fn event_kind(kind: &EventKind) -> Body {
             reason: reason.clone(),
             adopted: 0,
             dropped: 0,
+            drifted: false,
         }),
         EventKind::RuntimeBack {
             runtime,
@@ -157,6 +158,19 @@ pub(super) fn event_kind(kind: &EventKind) -> Body {
             reason: String::new(),
             adopted: *adopted as u32,
             dropped: *dropped as u32,
+            drifted: false,
+        }),
+        EventKind::RuntimeDrifted {
+            runtime,
+            adopted,
+            dropped,
+        } => Body::Runtime(pb::RuntimeEvent {
+            kind: (*runtime).to_owned(),
+            reachable: true,
+            reason: String::new(),
+            adopted: *adopted as u32,
+            dropped: *dropped as u32,
+            drifted: true,
         }),
         EventKind::ModelOutgrewCatalog {
             copy,

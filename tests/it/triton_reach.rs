@@ -319,6 +319,12 @@ async fn models_unloaded_or_loaded_behind_the_daemons_back_are_reconciled() {
         unreachable!()
     };
     assert_eq!(gone.reason, "runtime_lost");
+    let drift = |e: &pb::watch_event::Event| match e {
+        pb::watch_event::Event::Runtime(r) if r.drifted => Some((r.adopted, r.dropped)),
+        _ => None,
+    };
+    let said = next_matching(&mut events, |e| drift(e).is_some()).await;
+    assert_eq!(drift(&said), Some((0, 1)), "watchers are told of the drift");
     assert!(ledger_is_empty(&admin_status(&d).await));
 
     t.repository_model_load(tpb::RepositoryModelLoadRequest {
@@ -327,14 +333,9 @@ async fn models_unloaded_or_loaded_behind_the_daemons_back_are_reconciled() {
     })
     .await
     .expect("someone loads a catalog model in Triton");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while residents(&admin_status(&d).await).is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not adopted within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let said = next_matching(&mut events, |e| drift(e).is_some()).await;
+    assert_eq!(drift(&said), Some((1, 0)), "adopted, and watchers are told");
+    assert_eq!(residents(&admin_status(&d).await).len(), 1);
     let warm = lease_of(&mut c, admit(&d.token, "other")).await;
     assert!(warm.warm, "adopted, it serves warm");
     d.daemon.shutdown().await;

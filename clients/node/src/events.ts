@@ -112,16 +112,20 @@ export interface KubeletEvent extends Head {
 
 /**
  * The node's model runtime stopped answering (`reachable` false: admissions
- * are refused UNAVAILABLE until it answers again) or answers again.
+ * are refused UNAVAILABLE until it answers again), answers again, or,
+ * answering throughout, was changed directly (`drifted`: models loaded or
+ * unloaded in it behind the daemon's back; the ledger followed).
  */
 export interface RuntimeEvent extends Head {
   type: 'runtime';
   kind: string;
   reachable: boolean;
   reason: string;
-  /** On its return: copies adopted, and copies it had lost (their leases revoked). */
+  /** On its return or a drift: copies adopted, and copies it had lost (their leases revoked). */
   adopted: number;
   dropped: number;
+  /** Reachable throughout: `adopted` and `dropped` count the drift. */
+  drifted: boolean;
 }
 
 /** A measured copy occupies more than its catalog entry says (> 10 %). */
@@ -227,6 +231,7 @@ export function fromWire(ev: WatchEventMessage): VisionEvent {
         reason: r?.reason ?? '',
         adopted: r?.adopted ?? 0,
         dropped: r?.dropped ?? 0,
+        drifted: r?.drifted ?? false,
       };
     }
     case 'modelOutgrewCatalog': {

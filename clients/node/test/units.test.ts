@@ -134,7 +134,10 @@ describe('events and errors', () => {
     assert.equal(fromWire({ seq: '1', atMs: '1', missed: '0' } as never).type, 'unknown');
     const lost = fromWire({ seq: '4', atMs: '5', missed: '0', event: 'runtime', runtime: { kind: 'triton', reachable: false, reason: 'connection refused', adopted: 0, dropped: 0 } } as never);
     assert.ok(lost.type === 'runtime');
-    assert.deepEqual([lost.kind, lost.reachable, lost.reason], ['triton', false, 'connection refused']);
+    assert.deepEqual([lost.kind, lost.reachable, lost.reason, lost.drifted], ['triton', false, 'connection refused', false]);
+    const drift = fromWire({ seq: '5', atMs: '6', missed: '0', event: 'runtime', runtime: { kind: 'triton', reachable: true, reason: '', adopted: 1, dropped: 0, drifted: true } } as never);
+    assert.ok(drift.type === 'runtime');
+    assert.deepEqual([drift.reachable, drift.drifted, drift.adopted, drift.dropped], [true, true, 1, 0]);
     const grew = fromWire({ seq: '6', atMs: '7', missed: '0', event: 'modelOutgrewCatalog', modelOutgrewCatalog: { model: 'sam', gpuIndex: 0, gpuUuid: 'GPU-0', catalogMib: '2400', measuredMib: '3100' } } as never);
     assert.ok(grew.type === 'modelOutgrewCatalog');
     assert.deepEqual([grew.model, grew.catalogMib, grew.measuredMib], ['sam', 2400, 3100]);

@@ -20,6 +20,7 @@ from vision_node import (
     PermissionDenied,
     QueueChanged,
     RetryPolicy,
+    RuntimeChanged,
     Unavailable,
     UnknownEvent,
     VisionError,
@@ -155,6 +156,9 @@ def test_wire_events_become_typed_events() -> None:
     )
     assert isinstance(ev4, AdmissionRejected)
     assert (ev4.model, ev4.reason, ev4.code) == ("sd3b", "deadline_exceeded", "DEADLINE_EXCEEDED")
+    ev5 = from_pb(pb.WatchEvent(runtime=pb.RuntimeEvent(kind="triton", reachable=True, adopted=1, drifted=True)))
+    assert isinstance(ev5, RuntimeChanged)
+    assert (ev5.reachable, ev5.drifted, ev5.adopted, ev5.dropped) == (True, True, 1, 0)
 
 
 def test_every_event_kind_of_the_proto_has_a_type() -> None:

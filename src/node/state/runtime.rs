@@ -208,6 +208,12 @@ impl State {
                 dropped = done.dropped,
                 "the model runtime's copies had drifted from the ledger; reconciled"
             );
+            let kind = EventKind::RuntimeDrifted {
+                runtime: self.runtime_kind,
+                adopted: done.adopted,
+                dropped: done.dropped,
+            };
+            self.emit(now, None, kind);
         }
         done
     }

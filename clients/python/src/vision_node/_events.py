@@ -169,18 +169,23 @@ class KubeletRegistration(Event):
 @dataclass(frozen=True)
 class RuntimeChanged(Event):
     """The node's model runtime stopped answering (``reachable`` false:
-    admissions are refused UNAVAILABLE until it answers again) or answers
-    again (residency rebuilt from its list of copies)."""
+    admissions are refused UNAVAILABLE until it answers again), answers
+    again (residency rebuilt from its list of copies), or, answering
+    throughout, was changed directly (``drifted``: models loaded or unloaded
+    in it behind the daemon's back; the ledger followed)."""
 
     #: bookkeeping, grpc or triton.
     kind: str
     reachable: bool
     #: Why it is unreachable.
     reason: str
-    #: On its return: copies it held that were adopted, and copies it had
-    #: lost that left the ledger (their leases revoked, reason runtime_lost).
+    #: On its return or a drift: copies it held that were adopted, and
+    #: copies it had lost that left the ledger (their leases revoked, reason
+    #: runtime_lost).
     adopted: int
     dropped: int
+    #: Reachable throughout; ``adopted`` and ``dropped`` count the drift.
+    drifted: bool
 
 
 @dataclass(frozen=True)
@@ -257,7 +262,13 @@ def from_pb(ev: pb.WatchEvent) -> Event:
     if kind == "runtime":
         r = ev.runtime
         return RuntimeChanged(
-            *head, kind=r.kind, reachable=r.reachable, reason=r.reason, adopted=r.adopted, dropped=r.dropped
+            *head,
+            kind=r.kind,
+            reachable=r.reachable,
+            reason=r.reason,
+            adopted=r.adopted,
+            dropped=r.dropped,
+            drifted=r.drifted,
         )
     if kind == "model_outgrew_catalog":
         m = ev.model_outgrew_catalog

@@ -265,18 +265,20 @@ class WatchEvent(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., at_ms: _Optional[int] = ..., missed: _Optional[int] = ..., time_unix_ms: _Optional[int] = ..., lease_granted: _Optional[_Union[LeaseEvent, _Mapping]] = ..., lease_released: _Optional[_Union[LeaseEvent, _Mapping]] = ..., lease_expired: _Optional[_Union[LeaseEvent, _Mapping]] = ..., lease_revoked: _Optional[_Union[LeaseEvent, _Mapping]] = ..., model_loading: _Optional[_Union[ModelEvent, _Mapping]] = ..., model_loaded: _Optional[_Union[ModelEvent, _Mapping]] = ..., model_evicted: _Optional[_Union[ModelEvent, _Mapping]] = ..., model_load_failed: _Optional[_Union[ModelEvent, _Mapping]] = ..., gpu_health: _Optional[_Union[GpuHealthEvent, _Mapping]] = ..., queue: _Optional[_Union[QueueEvent, _Mapping]] = ..., admission_rejected: _Optional[_Union[AdmissionRejected, _Mapping]] = ..., pool: _Optional[_Union[PoolEvent, _Mapping]] = ..., kubelet: _Optional[_Union[KubeletEvent, _Mapping]] = ..., runtime: _Optional[_Union[RuntimeEvent, _Mapping]] = ..., model_outgrew_catalog: _Optional[_Union[ModelMemoryEvent, _Mapping]] = ...) -> None: ...
 
 class RuntimeEvent(_message.Message):
-    __slots__ = ("kind", "reachable", "reason", "adopted", "dropped")
+    __slots__ = ("kind", "reachable", "reason", "adopted", "dropped", "drifted")
     KIND_FIELD_NUMBER: _ClassVar[int]
     REACHABLE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     ADOPTED_FIELD_NUMBER: _ClassVar[int]
     DROPPED_FIELD_NUMBER: _ClassVar[int]
+    DRIFTED_FIELD_NUMBER: _ClassVar[int]
     kind: str
     reachable: bool
     reason: str
     adopted: int
     dropped: int
-    def __init__(self, kind: _Optional[str] = ..., reachable: bool = ..., reason: _Optional[str] = ..., adopted: _Optional[int] = ..., dropped: _Optional[int] = ...) -> None: ...
+    drifted: bool
+    def __init__(self, kind: _Optional[str] = ..., reachable: bool = ..., reason: _Optional[str] = ..., adopted: _Optional[int] = ..., dropped: _Optional[int] = ..., drifted: bool = ...) -> None: ...
 
 class ModelMemoryEvent(_message.Message):
     __slots__ = ("model", "gpu_index", "gpu_uuid", "catalog_mib", "measured_mib")
