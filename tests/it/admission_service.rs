@@ -23,15 +23,6 @@ fn big_and_other() -> vision_node_daemon::config::Config {
     )
 }
 
-async fn admin_watch(d: &Running) -> tonic::Streaming<pb::WatchEvent> {
-    d.admin()
-        .await
-        .watch(pb::WatchRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cold_admission_loads_then_the_next_is_warm() {
     let d = start(fast_dev_config()).await;
@@ -171,7 +162,7 @@ async fn a_full_node_queues_then_refuses_and_times_out() {
             .admit(with_timeout(admit(&token, "other"), 60_000))
             .await
     });
-    let mut watch = admin_watch(&d).await;
+    let mut watch = d.admin_watch().await;
     next_matching(&mut watch, |b| matches!(b, Body::Queue(q) if q.queued == 1)).await;
     let e = c
         .admit(with_timeout(admit(&d.token, "other"), 60_000))
@@ -370,7 +361,7 @@ async fn shutdown_answers_a_queued_admission_unavailable() {
     let d = start(big_and_other()).await;
     let mut c = d.task().await;
     c.admit(admit(&d.token, "big")).await.unwrap();
-    let mut watch = admin_watch(&d).await;
+    let mut watch = d.admin_watch().await;
     let token = d.token.clone();
     let waiting =
         tokio::spawn(async move { c.admit(with_timeout(admit(&token, "other"), 60_000)).await });
@@ -524,7 +515,7 @@ async fn a_caller_that_gives_up_leaves_the_queue() {
     let d = start(big_and_other()).await;
     let mut c = d.task().await;
     c.admit(admit(&d.token, "big")).await.unwrap();
-    let mut watch = admin_watch(&d).await;
+    let mut watch = d.admin_watch().await;
     // The server would wait 60 s; the client's own gRPC deadline is 300 ms.
     let mut req = tonic::Request::new(with_timeout(admit(&d.token, "other"), 60_000));
     req.set_timeout(Duration::from_millis(300));
@@ -544,6 +535,52 @@ async fn a_caller_that_gives_up_leaves_the_queue() {
         .unwrap()
         .into_inner();
     assert_eq!(status.counters.unwrap().outcomes["cancelled"], 1);
+    d.daemon.shutdown().await;
+}
+
+/// Callers killed while they wait (their connections dropped, no deadline,
+/// no goodbye), all at once: every ticket leaves the queue, each counted as
+/// cancelled, and the node serves the next caller as if they never came.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_storm_of_callers_killed_while_waiting_leaves_the_queue_empty_and_the_node_serving() {
+    const CALLERS: usize = 64;
+    let mut cfg = big_and_other();
+    cfg.admission.per_pod_queue_limit = CALLERS;
+    let d = start(cfg).await;
+    let mut c = d.task().await;
+    let big = lease_of(&mut c, admit(&d.token, "big")).await;
+    let mut watch = d.admin_watch().await;
+    let mut callers = tokio::task::JoinSet::new();
+    for _ in 0..CALLERS {
+        // A connection of its own each, as separate pods' processes have.
+        let mut own = d.task().await;
+        let req = with_timeout(admit(&d.token, "other"), 60_000);
+        callers.spawn(async move { own.admit(req).await });
+    }
+    next_matching(
+        &mut watch,
+        |b| matches!(b, Body::Queue(q) if q.queued as usize == CALLERS),
+    )
+    .await;
+    // Killed: their futures and connections dropped mid-call.
+    callers.abort_all();
+    while callers.join_next().await.is_some() {}
+    next_matching(&mut watch, |b| matches!(b, Body::Queue(q) if q.queued == 0)).await;
+    let status = d
+        .admin()
+        .await
+        .status(pb::StatusRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        status.counters.unwrap().outcomes["cancelled"],
+        CALLERS as u64
+    );
+    // Nothing of theirs is left: the memory goes to the next caller.
+    release(&mut c, &d.token, big.lease_id).await;
+    let next = lease_of(&mut c, admit(&d.token, "other")).await;
+    assert_eq!(next.model, "other");
     d.daemon.shutdown().await;
 }
 
@@ -774,7 +811,7 @@ async fn a_pod_over_its_watch_streams_is_refused_naming_its_limit_and_another_po
         _ => unreachable!(),
     }
     // The admin socket's Watch is not a pod's and is not counted.
-    admin_watch(&d).await;
+    d.admin_watch().await;
 
     // Closing one of the pod's streams gives its place back once the daemon
     // sees the stream reset (each try is a real Watch call).

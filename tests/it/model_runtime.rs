@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::common::*;
 use pb::model_runtime_server::{ModelRuntime, ModelRuntimeServer};
-use tokio::sync::mpsc;
+use pb::watch_event::Event as Body;
+use tokio::sync::{Semaphore, mpsc};
 use tonic::{Code, Request, Response, Status};
 use vision_node_daemon::config::{Config, RuntimeKind};
 use vision_node_daemon::proto::vision::v1 as pb;
@@ -18,12 +19,15 @@ enum Call {
     List,
 }
 
-/// A model server that records calls and fails loads of models named `broken*`.
+/// A model server that records calls, fails loads of models named
+/// `broken*`, never answers loads of `stuck*`, and answers loads of `gated*`
+/// when the test opens the gate.
 #[derive(Clone)]
 struct FakeRuntime {
     calls: mpsc::UnboundedSender<Call>,
     loaded: Arc<Mutex<Vec<pb::LoadedModel>>>,
     endpoint: String,
+    gate: Arc<Semaphore>,
 }
 
 #[tonic::async_trait]
@@ -42,6 +46,9 @@ impl ModelRuntime for FakeRuntime {
         if r.model.starts_with("stuck") {
             // A model server that never answers this load.
             std::future::pending::<()>().await;
+        }
+        if r.model.starts_with("gated") {
+            self.gate.acquire().await.expect("gate open").forget();
         }
         self.loaded.lock().unwrap().push(pb::LoadedModel {
             model: r.model,
@@ -85,6 +92,8 @@ impl ModelRuntime for FakeRuntime {
 
 struct Peer {
     calls: mpsc::UnboundedReceiver<Call>,
+    /// One permit answers one `gated*` load.
+    gate: Arc<Semaphore>,
     loaded: Arc<Mutex<Vec<pb::LoadedModel>>>,
     endpoint: String,
     _dir: tempfile::TempDir,
@@ -108,10 +117,12 @@ async fn serve_runtime(preloaded: Vec<(&str, usize)>) -> Peer {
             })
             .collect(),
     ));
+    let gate = Arc::new(Semaphore::new(0));
     let svc = FakeRuntime {
         calls: tx,
         loaded: Arc::clone(&loaded),
         endpoint: endpoint.clone(),
+        gate: Arc::clone(&gate),
     };
     let listener = uds::UdsListener::bind(&path, 0o600).await.unwrap();
     tokio::spawn(async move {
@@ -123,6 +134,7 @@ async fn serve_runtime(preloaded: Vec<(&str, usize)>) -> Peer {
     });
     Peer {
         calls: rx,
+        gate,
         loaded,
         endpoint,
         _dir: dir,
@@ -143,6 +155,7 @@ fn grpc_config(endpoint: &str) -> Config {
     };
     c.models.push(model("broken-model", 100, 100, 1));
     c.models.push(model("stuck-model", 100, 100, 1));
+    c.models.push(model("gated-model", 100, 100, 8));
     c
 }
 
@@ -294,5 +307,69 @@ async fn a_load_that_outlives_the_load_timeout_fails_and_is_unloaded() {
         .unwrap()
         .into_inner();
     assert!(status.gpus.iter().all(|g| g.residents.is_empty()));
+    d.daemon.shutdown().await;
+}
+
+/// Callers killed while they wait on a load (their connections dropped
+/// mid-call): they leave the load, their working memory and slots come back
+/// at once, and when the load ends nobody is granted a lease for them; the
+/// copy is idle and serves the next caller warm.
+#[tokio::test(flavor = "multi_thread")]
+async fn callers_killed_while_their_load_runs_leave_nothing_behind() {
+    const CALLERS: usize = 8;
+    let mut peer = serve_runtime(vec![]).await;
+    let d = start(grpc_config(&peer.endpoint)).await;
+    let token = d.allocate(CALLERS as u32);
+    let mut watch = d.admin_watch().await;
+    let mut callers = tokio::task::JoinSet::new();
+    for _ in 0..CALLERS {
+        let mut own = d.task().await;
+        let req = with_timeout(admit(&token, "gated-model"), 60_000);
+        callers.spawn(async move { own.admit(req).await });
+    }
+    let Call::Load(model, _) = next_call(&mut peer).await else {
+        panic!("expected the load")
+    };
+    assert_eq!(model, "gated-model");
+    next_matching(
+        &mut watch,
+        |b| matches!(b, Body::Queue(q) if q.waiting_on_load as usize == CALLERS),
+    )
+    .await;
+    callers.abort_all();
+    while callers.join_next().await.is_some() {}
+    next_matching(
+        &mut watch,
+        |b| matches!(b, Body::Queue(q) if q.waiting_on_load == 0 && q.queued == 0),
+    )
+    .await;
+    let status = admin_status(&d).await;
+    assert!(
+        status.gpus.iter().all(|g| g.working_mib == 0),
+        "their working memory is back while the load runs: {:?}",
+        status.gpus
+    );
+    assert_eq!(
+        status.counters.unwrap().outcomes["cancelled"],
+        CALLERS as u64
+    );
+
+    peer.gate.add_permits(1);
+    next_matching(
+        &mut watch,
+        |b| matches!(b, Body::ModelLoaded(m) if m.model == "gated-model"),
+    )
+    .await;
+    let status = admin_status(&d).await;
+    assert!(status.leases.is_empty(), "no lease for a dead caller");
+    let pins: Vec<u32> = status
+        .gpus
+        .iter()
+        .flat_map(|g| g.residents.iter().map(|r| r.pins))
+        .collect();
+    assert_eq!(pins, [0], "one idle copy");
+    let mut c = d.task().await;
+    let next = lease_of(&mut c, admit(&token, "gated-model")).await;
+    assert!(next.warm, "the copy they asked for serves the next caller");
     d.daemon.shutdown().await;
 }

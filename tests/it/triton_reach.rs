@@ -42,15 +42,6 @@ async fn start_ready(config: Config) -> Running {
 }
 
 /// Every event, from the admin socket.
-async fn watch_all(d: &Running) -> tonic::Streaming<pb::WatchEvent> {
-    d.admin()
-        .await
-        .watch(pb::WatchRequest::default())
-        .await
-        .expect("watch")
-        .into_inner()
-}
-
 /// The next runtime event saying `reachable`.
 async fn runtime_event(
     events: &mut tonic::Streaming<pb::WatchEvent>,
@@ -96,7 +87,7 @@ async fn triton_killed_mid_load_answers_the_waiters_at_once_and_the_daemon_recov
     let models = [("slow", "slow"), ("yolo-v8n", "tiny_onnx")];
     let d = start_ready(watched(config(&triton, 4096, &models))).await;
     let http = d.daemon.http_addr().expect("http");
-    let mut events = watch_all(&d).await;
+    let mut events = d.admin_watch().await;
     assert_eq!(http_get(http, "/readyz").await.0, 200);
     let mut c = d.task().await;
 
@@ -171,7 +162,7 @@ async fn a_lease_held_when_triton_dies_stays_valid_and_is_revoked_when_triton_re
     let mut triton = Triton::start(&[ModelDef::cpu("first"), ModelDef::cpu("second")]).await;
     let models = [("first", "first"), ("second", "second")];
     let d = start_ready(watched(config(&triton, 4096, &models))).await;
-    let mut events = watch_all(&d).await;
+    let mut events = d.admin_watch().await;
     let mut c = d.task().await;
     // An idle copy, and a pod with one slot holding a lease on the other.
     let idle = lease_of(&mut c, admit(&d.token, "second")).await;
@@ -242,7 +233,7 @@ async fn a_frozen_triton_is_lost_and_when_it_thaws_its_models_are_adopted_withou
     let triton = Triton::start(&[ModelDef::cpu("first"), ModelDef::cpu("second")]).await;
     let models = [("first", "first"), ("second", "second")];
     let d = start_ready(watched(config(&triton, 4096, &models))).await;
-    let mut events = watch_all(&d).await;
+    let mut events = d.admin_watch().await;
     let mut c = d.task().await;
     let held = lease_of(&mut c, admit(&d.token, "first")).await;
     let idle = lease_of(&mut c, admit(&d.token, "second")).await;
@@ -298,7 +289,7 @@ async fn models_unloaded_or_loaded_behind_the_daemons_back_are_reconciled() {
     );
     cfg.runtime.reconcile_interval = Duration::from_millis(300);
     let d = start_ready(watched(cfg)).await;
-    let mut events = watch_all(&d).await;
+    let mut events = d.admin_watch().await;
     let mut c = d.task().await;
     let lease = lease_of(&mut c, admit(&d.token, "yolo-v8n")).await;
     release(&mut c, &d.token, lease.lease_id).await;

@@ -102,6 +102,16 @@ impl Running {
         )
     }
 
+    /// Every event of the node, on the admin socket.
+    pub async fn admin_watch(&self) -> tonic::Streaming<pb::WatchEvent> {
+        self.admin()
+            .await
+            .watch(pb::WatchRequest::default())
+            .await
+            .expect("watch")
+            .into_inner()
+    }
+
     /// A second pod's slot allocation, as Allocate makes it; its token.
     pub fn allocate(&self, slots: u32) -> String {
         self.daemon
@@ -109,6 +119,16 @@ impl Running {
             .allocate(AllocKind::Slots(slots))
             .expect("an allocation")
     }
+}
+
+/// The node's status, on the admin socket.
+pub async fn admin_status(d: &Running) -> pb::StatusResponse {
+    d.admin()
+        .await
+        .status(pb::StatusRequest::default())
+        .await
+        .expect("status")
+        .into_inner()
 }
 
 pub fn admit(token: &str, model: &str) -> pb::AdmitRequest {

@@ -21,7 +21,7 @@ use vision_node_daemon::config::{Config, RuntimeKind, TritonConfig};
 use vision_node_daemon::proto::inference as tpb;
 use vision_node_daemon::proto::vision::v1 as pb;
 
-use crate::common::{Running, model, small_config};
+use crate::common::{model, small_config};
 
 pub use tpb::grpc_inference_service_client::GrpcInferenceServiceClient as TritonClient;
 
@@ -60,14 +60,7 @@ pub fn loaded_lines(triton: &Triton, event: &str, model: &str) -> usize {
         .count()
 }
 
-pub async fn admin_status(d: &Running) -> pb::StatusResponse {
-    d.admin()
-        .await
-        .status(pb::StatusRequest::default())
-        .await
-        .expect("status")
-        .into_inner()
-}
+pub use crate::common::admin_status;
 
 pub fn ledger_is_empty(s: &pb::StatusResponse) -> bool {
     s.gpus
