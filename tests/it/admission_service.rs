@@ -541,41 +541,39 @@ async fn a_caller_that_gives_up_leaves_the_queue() {
 /// Callers killed while they wait (their connections dropped, no deadline,
 /// no goodbye), all at once: every ticket leaves the queue, each counted as
 /// cancelled, and the node serves the next caller as if they never came.
+/// One storm in CI, 25 in the fault suite's long mode.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_storm_of_callers_killed_while_waiting_leaves_the_queue_empty_and_the_node_serving() {
     const CALLERS: usize = 64;
+    let storms = crate::fault_suite::scale(1, 25);
     let mut cfg = big_and_other();
     cfg.admission.per_pod_queue_limit = CALLERS;
     let d = start(cfg).await;
     let mut c = d.task().await;
     let big = lease_of(&mut c, admit(&d.token, "big")).await;
     let mut watch = d.admin_watch().await;
-    let mut callers = tokio::task::JoinSet::new();
-    for _ in 0..CALLERS {
-        // A connection of its own each, as separate pods' processes have.
-        let mut own = d.task().await;
-        let req = with_timeout(admit(&d.token, "other"), 60_000);
-        callers.spawn(async move { own.admit(req).await });
+    for _ in 0..storms {
+        let mut callers = tokio::task::JoinSet::new();
+        for _ in 0..CALLERS {
+            // A connection of its own each, as separate pods' processes have.
+            let mut own = d.task().await;
+            let req = with_timeout(admit(&d.token, "other"), 60_000);
+            callers.spawn(async move { own.admit(req).await });
+        }
+        next_matching(
+            &mut watch,
+            |b| matches!(b, Body::Queue(q) if q.queued as usize == CALLERS),
+        )
+        .await;
+        // Killed: their futures and connections dropped mid-call.
+        callers.abort_all();
+        while callers.join_next().await.is_some() {}
+        next_matching(&mut watch, |b| matches!(b, Body::Queue(q) if q.queued == 0)).await;
     }
-    next_matching(
-        &mut watch,
-        |b| matches!(b, Body::Queue(q) if q.queued as usize == CALLERS),
-    )
-    .await;
-    // Killed: their futures and connections dropped mid-call.
-    callers.abort_all();
-    while callers.join_next().await.is_some() {}
-    next_matching(&mut watch, |b| matches!(b, Body::Queue(q) if q.queued == 0)).await;
-    let status = d
-        .admin()
-        .await
-        .status(pb::StatusRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let status = admin_status(&d).await;
     assert_eq!(
         status.counters.unwrap().outcomes["cancelled"],
-        CALLERS as u64
+        (storms * CALLERS) as u64
     );
     // Nothing of theirs is left: the memory goes to the next caller.
     release(&mut c, &d.token, big.lease_id).await;

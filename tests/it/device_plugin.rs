@@ -185,10 +185,12 @@ async fn every_kubelet_restart_brings_exactly_one_registration_per_plugin() {
         .await
         .unwrap()
         .into_inner();
-    let restarts = kubelet_restart_loop(n.kubelet, 20).await;
+    // 20 restarts in CI, 500 in the fault suite's long mode.
+    let times = crate::fault_suite::scale(20, 500);
+    let restarts = kubelet_restart_loop(n.kubelet, times).await;
     // The daemon counts a registration once kubelet has answered it, with
-    // its event: wait for all 40 events.
-    for _ in 0..40 {
+    // its event: wait for all of them (two a restart).
+    for _ in 0..2 * times {
         next_matching(
             &mut watch,
             |b| matches!(b, Body::Kubelet(k) if k.registered),
@@ -198,7 +200,11 @@ async fn every_kubelet_restart_brings_exactly_one_registration_per_plugin() {
     let (_, metrics) = http_get(http, "/metrics").await;
     for resource in [SLOT, VRAM] {
         let series = format!("vision_kubelet_registrations_total{{resource=\"{resource}\"}}");
-        assert_eq!(sample(&metrics, &series), Some(21.0), "{series}");
+        assert_eq!(
+            sample(&metrics, &series),
+            Some(times as f64 + 1.0),
+            "{series}"
+        );
     }
     drop(restarts);
     n.d.daemon.shutdown().await;

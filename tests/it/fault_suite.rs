@@ -8,7 +8,9 @@
 //! The other faults live beside it: `fault_connections` (idle floods under
 //! a low open-files limit), `fault_restart` (`kill -9` and restart with
 //! live leases and allocations), `device_plugin`'s kubelet restart loop,
-//! and the config property tests (`src/config/load/tests.rs`).
+//! the kill storms (`admission_service`, `model_runtime`), and the config
+//! property tests (`src/config/load/tests.rs`); all of them scale with
+//! `VISION_FAULTS_LONG`.
 //! Deterministic: each round's bytes come from a fixed seed.
 
 use std::path::Path;

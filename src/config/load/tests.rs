@@ -371,8 +371,15 @@ fn edit_distance_counts_insertions_deletions_substitutions_and_swaps() {
     assert_eq!(edit_distance("", "abc"), 3);
 }
 
+/// 512 cases a property; 100× in the fault suite's long mode
+/// (`VISION_FAULTS_LONG=1`, `.ci/faults-long`).
+fn cases() -> u32 {
+    let long = std::env::var("VISION_FAULTS_LONG").is_ok_and(|v| !v.is_empty() && v != "0");
+    if long { 51_200 } else { 512 }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     /// Whatever an operator types, loading answers with a config or errors.
     #[test]
