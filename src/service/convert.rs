@@ -152,15 +152,8 @@ pub(super) fn event_kind(kind: &EventKind) -> Body {
             runtime,
             adopted,
             dropped,
-        } => Body::Runtime(pb::RuntimeEvent {
-            kind: (*runtime).to_owned(),
-            reachable: true,
-            reason: String::new(),
-            adopted: *adopted as u32,
-            dropped: *dropped as u32,
-            drifted: false,
-        }),
-        EventKind::RuntimeDrifted {
+        }
+        | EventKind::RuntimeDrifted {
             runtime,
             adopted,
             dropped,
@@ -170,7 +163,7 @@ pub(super) fn event_kind(kind: &EventKind) -> Body {
             reason: String::new(),
             adopted: *adopted as u32,
             dropped: *dropped as u32,
-            drifted: true,
+            drifted: matches!(kind, EventKind::RuntimeDrifted { .. }),
         }),
         EventKind::ModelOutgrewCatalog {
             copy,
@@ -610,6 +603,26 @@ mod tests {
         assert_eq!(r.model, "sd3b");
         assert_eq!(r.reason, "deadline_exceeded");
         assert_eq!(r.code, "DEADLINE_EXCEEDED");
+    }
+
+    #[test]
+    fn only_a_drift_is_marked_drifted_and_both_say_reachable() {
+        let back = EventKind::RuntimeBack {
+            runtime: "triton",
+            adopted: 1,
+            dropped: 2,
+        };
+        let drift = EventKind::RuntimeDrifted {
+            runtime: "triton",
+            adopted: 3,
+            dropped: 0,
+        };
+        let fields = |k| match event_kind(&k) {
+            Body::Runtime(r) => (r.reachable, r.drifted, r.adopted, r.dropped),
+            _ => panic!("not a runtime event"),
+        };
+        assert_eq!(fields(back), (true, false, 1, 2));
+        assert_eq!(fields(drift), (true, true, 3, 0));
     }
 
     #[tokio::test]
