@@ -553,13 +553,7 @@ async fn a_storm_of_callers_killed_while_waiting_leaves_the_queue_empty_and_the_
     let big = lease_of(&mut c, admit(&d.token, "big")).await;
     let mut watch = d.admin_watch().await;
     for _ in 0..storms {
-        let mut callers = tokio::task::JoinSet::new();
-        for _ in 0..CALLERS {
-            // A connection of its own each, as separate pods' processes have.
-            let mut own = d.task().await;
-            let req = with_timeout(admit(&d.token, "other"), 60_000);
-            callers.spawn(async move { own.admit(req).await });
-        }
+        let mut callers = d.waiting_callers(&d.token, "other", CALLERS).await;
         next_matching(
             &mut watch,
             |b| matches!(b, Body::Queue(q) if q.queued as usize == CALLERS),

@@ -321,12 +321,7 @@ async fn callers_killed_while_their_load_runs_leave_nothing_behind() {
     let d = start(grpc_config(&peer.endpoint)).await;
     let token = d.allocate(CALLERS as u32);
     let mut watch = d.admin_watch().await;
-    let mut callers = tokio::task::JoinSet::new();
-    for _ in 0..CALLERS {
-        let mut own = d.task().await;
-        let req = with_timeout(admit(&token, "gated-model"), 60_000);
-        callers.spawn(async move { own.admit(req).await });
-    }
+    let mut callers = d.waiting_callers(&token, "gated-model", CALLERS).await;
     let Call::Load(model, _) = next_call(&mut peer).await else {
         panic!("expected the load")
     };

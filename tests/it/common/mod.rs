@@ -112,6 +112,24 @@ impl Running {
             .into_inner()
     }
 
+    /// `n` callers admitting `model` for `token` (60 s timeout), each on a
+    /// connection of its own as separate pods' processes are; aborting the
+    /// set kills them mid-call.
+    pub async fn waiting_callers(
+        &self,
+        token: &str,
+        model: &str,
+        n: usize,
+    ) -> tokio::task::JoinSet<Result<tonic::Response<pb::AdmitResponse>, tonic::Status>> {
+        let mut callers = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            let mut own = self.task().await;
+            let req = with_timeout(admit(token, model), 60_000);
+            callers.spawn(async move { own.admit(req).await });
+        }
+        callers
+    }
+
     /// A second pod's slot allocation, as Allocate makes it; its token.
     pub fn allocate(&self, slots: u32) -> String {
         self.daemon
